@@ -1,0 +1,169 @@
+"""Accounts: cash and holdings, and the ledger moves that keep them conserved.
+
+Cash is ``available`` + ``frozen`` fen. Holdings are kept per instrument and vintage
+(vintage 0 for instruments without vintages) as ``tradable`` (sellable), ``frozen``
+(held by a live sell order, block proposal or pending retirement), ``compliance_only``
+(won at auction: can be surrendered or retired, never sold) and ``locked`` (bought
+today on an instrument with T+1 resale: sellable from the next trading day).
+
+Every function here moves amounts between those buckets or between accounts; none
+creates or destroys value except ``deposit``/``withdraw`` (operator) and fees. Callers
+emit the Balance/Holding events with ``cash_event``/``holding_event``.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from engine.schema import Balance, Holding
+
+
+class Position(msgspec.Struct, array_like=True):
+    """Tonnes of one instrument and vintage in one account."""
+
+    tradable: int = 0
+    frozen: int = 0
+    compliance_only: int = 0
+    locked: int = 0
+
+    def total(self) -> int:
+        return self.tradable + self.frozen + self.compliance_only + self.locked
+
+
+class Account(msgspec.Struct, kw_only=True):
+    account: str
+    member: str
+    type: str
+    blocked: bool = False
+    available: int = 0  # fen
+    frozen: int = 0  # fen
+    holdings: dict[str, dict[int, Position]] = {}
+    open_buy: dict[str, int] = {}  # instrument -> leaves of live buys (holding limits)
+
+
+class Member(msgspec.Struct, kw_only=True):
+    member: str
+    key_id: str
+    secret_hash: str
+    blocked: bool = False
+
+
+def position(acct: Account, instrument: str, vintage: int) -> Position:
+    """The account's position, created empty on first touch."""
+    by_vintage = acct.holdings.get(instrument)
+    if by_vintage is None:
+        by_vintage = acct.holdings[instrument] = {}
+    pos = by_vintage.get(vintage)
+    if pos is None:
+        pos = by_vintage[vintage] = Position()
+    return pos
+
+
+def total_held(acct: Account, instrument: str) -> int:
+    """All tonnes of an instrument the account holds, in every bucket and vintage."""
+    by_vintage = acct.holdings.get(instrument)
+    return sum(p.total() for p in by_vintage.values()) if by_vintage else 0
+
+
+def tradable(acct: Account, instrument: str, vintage: int | None = None) -> int:
+    by_vintage = acct.holdings.get(instrument)
+    if not by_vintage:
+        return 0
+    if vintage is not None:
+        pos = by_vintage.get(vintage)
+        return pos.tradable if pos else 0
+    return sum(p.tradable for p in by_vintage.values())
+
+
+def freeze_tonnes(acct: Account, instrument: str, qty: int, vintage: int | None = None) -> list[list[int]] | None:
+    """Freeze ``qty`` tradable tonnes, oldest vintage first (or only ``vintage``).
+
+    Returns the allocation ``[[vintage, tonnes], ...]`` or None (nothing changed) when
+    the account does not hold enough tradable tonnes.
+    """
+    by_vintage = acct.holdings.get(instrument)
+    if not by_vintage:
+        return None
+    if vintage is not None:
+        pos = by_vintage.get(vintage)
+        if pos is None or pos.tradable < qty:
+            return None
+        pos.tradable -= qty
+        pos.frozen += qty
+        return [[vintage, qty]]
+    if len(by_vintage) == 1:  # the common case: one vintage (or none)
+        ((v, pos),) = by_vintage.items()
+        if pos.tradable < qty:
+            return None
+        pos.tradable -= qty
+        pos.frozen += qty
+        return [[v, qty]]
+    if sum(p.tradable for p in by_vintage.values()) < qty:
+        return None
+    alloc: list[list[int]] = []
+    need = qty
+    for v in sorted(by_vintage):
+        pos = by_vintage[v]
+        take = min(pos.tradable, need)
+        if take:
+            pos.tradable -= take
+            pos.frozen += take
+            alloc.append([v, take])
+            need -= take
+            if not need:
+                break
+    return alloc
+
+
+def take_from_alloc(alloc: list[list[int]], qty: int) -> list[tuple[int, int]]:
+    """Consume ``qty`` tonnes of a frozen allocation, oldest vintage first."""
+    taken: list[tuple[int, int]] = []
+    while qty:
+        head = alloc[0]
+        n = head[1] if head[1] <= qty else qty
+        taken.append((head[0], n))
+        head[1] -= n
+        qty -= n
+        if not head[1]:
+            alloc.pop(0)
+    return taken
+
+
+def release_tonnes(acct: Account, instrument: str, alloc: list[list[int]]) -> list[int]:
+    """Return every tonne still in ``alloc`` from frozen to tradable; returns vintages touched."""
+    by_vintage = acct.holdings[instrument]
+    touched = []
+    for v, n in alloc:
+        if n:
+            pos = by_vintage[v]
+            pos.frozen -= n
+            pos.tradable += n
+            touched.append(v)
+    alloc.clear()
+    return touched
+
+
+def fee(notional: int, rate_e8: int) -> int:
+    """Fee in fen on a notional in fen, rounded down (so per-fill fees never exceed the
+    fee frozen for the whole order: floor is superadditive)."""
+    return notional * rate_e8 // 100_000_000 if rate_e8 else 0
+
+
+def cash_event(acct: Account, seq: int, ts: int) -> Balance:
+    return Balance(seq=seq, ts=ts, account=acct.account, member=acct.member, available=acct.available, frozen=acct.frozen)
+
+
+def holding_event(acct: Account, instrument: str, vintage: int, seq: int, ts: int) -> Holding:
+    pos = position(acct, instrument, vintage)
+    return Holding(
+        seq=seq,
+        ts=ts,
+        account=acct.account,
+        member=acct.member,
+        instrument=instrument,
+        vintage=vintage,
+        tradable=pos.tradable,
+        frozen=pos.frozen,
+        compliance_only=pos.compliance_only,
+        locked=pos.locked,
+    )

@@ -1,0 +1,258 @@
+"""Operator commands: members, accounts, cash and holdings, kill switch, halts,
+reference prices and the trading day (open, close: closing prices, DAY-order expiry,
+reference roll, T+1 release)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from engine import blocks
+from engine import reasons as R
+from engine.accounts import Account, Member, cash_event, holding_event, position
+from engine.matching import cancel, is_live
+from engine.schema import (
+    AccountCreated,
+    BlockedChanged,
+    CreateAccount,
+    CreateMember,
+    DailyStats,
+    DayClose,
+    DayClosed,
+    DayOpen,
+    DayOpened,
+    Deposit,
+    MemberCreated,
+    SetBlocked,
+    SetHalt,
+    SetReference,
+    SnapshotMark,
+    SnapshotMarked,
+    Tick,
+    Withdraw,
+)
+
+if TYPE_CHECKING:
+    from engine.engine import Engine
+
+MAX_ID = 64
+
+
+def _valid_id(value: str) -> bool:
+    return 0 < len(value) <= MAX_ID and value.isascii() and value.isprintable() and " " not in value
+
+
+def create_member(eng: Engine, cmd: CreateMember) -> None:
+    if not _valid_id(cmd.member) or not _valid_id(cmd.key_id):
+        eng.reject(cmd, R.INVALID_ORDER, "member and key_id must be 1-64 printable ASCII, no spaces", "member")
+    elif cmd.member in eng.members:
+        eng.reject(cmd, R.ALREADY_EXISTS, f"member {cmd.member!r} exists", "member")
+    elif cmd.key_id in eng.key_index:
+        eng.reject(cmd, R.ALREADY_EXISTS, f"key id {cmd.key_id!r} is in use", "key_id")
+    else:
+        eng.members[cmd.member] = Member(member=cmd.member, key_id=cmd.key_id, secret_hash=cmd.secret_hash)
+        eng.key_index[cmd.key_id] = cmd.member
+        eng.out.append(MemberCreated(seq=eng.seq, ts=eng.ts, member=cmd.member, key_id=cmd.key_id, secret_hash=cmd.secret_hash))
+
+
+def create_account(eng: Engine, cmd: CreateAccount) -> None:
+    if not _valid_id(cmd.account):
+        eng.reject(cmd, R.INVALID_ORDER, "account must be 1-64 printable ASCII, no spaces", "account")
+    elif cmd.account in eng.accounts:
+        eng.reject(cmd, R.ALREADY_EXISTS, f"account {cmd.account!r} exists", "account")
+    elif cmd.member not in eng.members:
+        eng.reject(cmd, R.UNKNOWN_MEMBER, f"unknown member {cmd.member!r}", "member")
+    else:
+        eng.accounts[cmd.account] = Account(account=cmd.account, member=cmd.member, type=cmd.type)
+        eng.out.append(AccountCreated(seq=eng.seq, ts=eng.ts, account=cmd.account, member=cmd.member, type=cmd.type))
+
+
+def _vintage(eng: Engine, cmd: Deposit | Withdraw) -> tuple[int | None, str]:
+    """The holding's vintage key (0 for instruments without vintages) or an error."""
+    assert cmd.instrument is not None
+    vintages = eng.specs[cmd.instrument].vintages
+    if not vintages:
+        return (0, "") if cmd.vintage in (None, 0) else (None, f"{cmd.instrument} has no vintages")
+    if cmd.vintage is None:
+        return None, f"{cmd.instrument} holdings need a vintage, one of {list(vintages)}"
+    if cmd.vintage not in vintages:
+        return None, f"vintage {cmd.vintage} is not listed for {cmd.instrument} ({list(vintages)})"
+    return cmd.vintage, ""
+
+
+def _money_move_failure(eng: Engine, cmd: Deposit | Withdraw) -> tuple[Account | None, int | None]:
+    acct = eng.accounts.get(cmd.account)
+    if acct is None:
+        eng.reject(cmd, R.UNKNOWN_ACCOUNT, f"unknown account {cmd.account!r}", "account")
+        return None, None
+    if cmd.cash < 0 or cmd.quantity < 0:
+        eng.reject(cmd, R.INVALID_AMOUNT, "amounts must not be negative", "cash" if cmd.cash < 0 else "quantity", account=cmd.account)
+        return None, None
+    if cmd.instrument is None:
+        if cmd.quantity or not cmd.cash:
+            eng.reject(cmd, R.INVALID_AMOUNT, "give cash, or instrument and quantity", "cash", account=cmd.account)
+            return None, None
+        return acct, None
+    if not eng.known_instrument(cmd, cmd.instrument):
+        return None, None
+    if not cmd.quantity:
+        eng.reject(cmd, R.INVALID_AMOUNT, "quantity must be positive", "quantity", account=cmd.account)
+        return None, None
+    vintage, why = _vintage(eng, cmd)
+    if vintage is None:
+        eng.reject(cmd, R.INVALID_AMOUNT, why, "vintage", account=cmd.account)
+        return None, None
+    return acct, vintage
+
+
+def deposit(eng: Engine, cmd: Deposit) -> None:
+    acct, vintage = _money_move_failure(eng, cmd)
+    if acct is None:
+        return
+    if cmd.cash:
+        acct.available += cmd.cash
+        eng.out.append(cash_event(acct, eng.seq, eng.ts))
+    if vintage is not None and cmd.instrument is not None:
+        pos = position(acct, cmd.instrument, vintage)
+        if cmd.compliance_only:
+            pos.compliance_only += cmd.quantity
+        else:
+            pos.tradable += cmd.quantity
+        eng.out.append(holding_event(acct, cmd.instrument, vintage, eng.seq, eng.ts))
+
+
+def withdraw(eng: Engine, cmd: Withdraw) -> None:
+    acct, vintage = _money_move_failure(eng, cmd)
+    if acct is None:
+        return
+    if cmd.cash > acct.available:
+        eng.reject(cmd, R.INSUFFICIENT_FUNDS, f"only {acct.available / 100:.2f} CNY available", "cash", account=cmd.account)
+        return
+    if vintage is not None and cmd.instrument is not None:
+        held = acct.holdings.get(cmd.instrument, {}).get(vintage)
+        if held is None or held.tradable < cmd.quantity:
+            eng.reject(cmd, R.INSUFFICIENT_HOLDINGS, "not enough tradable tonnes", "quantity", account=cmd.account)
+            return
+    if cmd.cash:
+        acct.available -= cmd.cash
+        eng.out.append(cash_event(acct, eng.seq, eng.ts))
+    if vintage is not None and cmd.instrument is not None:
+        position(acct, cmd.instrument, vintage).tradable -= cmd.quantity
+        eng.out.append(holding_event(acct, cmd.instrument, vintage, eng.seq, eng.ts))
+
+
+def set_blocked(eng: Engine, cmd: SetBlocked) -> None:
+    """Kill switch: blocking cancels every open order of the member/account."""
+    if (cmd.member is None) == (cmd.account is None):
+        eng.reject(cmd, R.INVALID_ORDER, "give exactly one of member or account", "member")
+        return
+    if cmd.member is not None:
+        member = eng.members.get(cmd.member)
+        if member is None:
+            eng.reject(cmd, R.UNKNOWN_MEMBER, f"unknown member {cmd.member!r}", "member")
+            return
+        member.blocked = cmd.blocked
+    else:
+        acct = eng.accounts.get(cmd.account or "")
+        if acct is None:
+            eng.reject(cmd, R.UNKNOWN_ACCOUNT, f"unknown account {cmd.account!r}", "account")
+            return
+        acct.blocked = cmd.blocked
+    eng.out.append(BlockedChanged(seq=eng.seq, ts=eng.ts, member=cmd.member, account=cmd.account, blocked=cmd.blocked))
+    if cmd.blocked:
+        for o in [o for o in eng.orders.values() if is_live(o)]:
+            if o.member == cmd.member or o.account == cmd.account:
+                cancel(eng, o, "cancelled", R.ACCOUNT_BLOCKED)
+
+
+def set_halt(eng: Engine, cmd: SetHalt) -> None:
+    if not eng.known_instrument(cmd, cmd.instrument):
+        return
+    st = eng.instruments[cmd.instrument]
+    if st.halted == cmd.halted:
+        eng.reject(cmd, R.INVALID_STATE, f"{cmd.instrument} is already {'halted' if cmd.halted else 'trading'}", "instrument")
+        return
+    st.halted = cmd.halted
+    eng.publish_phases()
+
+
+def set_reference(eng: Engine, cmd: SetReference) -> None:
+    if not eng.known_instrument(cmd, cmd.instrument):
+        return
+    spec = eng.specs[cmd.instrument]
+    if cmd.price <= 0 or cmd.price % spec.tick:
+        eng.reject(cmd, R.INVALID_TICK, "reference price must be positive and on the tick", "price")
+        return
+    eng.set_reference(cmd.instrument, cmd.price)
+
+
+def day_open(eng: Engine, cmd: DayOpen) -> None:
+    if eng.day_open:
+        eng.reject(cmd, R.INVALID_STATE, f"trading day {eng.trading_date} is already open", None)
+        return
+    eng.day_open = True
+    eng.trading_date = eng.local_date(cmd.ts)
+    for st in eng.instruments.values():
+        st.open = st.high = st.low = st.last = st.volume = st.notional = st.trades = 0
+    eng.out.append(DayOpened(seq=eng.seq, ts=eng.ts, trading_date=eng.trading_date))
+    for sym, st in eng.instruments.items():
+        eng.set_reference(sym, st.reference)
+    eng.publish_phases()
+
+
+def close_price(notional: int, volume: int, tick: int) -> int:
+    """VWAP rounded half-up to the tick."""
+    return (2 * notional + volume * tick) // (2 * volume * tick) * tick
+
+
+def day_close(eng: Engine, cmd: DayClose) -> None:
+    """Expire DAY orders, fix the closing prices, roll references, release T+1 tonnes."""
+    if not eng.day_open:
+        eng.reject(cmd, R.DAY_NOT_OPEN, "no trading day is open", None)
+        return
+    for o in [o for o in eng.orders.values() if is_live(o) and o.tif == "day"]:
+        cancel(eng, o, "expired")
+    blocks.on_day_close(eng)
+    closes: dict[str, DailyStats] = {}
+    for sym, st in eng.instruments.items():
+        spec = eng.specs[sym]
+        close = close_price(st.notional, st.volume, spec.tick) if st.volume else st.reference
+        closes[sym] = DailyStats(
+            open=st.open or close, close=close, high=st.high or close, low=st.low or close, volume=st.volume, notional=st.notional
+        )
+        st.history.append((eng.trading_date, st.notional, st.volume))
+    for acct in eng.accounts.values():  # T+1: today's purchases become sellable
+        for sym, by_vintage in acct.holdings.items():
+            for vintage, pos in by_vintage.items():
+                if pos.locked:
+                    pos.tradable += pos.locked
+                    pos.locked = 0
+                    eng.out.append(holding_event(acct, sym, vintage, eng.seq, eng.ts))
+    eng.out.append(DayClosed(seq=eng.seq, ts=eng.ts, trading_date=eng.trading_date, closes=closes))
+    for sym, stats in closes.items():
+        eng.set_reference(sym, stats.close)
+    eng.orders = {oid: o for oid, o in eng.orders.items() if is_live(o)}  # finished orders leave
+    eng.day_open = False
+    eng.publish_phases()
+
+
+def tick(eng: Engine, cmd: Tick) -> None:
+    eng.publish_phases()
+
+
+def snapshot_mark(eng: Engine, cmd: SnapshotMark) -> None:
+    eng.out.append(SnapshotMarked(seq=eng.seq, ts=eng.ts))
+
+
+HANDLERS: dict[type, Any] = {
+    CreateMember: create_member,
+    CreateAccount: create_account,
+    Deposit: deposit,
+    Withdraw: withdraw,
+    SetBlocked: set_blocked,
+    SetHalt: set_halt,
+    SetReference: set_reference,
+    DayOpen: day_open,
+    DayClose: day_close,
+    Tick: tick,
+    SnapshotMark: snapshot_mark,
+}

@@ -1,0 +1,578 @@
+"""Listing trading: place, amend, cancel and mass-cancel orders; match and settle.
+
+The pipeline of every order is risk hold -> match -> settle (MARKET_RULES §2-§3):
+``risk.check_place`` finds the first rule the order breaks (nothing is touched if one
+is), then the order's cash or tonnes are frozen, it matches against the opposite side
+at the resting prices, each fill settles delivery-versus-payment at once, and the
+rest either rests in the book or, for IOC/FOK/market orders, is cancelled and its
+hold released.
+
+Invariant kept for every live buy: ``frozen_cash == hold(price * leaves_qty)`` where
+``hold`` adds the buy fee; so a fill, amend or cancel releases exactly the difference.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from engine import risk
+from engine.accounts import (
+    Account,
+    cash_event,
+    fee,
+    freeze_tonnes,
+    holding_event,
+    position,
+    release_tonnes,
+    take_from_alloc,
+)
+from engine.book import Book, Order
+from engine.reasons import INVALID_ORDER, NOT_AUTHORIZED, UNKNOWN_ORDER
+from engine.schema import (
+    AmendOrder,
+    BookLevel,
+    CancelAll,
+    CancelOrder,
+    ExecReport,
+    PlaceOrder,
+    Trade,
+)
+
+if TYPE_CHECKING:
+    from engine.config import InstrumentSpec
+    from engine.engine import Engine
+
+SELF_TRADE = "SELF_TRADE_PREVENTION"
+NO_LIQUIDITY = "NO_LIQUIDITY"
+UNFILLED = "UNFILLED_REMAINDER"  # IOC / market remainder
+
+
+def buy_hold(price: int, qty: int, rate_e8: int) -> int:
+    """Cash a buy of ``qty`` at ``price`` must keep frozen: notional plus fee."""
+    notional = price * qty
+    return notional + (notional * rate_e8 // 100_000_000 if rate_e8 else 0)
+
+
+def report(
+    eng: Engine, o: Order, exec_type: str, last_qty: int = 0, last_price: int = 0, trade_id: int = 0, reason: str = ""
+) -> ExecReport:
+    return ExecReport(
+        seq=eng.seq,
+        ts=eng.ts,
+        order_id=o.order_id,
+        client_order_id=o.client_order_id,
+        member=o.member,
+        account=o.account,
+        instrument=o.instrument,
+        side=o.side,  # type: ignore[arg-type]
+        type=o.type,  # type: ignore[arg-type]
+        price=o.price,
+        quantity=o.quantity,
+        exec_type=exec_type,  # type: ignore[arg-type]
+        status=o.status,  # type: ignore[arg-type]
+        cum_qty=o.cum_qty,
+        leaves_qty=o.leaves_qty,
+        cum_notional=o.cum_notional,
+        tif=o.tif,  # type: ignore[arg-type]
+        last_qty=last_qty,
+        last_price=last_price,
+        trade_id=trade_id,
+        reason=reason,
+        session=o.session,
+    )
+
+
+# ---------------------------------------------------------------------- place
+
+
+def place(eng: Engine, cmd: PlaceOrder) -> None:
+    spec = eng.specs.get(cmd.instrument)
+    if spec is None:
+        if eng.owned_account(cmd, cmd.member, cmd.account) is not None:
+            eng.reject(
+                cmd,
+                "UNKNOWN_INSTRUMENT",
+                f"unknown instrument {cmd.instrument!r}",
+                "instrument",
+                account=cmd.account,
+                client_order_id=cmd.client_order_id,
+            )
+        return
+    acct = eng.accounts.get(cmd.account)
+    if acct is None or acct.member != cmd.member:
+        eng.reject(
+            cmd,
+            NOT_AUTHORIZED,
+            f"no account {cmd.account!r} for this member",
+            "account",
+            account=cmd.account,
+            client_order_id=cmd.client_order_id,
+            instrument=cmd.instrument,
+        )
+        return
+    failure = risk.check_place(eng, spec, acct, cmd)
+    if failure is not None:
+        reason, message, field = failure
+        eng.reject(cmd, reason, message, field, account=cmd.account, client_order_id=cmd.client_order_id, instrument=cmd.instrument)
+        return
+    st = eng.instruments[cmd.instrument]
+    is_buy = cmd.side == "buy"
+    price = cmd.price if cmd.type == "limit" else (st.upper if is_buy else st.lower)
+    book = eng.books[cmd.instrument]
+    order = Order(
+        order_id=eng.next_order_id,
+        client_order_id=cmd.client_order_id,
+        member=cmd.member,
+        account=cmd.account,
+        instrument=cmd.instrument,
+        side=cmd.side,
+        type=cmd.type,
+        price=price,
+        quantity=cmd.quantity,
+        tif=cmd.tif,
+        post_only=cmd.post_only,
+        stp=cmd.stp,
+        session=cmd.session,
+        ts=cmd.ts,
+        leaves_qty=cmd.quantity,
+    )
+    eng.next_order_id += 1
+    eng.orders[order.order_id] = order
+    eng.stat_orders[cmd.instrument] += 1
+    out = eng.out
+    if cmd.tif == "fok" and not fok_fillable(book, order):
+        order.leaves_qty = 0
+        order.status = "cancelled"
+        out.append(report(eng, order, "new"))
+        out.append(report(eng, order, "cancelled", reason=NO_LIQUIDITY))
+        return
+    # risk hold
+    if is_buy:
+        hold = buy_hold(price, cmd.quantity, spec.fee_buy_e8)
+        acct.available -= hold
+        acct.frozen += hold
+        order.frozen_cash = hold
+        if spec.holding_limits:
+            acct.open_buy[cmd.instrument] = acct.open_buy.get(cmd.instrument, 0) + cmd.quantity
+    else:
+        order.alloc = freeze_tonnes(acct, cmd.instrument, cmd.quantity)
+    if cmd.client_order_id:
+        eng.live_coid[(cmd.account, cmd.client_order_id)] = order.order_id
+    out.append(report(eng, order, "new"))
+    if is_buy:
+        out.append(cash_event(acct, eng.seq, eng.ts))
+    else:
+        _holding_events(eng, acct, cmd.instrument, order.alloc)
+    execute(eng, spec, book, order)
+
+
+def _holding_events(eng: Engine, acct: Account, instrument: str, alloc: list[list[int]] | None) -> None:
+    if alloc:
+        for v, _ in alloc:
+            eng.out.append(holding_event(acct, instrument, v, eng.seq, eng.ts))
+
+
+def execute(eng: Engine, spec: InstrumentSpec, book: Book, order: Order) -> None:
+    """Match a held order against the book, then rest it or cancel its remainder."""
+    opp_best = book.opposite(order.side).best_price()
+    if opp_best is not None and (order.price >= opp_best if order.side == "buy" else order.price <= opp_best):
+        match(eng, spec, book, order)
+    if order.leaves_qty and order.status not in ("cancelled", "filled"):
+        if order.type == "market" or order.tif in ("ioc", "fok"):
+            cancel(eng, order, "cancelled", UNFILLED if order.cum_qty else NO_LIQUIDITY)
+        else:
+            qty = book.side(order.side).add(order)
+            eng.out.append(BookLevel(seq=eng.seq, ts=eng.ts, instrument=order.instrument, side=order.side, price=order.price, quantity=qty))  # type: ignore[arg-type]
+
+
+def fok_fillable(book: Book, order: Order) -> bool:
+    """Would a FOK order fill completely? Own resting orders count as liquidity only
+    when self-trade prevention would cancel them (``cancel_oldest``); any other STP
+    mode meeting an own order means the FOK cannot fill whole."""
+    need = order.quantity
+    is_buy = order.side == "buy"
+    for level in book.opposite(order.side).iter_levels():
+        if (level.price > order.price) if is_buy else (level.price < order.price):
+            return False
+        for resting in level.orders():
+            if resting.account == order.account:
+                if order.stp == "cancel_oldest":
+                    continue
+                return False
+            need -= resting.leaves_qty
+            if need <= 0:
+                return True
+    return False
+
+
+def match(eng: Engine, spec: InstrumentSpec, book: Book, agg: Order) -> None:
+    """Fill ``agg`` against the opposite side while prices cross (resting price wins)."""
+    opp = book.opposite(agg.side)
+    is_buy = agg.side == "buy"
+    limit = agg.price
+    while agg.leaves_qty:
+        level = opp.best()
+        if level is None or (level.price > limit if is_buy else level.price < limit):
+            return
+        resting = level.head()
+        assert resting is not None  # a level in the index has a live order
+        if resting.account == agg.account:
+            if not self_trade(eng, agg, resting):
+                return
+            continue
+        fill(eng, spec, agg, resting, level.price, min(agg.leaves_qty, resting.leaves_qty))
+
+
+def self_trade(eng: Engine, agg: Order, resting: Order) -> bool:
+    """Apply the aggressor's STP mode; return whether matching may continue."""
+    mode = agg.stp
+    if mode == "cancel_oldest":
+        cancel(eng, resting, "cancelled", SELF_TRADE)
+        return True
+    if mode == "cancel_both":
+        cancel(eng, resting, "cancelled", SELF_TRADE)
+        cancel(eng, agg, "cancelled", SELF_TRADE)
+        return False
+    if mode == "decrement":
+        n = min(agg.leaves_qty, resting.leaves_qty)
+        for o in (resting, agg):
+            if o.leaves_qty == n:
+                cancel(eng, o, "cancelled", SELF_TRADE)
+            else:
+                reduce_leaves(eng, o, o.leaves_qty - n)
+                eng.out.append(report(eng, o, "replaced", reason=SELF_TRADE))
+        return agg.leaves_qty > 0
+    cancel(eng, agg, "cancelled", SELF_TRADE)  # cancel_newest (default)
+    return False
+
+
+def fill(eng: Engine, spec: InstrumentSpec, agg: Order, rest: Order, price: int, qty: int) -> None:
+    """One execution: update both orders, settle cash and tonnes, emit the events."""
+    trade_id = eng.next_trade_id
+    eng.next_trade_id += 1
+    notional = price * qty
+    sym = agg.instrument
+    buy, sell = (agg, rest) if agg.side == "buy" else (rest, agg)
+    buyer = eng.accounts[buy.account]
+    seller = eng.accounts[sell.account]
+    fee_b = fee(notional, spec.fee_buy_e8)
+    fee_s = fee(notional, spec.fee_sell_e8)
+    for o in (buy, sell):
+        o.leaves_qty -= qty
+        o.cum_qty += qty
+        o.cum_notional += notional
+        o.status = "partially_filled" if o.leaves_qty else "filled"
+    # buyer: the hold shrinks to cover what is left; pay notional + fee; keep the rest
+    new_hold = buy_hold(buy.price, buy.leaves_qty, spec.fee_buy_e8)
+    released = buy.frozen_cash - new_hold
+    buy.frozen_cash = new_hold
+    buyer.frozen -= released
+    buyer.available += released - notional - fee_b
+    if spec.holding_limits:
+        buyer.open_buy[sym] -= qty
+    # seller: frozen tonnes go to the buyer, proceeds less fee to available cash
+    assert sell.alloc is not None
+    delivered = take_from_alloc(sell.alloc, qty)
+    for vintage, n in delivered:
+        position(seller, sym, vintage).frozen -= n
+        pos = position(buyer, sym, vintage)
+        if spec.t1_resale:
+            pos.locked += n
+        else:
+            pos.tradable += n
+    seller.available += notional - fee_s
+    eng.fees_collected += fee_b + fee_s
+    # the resting order's level
+    side = eng.books[sym].opposite(agg.side)
+    gone = rest.leaves_qty == 0
+    if gone:
+        rest.resting = False
+    level_qty = side.reduce(price, qty, gone)
+    for o in (rest, agg):
+        if not o.leaves_qty and o.client_order_id:
+            eng.live_coid.pop((o.account, o.client_order_id), None)
+    seq, ts, out = eng.seq, eng.ts, eng.out
+    trade = Trade(
+        seq=seq,
+        ts=ts,
+        trade_id=trade_id,
+        instrument=sym,
+        price=price,
+        quantity=qty,
+        aggressor=agg.side,  # type: ignore[arg-type]
+        buy_order_id=buy.order_id,
+        sell_order_id=sell.order_id,
+        buy_account=buy.account,
+        sell_account=sell.account,
+        buy_member=buy.member,
+        sell_member=sell.member,
+        buy_fee=fee_b,
+        sell_fee=fee_s,
+        vintages=delivered if delivered[0][0] else None,
+    )
+    out.append(report(eng, rest, "trade", qty, price, trade_id))
+    out.append(report(eng, agg, "trade", qty, price, trade_id))
+    out.append(trade)
+    out.append(BookLevel(seq=seq, ts=ts, instrument=sym, side=rest.side, price=price, quantity=level_qty))  # type: ignore[arg-type]
+    out.append(cash_event(buyer, seq, ts))
+    out.append(cash_event(seller, seq, ts))
+    for vintage, _ in delivered:
+        out.append(holding_event(buyer, sym, vintage, seq, ts))
+        out.append(holding_event(seller, sym, vintage, seq, ts))
+    record_trade(eng, trade, listing=True)
+
+
+def record_trade(eng: Engine, trade: Trade, listing: bool) -> None:
+    """Keep the trade for trade.list; listing trades also make the day's statistics
+    (open, high, low, VWAP close). Block trades pass ``listing=False``."""
+    eng.trades.append(trade)
+    eng.account_trades.setdefault(trade.buy_account, []).append(trade)
+    if trade.sell_account != trade.buy_account:
+        eng.account_trades.setdefault(trade.sell_account, []).append(trade)
+    sym = trade.instrument
+    eng.stat_trades[sym] += 1
+    eng.stat_volume[sym] += trade.quantity
+    if not listing:
+        return
+    st = eng.instruments[sym]
+    price = trade.price
+    if not st.open:
+        st.open = st.high = st.low = price
+    elif price > st.high:
+        st.high = price
+    elif price < st.low:
+        st.low = price
+    st.last = price
+    st.volume += trade.quantity
+    st.notional += price * trade.quantity
+    st.trades += 1
+
+
+# ---------------------------------------------------------------------- cancel / reduce
+
+
+def reduce_leaves(eng: Engine, o: Order, new_leaves: int) -> None:
+    """Shrink a live order's open quantity (keeping its queue place) and release the
+    hold for the difference. Emits balance/holding and book-level events."""
+    spec = eng.specs[o.instrument]
+    acct = eng.accounts[o.account]
+    delta = o.leaves_qty - new_leaves
+    o.leaves_qty = new_leaves
+    o.quantity -= delta
+    if o.side == "buy":
+        new_hold = buy_hold(o.price, new_leaves, spec.fee_buy_e8)
+        released = o.frozen_cash - new_hold
+        o.frozen_cash = new_hold
+        acct.frozen -= released
+        acct.available += released
+        if spec.holding_limits:
+            acct.open_buy[o.instrument] -= delta
+        eng.out.append(cash_event(acct, eng.seq, eng.ts))
+    else:
+        assert o.alloc is not None
+        release_tail(eng, acct, o, delta)
+    if o.resting:
+        qty = eng.books[o.instrument].side(o.side).reduce(o.price, delta, False)
+        eng.out.append(BookLevel(seq=eng.seq, ts=eng.ts, instrument=o.instrument, side=o.side, price=o.price, quantity=qty))  # type: ignore[arg-type]
+
+
+def release_tail(eng: Engine, acct: Account, o: Order, n: int) -> None:
+    """Release ``n`` frozen tonnes of a sell order, newest vintage of its allocation first."""
+    alloc = o.alloc
+    assert alloc is not None
+    touched = []
+    while n:
+        tail = alloc[-1]
+        k = min(tail[1], n)
+        pos = position(acct, o.instrument, tail[0])
+        pos.frozen -= k
+        pos.tradable += k
+        touched.append(tail[0])
+        tail[1] -= k
+        n -= k
+        if not tail[1]:
+            alloc.pop()
+    for v in touched:
+        eng.out.append(holding_event(acct, o.instrument, v, eng.seq, eng.ts))
+
+
+def cancel(eng: Engine, o: Order, exec_type: str = "cancelled", reason: str = "") -> None:
+    """End a live order: leave the book, release exactly what is still held."""
+    acct = eng.accounts[o.account]
+    leaves = o.leaves_qty
+    out = eng.out
+    if o.resting:
+        o.resting = False
+        qty = eng.books[o.instrument].side(o.side).reduce(o.price, leaves, True)
+        out.append(BookLevel(seq=eng.seq, ts=eng.ts, instrument=o.instrument, side=o.side, price=o.price, quantity=qty))  # type: ignore[arg-type]
+    o.leaves_qty = 0
+    o.status = "expired" if exec_type == "expired" else "cancelled"
+    if o.client_order_id:
+        eng.live_coid.pop((o.account, o.client_order_id), None)
+    out.append(report(eng, o, exec_type, reason=reason))
+    if o.side == "buy":
+        acct.frozen -= o.frozen_cash
+        acct.available += o.frozen_cash
+        o.frozen_cash = 0
+        if eng.specs[o.instrument].holding_limits:
+            acct.open_buy[o.instrument] -= leaves
+        out.append(cash_event(acct, eng.seq, eng.ts))
+    elif o.alloc:
+        for v in release_tonnes(acct, o.instrument, o.alloc):
+            out.append(holding_event(acct, o.instrument, v, eng.seq, eng.ts))
+
+
+def is_live(o: Order) -> bool:
+    return o.leaves_qty > 0 and o.status in ("new", "partially_filled")
+
+
+def _find_live(eng: Engine, cmd: AmendOrder | CancelOrder) -> Order | None:
+    """The live order a cancel/amend names, or a reject (UNKNOWN_ORDER for anything
+    the member may not see, so another member's order ids reveal nothing)."""
+    if not cmd.order_id and not cmd.client_order_id:
+        eng.reject(cmd, INVALID_ORDER, "give order_id or client_order_id", "order_id", account=cmd.account)
+        return None
+    acct = eng.accounts.get(cmd.account)
+    if acct is None or acct.member != cmd.member:
+        eng.reject(cmd, NOT_AUTHORIZED, f"no account {cmd.account!r} for this member", "account", account=cmd.account)
+        return None
+    order_id = cmd.order_id or eng.live_coid.get((cmd.account, cmd.client_order_id), 0)
+    o = eng.orders.get(order_id)
+    if o is None or o.account != cmd.account or not is_live(o):
+        what = "is not open" if o is not None and o.account == cmd.account else "does not exist"
+        eng.reject(cmd, UNKNOWN_ORDER, f"order {what}", "order_id" if cmd.order_id else "client_order_id",
+                   account=cmd.account, order_id=cmd.order_id, client_order_id=cmd.client_order_id)  # fmt: skip
+        return None
+    return o
+
+
+def cancel_order(eng: Engine, cmd: CancelOrder) -> None:
+    """Cancel one order. Allowed in every phase (a halted book accepts cancels)."""
+    o = _find_live(eng, cmd)
+    if o is not None:
+        cancel(eng, o)
+
+
+def cancel_all(eng: Engine, cmd: CancelAll) -> None:
+    """Mass cancel by account / instrument / side / session; ``member`` empty = operator."""
+    if cmd.account is not None and cmd.member:
+        acct = eng.accounts.get(cmd.account)
+        if acct is None or acct.member != cmd.member:
+            eng.reject(cmd, NOT_AUTHORIZED, f"no account {cmd.account!r} for this member", "account", account=cmd.account)
+            return
+    if cmd.instrument is not None and cmd.instrument not in eng.specs:
+        eng.reject(cmd, "UNKNOWN_INSTRUMENT", f"unknown instrument {cmd.instrument!r}", "instrument")
+        return
+    for o in [o for o in eng.orders.values() if is_live(o)]:
+        if (
+            (not cmd.member or o.member == cmd.member)
+            and (cmd.account is None or o.account == cmd.account)
+            and (cmd.instrument is None or o.instrument == cmd.instrument)
+            and (cmd.side is None or o.side == cmd.side)
+            and (cmd.session is None or o.session == cmd.session)
+        ):
+            cancel(eng, o)
+
+
+# ---------------------------------------------------------------------- amend
+
+
+def amend(eng: Engine, cmd: AmendOrder) -> None:
+    """Replace price and/or total quantity. A pure reduction keeps queue priority;
+    a price change or an increase re-queues the order (and it may trade at once)."""
+    o = _find_live(eng, cmd)
+    if o is None:
+        return
+    spec = eng.specs[o.instrument]
+    acct = eng.accounts[o.account]
+    failure = risk.check_amend(eng, spec, acct, o, cmd)
+    if failure is not None:
+        reason, message, field = failure
+        eng.reject(
+            cmd,
+            reason,
+            message,
+            field,
+            account=cmd.account,
+            order_id=o.order_id,
+            client_order_id=o.client_order_id,
+            instrument=o.instrument,
+        )
+        return
+    new_price = o.price if cmd.price is None else cmd.price
+    new_qty = o.quantity if cmd.quantity is None else cmd.quantity
+    new_leaves = new_qty - o.cum_qty
+    if new_price == o.price and new_leaves <= o.leaves_qty:
+        if new_leaves < o.leaves_qty:
+            reduce_leaves(eng, o, new_leaves)
+        eng.out.append(report(eng, o, "replaced"))
+        return
+    requeue(eng, spec, acct, o, new_price, new_qty)
+
+
+def requeue(eng: Engine, spec: InstrumentSpec, acct: Account, o: Order, price: int, qty: int) -> None:
+    """Take the order out of its queue, re-hold for the new terms, and re-enter it as a
+    fresh copy (same order id, new time priority) that may match at once."""
+    book = eng.books[o.instrument]
+    out = eng.out
+    if o.resting:
+        o.resting = False
+        level_qty = book.side(o.side).reduce(o.price, o.leaves_qty, True)
+        out.append(BookLevel(seq=eng.seq, ts=eng.ts, instrument=o.instrument, side=o.side, price=o.price, quantity=level_qty))  # type: ignore[arg-type]
+    new = Order(
+        order_id=o.order_id,
+        client_order_id=o.client_order_id,
+        member=o.member,
+        account=o.account,
+        instrument=o.instrument,
+        side=o.side,
+        type=o.type,
+        price=price,
+        quantity=qty,
+        tif=o.tif,
+        post_only=o.post_only,
+        stp=o.stp,
+        session=o.session,
+        ts=eng.ts,
+        leaves_qty=qty - o.cum_qty,
+        cum_qty=o.cum_qty,
+        cum_notional=o.cum_notional,
+        status=o.status,
+        alloc=o.alloc,
+    )
+    old_leaves = o.leaves_qty
+    o.leaves_qty = 0  # the old copy is finished; the new one carries the order on
+    eng.orders[o.order_id] = new
+    if o.side == "buy":
+        hold = buy_hold(price, new.leaves_qty, spec.fee_buy_e8)
+        acct.frozen += hold - o.frozen_cash
+        acct.available -= hold - o.frozen_cash
+        new.frozen_cash = hold
+        o.frozen_cash = 0
+        if spec.holding_limits:
+            acct.open_buy[o.instrument] += new.leaves_qty - old_leaves
+        out.append(report(eng, new, "replaced"))
+        out.append(cash_event(acct, eng.seq, eng.ts))
+    else:
+        assert new.alloc is not None
+        held = sum(n for _, n in new.alloc)
+        if new.leaves_qty > held:
+            extra = freeze_tonnes(acct, o.instrument, new.leaves_qty - held)
+            assert extra is not None  # checked by risk.check_amend
+            new.alloc.extend(extra)
+            out.append(report(eng, new, "replaced"))
+            _holding_events(eng, acct, o.instrument, extra)
+        elif new.leaves_qty < held:
+            out.append(report(eng, new, "replaced"))
+            release_tail(eng, acct, new, held - new.leaves_qty)
+        else:
+            out.append(report(eng, new, "replaced"))
+    execute(eng, spec, book, new)
+
+
+HANDLERS: dict[type, Any] = {
+    PlaceOrder: place,
+    AmendOrder: amend,
+    CancelOrder: cancel_order,
+    CancelAll: cancel_all,
+}
