@@ -72,6 +72,9 @@ def tradable(acct: Account, instrument: str, vintage: int | None = None) -> int:
     if vintage is not None:
         pos = by_vintage.get(vintage)
         return pos.tradable if pos else 0
+    if len(by_vintage) == 1:
+        for pos in by_vintage.values():
+            return pos.tradable
     return sum(p.tradable for p in by_vintage.values())
 
 
@@ -143,6 +146,12 @@ def release_tonnes(acct: Account, instrument: str, alloc: list[list[int]]) -> li
     return touched
 
 
+def buy_hold(price: int, qty: int, rate_e8: int) -> int:
+    """Cash a buy of ``qty`` at ``price`` must keep frozen: notional plus fee."""
+    notional = price * qty
+    return notional + (notional * rate_e8 // 100_000_000 if rate_e8 else 0)
+
+
 def fee(notional: int, rate_e8: int) -> int:
     """Fee in fen on a notional in fen, rounded down (so per-fill fees never exceed the
     fee frozen for the whole order: floor is superadditive)."""
@@ -150,20 +159,9 @@ def fee(notional: int, rate_e8: int) -> int:
 
 
 def cash_event(acct: Account, seq: int, ts: int) -> Balance:
-    return Balance(seq=seq, ts=ts, account=acct.account, member=acct.member, available=acct.available, frozen=acct.frozen)
+    return Balance(seq, ts, acct.account, acct.member, acct.available, acct.frozen)
 
 
 def holding_event(acct: Account, instrument: str, vintage: int, seq: int, ts: int) -> Holding:
     pos = position(acct, instrument, vintage)
-    return Holding(
-        seq=seq,
-        ts=ts,
-        account=acct.account,
-        member=acct.member,
-        instrument=instrument,
-        vintage=vintage,
-        tradable=pos.tradable,
-        frozen=pos.frozen,
-        compliance_only=pos.compliance_only,
-        locked=pos.locked,
-    )
+    return Holding(seq, ts, acct.account, acct.member, instrument, vintage, pos.tradable, pos.frozen, pos.compliance_only, pos.locked)

@@ -20,8 +20,10 @@ import msgspec
 from sortedcontainers import SortedList
 
 
-class Order(msgspec.Struct, kw_only=True):
-    """A live (or finished) order. Mutable: the engine updates it in place."""
+class Order(msgspec.Struct):
+    """A live (or finished) order. Mutable: the engine updates it in place.
+
+    Positional construction (``matching.place``) is the hot path: keep the field order."""
 
     order_id: int
     client_order_id: str
@@ -73,24 +75,24 @@ class Level:
 
 
 class BookSide:
-    __slots__ = ("index", "is_bid", "levels")
+    """One side: levels by price, a sorted index of prices, and the cached best price
+    (reading SortedList[0] costs ~0.5 µs; the cache is refreshed only when the best
+    level appears or empties)."""
+
+    __slots__ = ("index", "is_bid", "levels", "top")
 
     def __init__(self, is_bid: bool) -> None:
         self.is_bid = is_bid
         self.levels: dict[int, Level] = {}
         self.index: SortedList = SortedList()  # bid prices negated: index[0] is best
+        self.top: int | None = None  # best price
 
     def best(self) -> Level | None:
-        if not self.index:
-            return None
-        key = self.index[0]
-        return self.levels[-key if self.is_bid else key]
+        top = self.top
+        return None if top is None else self.levels[top]
 
     def best_price(self) -> int | None:
-        if not self.index:
-            return None
-        key: int = self.index[0]
-        return -key if self.is_bid else key
+        return self.top
 
     def add(self, order: Order) -> int:
         """Queue ``order`` at the back of its level; returns the level's new quantity."""
@@ -98,7 +100,15 @@ class BookSide:
         level = self.levels.get(price)
         if level is None:
             level = self.levels[price] = Level(price)
-            self.index.add(-price if self.is_bid else price)
+            top = self.top
+            if self.is_bid:
+                self.index.add(-price)
+                if top is None or price > top:
+                    self.top = price
+            else:
+                self.index.add(price)
+                if top is None or price < top:
+                    self.top = price
         level.queue.append(order)
         order.resting = True
         level.live += 1
@@ -114,7 +124,15 @@ class BookSide:
             level.live -= 1
             if not level.live:
                 del self.levels[price]
-                self.index.remove(-price if self.is_bid else price)
+                index = self.index
+                if self.is_bid:
+                    index.remove(-price)
+                    if price == self.top:
+                        self.top = -index[0] if index else None
+                else:
+                    index.remove(price)
+                    if price == self.top:
+                        self.top = index[0] if index else None
                 return 0
         return level.qty
 

@@ -57,3 +57,22 @@ class SessionClock:
         if not self._trading:
             return False
         return in_sessions(sessions or spec.sessions or self.cal.sessions, second)
+
+    def window(self, spec: InstrumentSpec, ts: int) -> tuple[int, int, str]:
+        """(from_ts, until_ts, phase): the stretch of time around ``ts`` during which the
+        calendar phase ("open" or "closed") stays the same, never crossing midnight.
+        Lets the engine answer the per-order session check with two comparisons."""
+        local = ts // NS + self.cal.utc_offset_s
+        day, second = divmod(local, 86400)
+        day_start = (local - second - self.cal.utc_offset_s) * NS
+        if not is_trading_day(self.cal, day):
+            return day_start, day_start + 86400 * NS, "closed"
+        lo, hi = 0, 86400
+        for start, end in spec.sessions or self.cal.sessions:
+            if start <= second < end:
+                return day_start + start * NS, day_start + end * NS, "open"
+            if end <= second:
+                lo = max(lo, end)
+            elif start > second:
+                hi = min(hi, start)
+        return day_start + lo * NS, day_start + hi * NS, "closed"

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from engine import risk
 from engine.accounts import (
     Account,
+    buy_hold,
     cash_event,
     fee,
     freeze_tonnes,
@@ -27,7 +28,7 @@ from engine.accounts import (
     take_from_alloc,
 )
 from engine.book import Book, Order
-from engine.reasons import INVALID_ORDER, NOT_AUTHORIZED, UNKNOWN_ORDER
+from engine.reasons import INVALID_ORDER, NOT_AUTHORIZED, UNKNOWN_INSTRUMENT, UNKNOWN_ORDER
 from engine.schema import (
     AmendOrder,
     BookLevel,
@@ -47,39 +48,16 @@ NO_LIQUIDITY = "NO_LIQUIDITY"
 UNFILLED = "UNFILLED_REMAINDER"  # IOC / market remainder
 
 
-def buy_hold(price: int, qty: int, rate_e8: int) -> int:
-    """Cash a buy of ``qty`` at ``price`` must keep frozen: notional plus fee."""
-    notional = price * qty
-    return notional + (notional * rate_e8 // 100_000_000 if rate_e8 else 0)
-
-
 def report(
     eng: Engine, o: Order, exec_type: str, last_qty: int = 0, last_price: int = 0, trade_id: int = 0, reason: str = ""
 ) -> ExecReport:
+    """The order's execution report now. Built positionally (hot path): the argument
+    order is ExecReport's field order in ``engine.schema``."""
     return ExecReport(
-        seq=eng.seq,
-        ts=eng.ts,
-        order_id=o.order_id,
-        client_order_id=o.client_order_id,
-        member=o.member,
-        account=o.account,
-        instrument=o.instrument,
-        side=o.side,  # type: ignore[arg-type]
-        type=o.type,  # type: ignore[arg-type]
-        price=o.price,
-        quantity=o.quantity,
-        exec_type=exec_type,  # type: ignore[arg-type]
-        status=o.status,  # type: ignore[arg-type]
-        cum_qty=o.cum_qty,
-        leaves_qty=o.leaves_qty,
-        cum_notional=o.cum_notional,
-        tif=o.tif,  # type: ignore[arg-type]
-        last_qty=last_qty,
-        last_price=last_price,
-        trade_id=trade_id,
-        reason=reason,
-        session=o.session,
-    )
+        eng.seq, eng.ts, o.order_id, o.client_order_id, o.member, o.account, o.instrument, o.side, o.type,  # type: ignore[arg-type]
+        o.price, o.quantity, exec_type, o.status, o.cum_qty, o.leaves_qty, o.cum_notional, o.tif,  # type: ignore[arg-type]
+        last_qty, last_price, trade_id, reason, o.session,
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------- place
@@ -91,7 +69,7 @@ def place(eng: Engine, cmd: PlaceOrder) -> None:
         if eng.owned_account(cmd, cmd.member, cmd.account) is not None:
             eng.reject(
                 cmd,
-                "UNKNOWN_INSTRUMENT",
+                UNKNOWN_INSTRUMENT,
                 f"unknown instrument {cmd.instrument!r}",
                 "instrument",
                 account=cmd.account,
@@ -120,22 +98,9 @@ def place(eng: Engine, cmd: PlaceOrder) -> None:
     price = cmd.price if cmd.type == "limit" else (st.upper if is_buy else st.lower)
     book = eng.books[cmd.instrument]
     order = Order(
-        order_id=eng.next_order_id,
-        client_order_id=cmd.client_order_id,
-        member=cmd.member,
-        account=cmd.account,
-        instrument=cmd.instrument,
-        side=cmd.side,
-        type=cmd.type,
-        price=price,
-        quantity=cmd.quantity,
-        tif=cmd.tif,
-        post_only=cmd.post_only,
-        stp=cmd.stp,
-        session=cmd.session,
-        ts=cmd.ts,
-        leaves_qty=cmd.quantity,
-    )
+        eng.next_order_id, cmd.client_order_id, cmd.member, cmd.account, cmd.instrument, cmd.side, cmd.type, price,
+        cmd.quantity, cmd.tif, cmd.post_only, cmd.stp, cmd.session, cmd.ts, cmd.quantity,
+    )  # fmt: skip
     eng.next_order_id += 1
     eng.orders[order.order_id] = order
     eng.stat_orders[cmd.instrument] += 1
@@ -174,15 +139,20 @@ def _holding_events(eng: Engine, acct: Account, instrument: str, alloc: list[lis
 
 def execute(eng: Engine, spec: InstrumentSpec, book: Book, order: Order) -> None:
     """Match a held order against the book, then rest it or cancel its remainder."""
-    opp_best = book.opposite(order.side).best_price()
-    if opp_best is not None and (order.price >= opp_best if order.side == "buy" else order.price <= opp_best):
+    if order.side == "buy":
+        own, opp_best = book.bids, book.asks.top
+        crosses = opp_best is not None and order.price >= opp_best
+    else:
+        own, opp_best = book.asks, book.bids.top
+        crosses = opp_best is not None and order.price <= opp_best
+    if crosses:
         match(eng, spec, book, order)
     if order.leaves_qty and order.status not in ("cancelled", "filled"):
         if order.type == "market" or order.tif in ("ioc", "fok"):
             cancel(eng, order, "cancelled", UNFILLED if order.cum_qty else NO_LIQUIDITY)
         else:
-            qty = book.side(order.side).add(order)
-            eng.out.append(BookLevel(seq=eng.seq, ts=eng.ts, instrument=order.instrument, side=order.side, price=order.price, quantity=qty))  # type: ignore[arg-type]
+            qty = own.add(order)
+            eng.out.append(BookLevel(eng.seq, eng.ts, order.instrument, order.side, order.price, qty))  # type: ignore[arg-type]
 
 
 def fok_fillable(book: Book, order: Order) -> bool:
@@ -293,27 +263,14 @@ def fill(eng: Engine, spec: InstrumentSpec, agg: Order, rest: Order, price: int,
             eng.live_coid.pop((o.account, o.client_order_id), None)
     seq, ts, out = eng.seq, eng.ts, eng.out
     trade = Trade(
-        seq=seq,
-        ts=ts,
-        trade_id=trade_id,
-        instrument=sym,
-        price=price,
-        quantity=qty,
-        aggressor=agg.side,  # type: ignore[arg-type]
-        buy_order_id=buy.order_id,
-        sell_order_id=sell.order_id,
-        buy_account=buy.account,
-        sell_account=sell.account,
-        buy_member=buy.member,
-        sell_member=sell.member,
-        buy_fee=fee_b,
-        sell_fee=fee_s,
-        vintages=delivered if delivered[0][0] else None,
-    )
+        seq, ts, trade_id, sym, price, qty, agg.side, buy.order_id, sell.order_id,  # type: ignore[arg-type]
+        buy.account, sell.account, buy.member, sell.member, fee_b, fee_s, False,
+        delivered if delivered[0][0] else None,
+    )  # fmt: skip
     out.append(report(eng, rest, "trade", qty, price, trade_id))
     out.append(report(eng, agg, "trade", qty, price, trade_id))
     out.append(trade)
-    out.append(BookLevel(seq=seq, ts=ts, instrument=sym, side=rest.side, price=price, quantity=level_qty))  # type: ignore[arg-type]
+    out.append(BookLevel(seq, ts, sym, rest.side, price, level_qty))  # type: ignore[arg-type]
     out.append(cash_event(buyer, seq, ts))
     out.append(cash_event(seller, seq, ts))
     for vintage, _ in delivered:
@@ -461,7 +418,7 @@ def cancel_all(eng: Engine, cmd: CancelAll) -> None:
             eng.reject(cmd, NOT_AUTHORIZED, f"no account {cmd.account!r} for this member", "account", account=cmd.account)
             return
     if cmd.instrument is not None and cmd.instrument not in eng.specs:
-        eng.reject(cmd, "UNKNOWN_INSTRUMENT", f"unknown instrument {cmd.instrument!r}", "instrument")
+        eng.reject(cmd, UNKNOWN_INSTRUMENT, f"unknown instrument {cmd.instrument!r}", "instrument")
         return
     for o in [o for o in eng.orders.values() if is_live(o)]:
         if (

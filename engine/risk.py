@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from engine import reasons as R
-from engine.accounts import Account, total_held, tradable
+from engine.accounts import Account, buy_hold, total_held, tradable
 
 if TYPE_CHECKING:
     from engine.book import Order
@@ -82,24 +82,23 @@ def _holdings_failure(spec: InstrumentSpec, acct: Account, need: int) -> Failure
 
 
 def check_place(eng: Engine, spec: InstrumentSpec, acct: Account, cmd: PlaceOrder) -> Failure | None:
-    from engine.matching import buy_hold
-
-    if eng.is_blocked(acct):
+    """First rule a new order breaks, or None. Written straight-line: it runs for
+    every order, and each avoided call is ~0.1 µs."""
+    if acct.blocked or eng.members[acct.member].blocked:
         return R.ACCOUNT_BLOCKED, "account or member is blocked (kill switch)", "account"
     if acct.type not in spec.eligible:
         return R.NOT_ELIGIBLE, f"{acct.type} accounts may not trade {spec.symbol}", "account"
-    failure = _phase_failure(eng, spec.symbol)
-    if failure:
-        return failure
+    if eng.phase(spec.symbol, eng.ts) != "open":
+        return _phase_failure(eng, spec.symbol)
     coid = cmd.client_order_id
     if coid:
         if not valid_client_id(coid):
             return R.INVALID_ORDER, "client_order_id must be 1-36 printable ASCII characters", "client_order_id"
         if (cmd.account, coid) in eng.live_coid:
             return R.DUPLICATE_CLIENT_ORDER_ID, f"client_order_id {coid!r} is already used by a live order", "client_order_id"
-    failure = _quantity_failure(spec, cmd.quantity)
-    if failure:
-        return failure
+    qty = cmd.quantity
+    if qty < spec.min_qty or qty > spec.max_qty or qty % spec.lot:
+        return _quantity_failure(spec, qty)
     st = eng.instruments[spec.symbol]
     is_buy = cmd.side == "buy"
     if cmd.type == "market":
@@ -110,31 +109,28 @@ def check_place(eng: Engine, spec: InstrumentSpec, acct: Account, cmd: PlaceOrde
         price = st.upper if is_buy else st.lower
     else:
         price = cmd.price
-        failure = _price_failure(eng, spec, price)
-        if failure:
-            return failure
+        if price <= 0 or price % spec.tick or price < st.lower or price > st.upper:
+            return _price_failure(eng, spec, price)
     if cmd.post_only:
         if cmd.tif in ("ioc", "fok"):
             return R.INVALID_ORDER, "post-only orders must be able to rest (day or gtc)", "post_only"
-        best = eng.books[spec.symbol].opposite(cmd.side).best_price()
+        best = eng.books[spec.symbol].opposite(cmd.side).top
         if best is not None and (price >= best if is_buy else price <= best):
             return R.POST_ONLY_WOULD_CROSS, "post-only order would trade on arrival", "price"
     if is_buy:
         if spec.holding_limits:
-            failure = _holding_limit_failure(spec, acct, cmd.quantity)
+            failure = _holding_limit_failure(spec, acct, qty)
             if failure:
                 return failure
-        need = buy_hold(price, cmd.quantity, spec.fee_buy_e8)
+        need = buy_hold(price, qty, spec.fee_buy_e8)
         if acct.available < need:
             return R.INSUFFICIENT_FUNDS, f"needs {need / 100:.2f} CNY available, account has {acct.available / 100:.2f}", "quantity"
         return None
-    return _holdings_failure(spec, acct, cmd.quantity)
+    return _holdings_failure(spec, acct, qty)
 
 
 def check_amend(eng: Engine, spec: InstrumentSpec, acct: Account, o: Order, cmd: AmendOrder) -> Failure | None:
     """Rules for replacing a live order's price and/or total quantity."""
-    from engine.matching import buy_hold
-
     if cmd.price is None and cmd.quantity is None:
         return R.INVALID_ORDER, "amend needs a new price or quantity", "price"
     if eng.is_blocked(acct):

@@ -309,8 +309,12 @@ AnyCommand = (
 # --------------------------------------------------------------------------- events
 
 
-class Event(msgspec.Struct, tag_field="e", kw_only=True):
-    """Base of every event: the ``seq`` of the command that caused it, and its ``ts``."""
+class Event(msgspec.Struct, tag_field="e"):
+    """Base of every event: the ``seq`` of the command that caused it, and its ``ts``.
+
+    The events built on the order path (ExecReport, Trade, BookLevel, Balance, Holding)
+    are not keyword-only: the engine builds them positionally, which is ~5x cheaper
+    for a 20-field struct. Everything else is keyword-only for safety."""
 
     seq: int
     ts: int
@@ -329,7 +333,7 @@ class Reject(Event, tag="reject", kw_only=True):
     order_id: int = 0
 
 
-class ExecReport(Event, tag="exec", kw_only=True):
+class ExecReport(Event, tag="exec"):
     """FIX-style execution report. ``cum_notional`` (fen x tonnes) gives avg_price."""
 
     order_id: int
@@ -354,7 +358,7 @@ class ExecReport(Event, tag="exec", kw_only=True):
     session: str = ""
 
 
-class Trade(Event, tag="trade", kw_only=True):
+class Trade(Event, tag="trade"):
     trade_id: int
     instrument: str
     price: int
@@ -372,7 +376,7 @@ class Trade(Event, tag="trade", kw_only=True):
     vintages: list[tuple[int, int]] | None = None  # (vintage, tonnes) delivered
 
 
-class BookLevel(Event, tag="level", kw_only=True):
+class BookLevel(Event, tag="level"):
     """A price level's new total quantity (0 = level removed)."""
 
     instrument: str
@@ -381,14 +385,14 @@ class BookLevel(Event, tag="level", kw_only=True):
     quantity: int
 
 
-class Balance(Event, tag="balance", kw_only=True):
+class Balance(Event, tag="balance"):
     account: str
     member: str
     available: int
     frozen: int
 
 
-class Holding(Event, tag="holding", kw_only=True):
+class Holding(Event, tag="holding"):
     account: str
     member: str
     instrument: str
@@ -531,6 +535,13 @@ class BlockUpdate(Event, tag="block_update", kw_only=True):
 
 
 class Certificate(Event, tag="certificate", kw_only=True):
+    """Public proof of a retirement (``seq`` = journal sequence of the retire command).
+
+    ``vintage`` is set when all tonnes are of one vintage; ``vintages`` always breaks a
+    retirement of a vintaged instrument down as (vintage, tonnes). An event's
+    neutrality certificate has ``account``/``member``/``instrument`` empty, purpose
+    ``event_neutrality`` and ``covers``: the retirement certificates it sums up."""
+
     certificate_id: int
     account: str
     member: str
@@ -540,6 +551,8 @@ class Certificate(Event, tag="certificate", kw_only=True):
     purpose: str
     beneficiary: str
     event_id: str | None = None
+    vintages: list[tuple[int, int]] | None = None
+    covers: list[int] | None = None
 
 
 class NeutralityEvent(Event, tag="neutrality_event", kw_only=True):
