@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from engine import risk
 from engine.accounts import (
     Account,
-    buy_hold,
+    buy_hold,  # re-exported: blocks and auctions hold cash the same way
     cash_event,
     fee,
     freeze_tonnes,
@@ -42,6 +42,8 @@ from engine.schema import (
 if TYPE_CHECKING:
     from engine.config import InstrumentSpec
     from engine.engine import Engine
+
+__all__ = ["HANDLERS", "buy_hold", "cancel", "execute", "is_live", "record_trade", "report"]
 
 SELF_TRADE = "SELF_TRADE_PREVENTION"
 NO_LIQUIDITY = "NO_LIQUIDITY"
