@@ -1,24 +1,756 @@
 """Paid competitive allocation: sealed-bid, uniform-price allowance auctions (MARKET_RULES §5).
 
-State lives in ``AuctionDesk`` (part of every engine snapshot). Handlers are registered
-in ``HANDLERS`` (command type -> function(engine, command)).
+An auction round lives in ``AuctionDesk.auctions`` (part of every engine snapshot) from
+creation to its final state. Its life is driven by operator commands carrying their own
+time: create (``scheduled``) -> open (bids accepted) -> close, which clears, settles and
+publishes in the same command (``cleared``), or cancel at any point before that
+(``cancelled``, every frozen fen released).
+
+The four rule sets (``PRESETS``) are settings of one clearing algorithm (``clear``),
+copied into the auction at creation so a later change of a preset never rewrites
+history. Random tie-breaking uses ``random.Random(seed)`` with the seed carried by
+``AuctionCreate`` (chosen and journaled by the gateway), so a replay reproduces every
+draw.
+
+The *bidder* is the account: eligibility, caps and the ``bidders``/``winners`` counts
+are per account. Bids are sealed: their events are private to the bidder's member and
+nothing public (``AuctionUpdate``) carries counts, totals or prices until results are
+published.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import random
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
+from engine import reasons as R
+from engine.accounts import Account, cash_event, holding_event, position
+from engine.risk import valid_client_id
+from engine.schema import (
+    PARTICIPANT_TYPES,
+    AuctionAmendBid,
+    AuctionBid,
+    AuctionCancel,
+    AuctionClose,
+    AuctionCreate,
+    AuctionInfo,
+    AuctionOpen,
+    AuctionResults,
+    AuctionUpdate,
+    AuctionWithdrawBid,
+    BidUpdate,
+    Command,
+)
+
 if TYPE_CHECKING:
-    pass
+    from engine.config import InstrumentSpec
+    from engine.engine import Engine
+
+TieRule = Literal["time", "random", "pro_rata"]
+PriceRule = Literal["lowest_filled", "highest_rejected"]
+UnderRule = Literal["fill", "cancel"]
+
+MAX_FACTOR_PCT = 1_000
+LIVE = ("active", "amended")
+
+
+class Rules(msgspec.Struct, frozen=True, kw_only=True):
+    """The settings that distinguish the rule sets; see ``clear`` for their meaning."""
+
+    ties: TieRule
+    price: PriceRule
+    undersubscribed: UnderRule
+    irrevocable: bool = False
+
+
+PRESETS: dict[str, Rules] = {
+    "shanghai": Rules(ties="time", price="lowest_filled", undersubscribed="fill"),
+    "eu": Rules(ties="random", price="lowest_filled", undersubscribed="cancel"),
+    "quebec": Rules(ties="pro_rata", price="lowest_filled", undersubscribed="fill"),
+    "rggi": Rules(ties="time", price="highest_rejected", undersubscribed="fill"),
+}
+DEFAULT_RULE_SET = "shanghai"
+
+
+class Bid(msgspec.Struct, kw_only=True, array_like=True):
+    """One sealed bid. ``prio`` is the seq of the command that gave it its time
+    priority (submission, or the last amend that raised it or changed its price)."""
+
+    bid_id: int
+    auction_id: int
+    client_bid_id: str
+    member: str
+    account: str
+    price: int
+    quantity: int
+    prio: int
+    frozen: int  # fen held for this bid: price * quantity while live
+    status: str = "active"
+    allocated: int = 0
+    amount: int = 0
+    seq: int = 0  # seq and ts of the bid's last change
+    ts: int = 0
+
+
+class Auction(msgspec.Struct, kw_only=True):
+    """An auction round: its public record, its rules and seed, and its sealed bids."""
+
+    info: AuctionInfo
+    rules: Rules
+    seed: int
+    bids: dict[int, Bid] = {}
+    declared: dict[str, int] = {}  # account -> declared tonnes of its live bids
+    client_ids: dict[str, dict[str, int]] = {}  # account -> live client_bid_id -> bid_id
+    results: AuctionResults | None = None
 
 
 class AuctionDesk(msgspec.Struct, kw_only=True):
-    """Every auction round and its bids."""
+    """Every auction round and its bids; ``proceeds`` is the fen paid by winners to
+    the issuing authority (the counterpart of the tonnes issued), kept for audits."""
 
     next_auction_id: int = 1
     next_bid_id: int = 1
+    auctions: dict[int, Auction] = {}
+    proceeds: int = 0
+    issued: int = 0  # tonnes credited to winners over all auctions
 
 
-HANDLERS: dict[type, Any] = {}
+class Outcome(msgspec.Struct, kw_only=True):
+    """What ``clear`` decided: the uniform price and tonnes per winning bid id, or
+    that the auction is cancelled (undersubscribed under a ``cancel`` rule set)."""
+
+    price: int
+    allocations: dict[int, int]
+    cancelled: bool = False
+
+
+# ---------------------------------------------------------------------- clearing
+
+
+def clear(bids: list[Bid], offer: int, lot: int, reserve: int, rules: Rules, seed: int) -> Outcome:
+    """The one clearing algorithm; ``bids`` are the valid bids, any order.
+
+    Bids are ranked by price (high first) then time; they fill in that order until the
+    offer is used up. Only the *marginal* price level (where the offer runs out) is
+    rationed, by ``rules.ties``: ``time`` (earliest first, the last one partly),
+    ``random`` (a seeded draw, the last one partly) or ``pro_rata`` (whole lots in
+    proportion to the quantity bid, leftover lots one each by the seeded draw).
+    The uniform price is the lowest filled bid, or the highest (partly) rejected bid
+    under ``highest_rejected`` — the reserve price when nothing is rejected. Total
+    demand below the offer fills every bid (``fill``) or cancels (``cancel``).
+    Sorting makes it O(n log n); every quantity stays a multiple of ``lot``.
+    """
+    total = sum(b.quantity for b in bids)
+    if total <= offer:
+        if total < offer and rules.undersubscribed == "cancel":
+            return Outcome(price=0, allocations={}, cancelled=True)
+        if not bids:
+            return Outcome(price=0, allocations={})
+        price = min(b.price for b in bids) if rules.price == "lowest_filled" else reserve
+        return Outcome(price=price, allocations={b.bid_id: b.quantity for b in bids})
+    ranked = sorted(bids, key=lambda b: (-b.price, b.prio))
+    start, cum = 0, 0
+    while True:  # find the marginal level [start, end): the offer runs out inside it
+        level_price, end, level_qty = ranked[start].price, start, 0
+        while end < len(ranked) and ranked[end].price == level_price:
+            level_qty += ranked[end].quantity
+            end += 1
+        if cum + level_qty >= offer:
+            break
+        cum += level_qty
+        start = end
+    allocations = {b.bid_id: b.quantity for b in ranked[:start]}
+    allocations.update(_ration(ranked[start:end], offer - cum, lot, rules.ties, seed))
+    price = level_price
+    if rules.price == "highest_rejected" and cum + level_qty == offer:
+        price = ranked[end].price  # the level filled exactly: the next one down is rejected
+    return Outcome(price=price, allocations=allocations)
+
+
+def _ration(level: list[Bid], remaining: int, lot: int, ties: TieRule, seed: int) -> dict[int, int]:
+    """Share ``remaining`` tonnes among the bids of the marginal level (in time order)."""
+    if ties == "time":
+        return _fill_in_order(level, remaining)
+    drawn = seeded_order(level, seed)
+    if ties == "random":
+        return _fill_in_order(drawn, remaining)
+    lots, level_lots = remaining // lot, sum(b.quantity for b in level) // lot
+    shares = {b.bid_id: (b.quantity // lot) * lots // level_lots for b in level}
+    leftover = lots - sum(shares.values())  # < len(level): each floor loses under one lot
+    for b in drawn[:leftover]:
+        shares[b.bid_id] += 1
+    return {bid_id: n * lot for bid_id, n in shares.items() if n}
+
+
+def _fill_in_order(level: list[Bid], remaining: int) -> dict[int, int]:
+    out: dict[int, int] = {}
+    for b in level:
+        if not remaining:
+            break
+        n = min(b.quantity, remaining)
+        out[b.bid_id] = n
+        remaining -= n
+    return out
+
+
+def seeded_order(level: list[Bid], seed: int) -> list[Bid]:
+    """The seeded draw: the tied bids in bid-id order, shuffled by ``Random(seed)``.
+    Both inputs are fixed by the journal, so a replay draws the same order."""
+    drawn = sorted(level, key=lambda b: b.bid_id)
+    random.Random(seed).shuffle(drawn)
+    return drawn
+
+
+# ---------------------------------------------------------------------- creation
+
+
+def reserve_from_history(eng: Engine, cmd: AuctionCreate, spec: InstrumentSpec) -> tuple[int, dict[str, int]] | None:
+    """Reserve = VWAP of listing trades of the last ``lookback`` closed days x factor,
+    capped, rounded half up to the tick; returns (price, inputs) or rejects.
+    Block trades never reach ``history`` (``matching.record_trade(listing=False)``)."""
+    days = cmd.reserve_lookback_days or 0
+    if days <= 0:
+        eng.reject(cmd, R.INVALID_ORDER, "reserve_lookback_days must be a positive number of days", "reserve_lookback_days")
+        return None
+    if not 0 < cmd.reserve_factor_pct <= MAX_FACTOR_PCT:
+        eng.reject(cmd, R.INVALID_ORDER, f"reserve_factor_pct must be 1 to {MAX_FACTOR_PCT}", "reserve_factor_pct")
+        return None
+    if cmd.reserve_cap is not None and not _price_ok(eng, cmd, spec, cmd.reserve_cap, "reserve_cap"):
+        return None
+    window = eng.instruments[cmd.instrument].history[-days:]
+    notional = sum(n for _, n, _ in window)
+    volume = sum(v for _, _, v in window)
+    if not volume:
+        eng.reject(
+            cmd, R.NO_REFERENCE_DATA, f"no listing trades in {cmd.instrument} in the last {days} closed days", "reserve_lookback_days"
+        )
+        return None
+    tick, factor = spec.tick, cmd.reserve_factor_pct
+    unit = volume * 100 * tick  # raw price in ticks = notional * factor / unit
+    computed = max(tick, (2 * notional * factor + unit) // (2 * unit) * tick)
+    reserve = computed if cmd.reserve_cap is None else min(computed, cmd.reserve_cap)
+    inputs = {
+        "lookback_days": days,
+        "days_used": len(window),
+        "notional": notional,
+        "volume": volume,
+        "vwap": (2 * notional + volume) // (2 * volume),
+        "factor_pct": factor,
+        "tick": tick,
+        "computed": computed,
+    }
+    if cmd.reserve_cap is not None:
+        inputs["cap"] = cmd.reserve_cap
+    return reserve, inputs
+
+
+def _price_ok(eng: Engine, cmd: Command, spec: InstrumentSpec, price: int, field: str) -> bool:
+    if price <= 0:
+        eng.reject(cmd, R.INVALID_PRICE, f"{field} must be positive", field)
+        return False
+    if price % spec.tick:
+        eng.reject(cmd, R.INVALID_TICK, f"{field} must be a multiple of the tick {spec.tick / 100:.2f}", field)
+        return False
+    return True
+
+
+def _reserve(eng: Engine, cmd: AuctionCreate, spec: InstrumentSpec) -> tuple[int, dict[str, int] | None] | None:
+    if cmd.reserve_price is not None:
+        if cmd.reserve_lookback_days is not None:
+            eng.reject(cmd, R.INVALID_ORDER, "give reserve_price or reserve_lookback_days, not both", "reserve_price")
+            return None
+        return (cmd.reserve_price, None) if _price_ok(eng, cmd, spec, cmd.reserve_price, "reserve_price") else None
+    if cmd.reserve_lookback_days is None:
+        eng.reject(cmd, R.INVALID_ORDER, "a reserve price is required: give reserve_price or reserve_lookback_days", "reserve_price")
+        return None
+    return reserve_from_history(eng, cmd, spec)
+
+
+def _vintage_ok(eng: Engine, cmd: AuctionCreate, spec: InstrumentSpec) -> bool:
+    if not spec.vintages:
+        if cmd.vintage not in (None, 0):
+            eng.reject(cmd, R.INVALID_ORDER, f"{cmd.instrument} has no vintages", "vintage")
+            return False
+        return True
+    if cmd.vintage not in spec.vintages:
+        eng.reject(cmd, R.INVALID_ORDER, f"vintage must be one of {list(spec.vintages)} for {cmd.instrument}", "vintage")
+        return False
+    return True
+
+
+def _shape_ok(eng: Engine, cmd: AuctionCreate) -> bool:
+    """Quantities, rule set and window; the offer must be whole lots so every
+    allocation under every rule set is whole lots too."""
+    if cmd.rule_set not in PRESETS:
+        eng.reject(cmd, R.INVALID_ORDER, f"rule_set must be one of {sorted(PRESETS)}", "rule_set")
+    elif cmd.min_lot <= 0:
+        eng.reject(cmd, R.INVALID_LOT, "min_lot must be a positive number of tonnes", "min_lot")
+    elif cmd.quantity <= 0:
+        eng.reject(cmd, R.INVALID_QUANTITY, "quantity offered must be positive", "quantity")
+    elif cmd.quantity % cmd.min_lot:
+        eng.reject(cmd, R.INVALID_LOT, f"quantity offered must be a multiple of min_lot {cmd.min_lot} t", "quantity")
+    elif cmd.start_ts is not None and cmd.end_ts is not None and cmd.end_ts <= cmd.start_ts:
+        eng.reject(cmd, R.INVALID_ORDER, "the bidding window ends before it starts", "end_ts")
+    else:
+        return True
+    return False
+
+
+def _eligibility(eng: Engine, cmd: AuctionCreate, spec: InstrumentSpec) -> tuple[list[str], dict[str, int]] | None:
+    """(eligible types, caps): caps are the market's ``bidder_caps`` overridden per type
+    by ``cmd.caps``; by default the eligible types are those with a cap that may hold
+    the instrument. A type listed in ``eligible`` without a cap has no cap."""
+    caps = dict(eng.config.bidder_caps)
+    for kind, cap in (cmd.caps or {}).items():
+        if kind not in PARTICIPANT_TYPES or cap <= 0:
+            eng.reject(cmd, R.INVALID_ORDER, f"caps: {kind!r} must be a participant type with a positive cap", "caps")
+            return None
+        caps[kind] = cap
+    if cmd.eligible is None:
+        eligible = [t for t in PARTICIPANT_TYPES if t in caps and t in spec.eligible]
+    else:
+        bad = [t for t in cmd.eligible if t not in spec.eligible]
+        if bad or not cmd.eligible or len(set(cmd.eligible)) != len(cmd.eligible):
+            eng.reject(cmd, R.NOT_ELIGIBLE, f"eligible must be distinct types among {list(spec.eligible)}", "eligible")
+            return None
+        eligible = [t for t in PARTICIPANT_TYPES if t in cmd.eligible]
+    return eligible, {t: caps[t] for t in eligible if t in caps}
+
+
+def create(eng: Engine, cmd: AuctionCreate) -> None:
+    spec = eng.specs.get(cmd.instrument)
+    if spec is None:
+        eng.reject(cmd, R.UNKNOWN_INSTRUMENT, f"unknown instrument {cmd.instrument!r}", "instrument")
+        return
+    if not _vintage_ok(eng, cmd, spec) or not _shape_ok(eng, cmd):
+        return
+    who = _eligibility(eng, cmd, spec)
+    reserve = _reserve(eng, cmd, spec) if who is not None else None
+    if who is None or reserve is None:
+        return
+    rules = PRESETS[cmd.rule_set]
+    if cmd.irrevocable is not None:
+        rules = msgspec.structs.replace(rules, irrevocable=cmd.irrevocable)
+    desk = eng.auctions
+    info = AuctionInfo(
+        auction_id=desk.next_auction_id,
+        instrument=cmd.instrument,
+        vintage=cmd.vintage or None,
+        quantity=cmd.quantity,
+        reserve_price=reserve[0],
+        reserve_inputs=reserve[1],
+        rule_set=cmd.rule_set,
+        eligible=who[0],
+        caps=who[1],
+        min_lot=cmd.min_lot,
+        irrevocable=rules.irrevocable,
+        suspend_trading=cmd.suspend_trading,
+        start_ts=cmd.start_ts,
+        end_ts=cmd.end_ts,
+        state="scheduled",
+        created_ts=cmd.ts,
+    )
+    desk.auctions[info.auction_id] = Auction(info=info, rules=rules, seed=cmd.seed)
+    desk.next_auction_id += 1
+    _publish(eng, desk.auctions[info.auction_id])
+
+
+def _publish(eng: Engine, auction: Auction) -> None:
+    """Public AuctionUpdate: settings and state only — never counts or totals until
+    ``results`` exist. The info is copied so the event never changes afterwards."""
+    eng.out.append(AuctionUpdate(seq=eng.seq, ts=eng.ts, auction=msgspec.structs.replace(auction.info), results=auction.results))
+
+
+# ---------------------------------------------------------------------- operator lifecycle
+
+
+def _auction(eng: Engine, cmd: Command, auction_id: int) -> Auction | None:
+    auction = eng.auctions.auctions.get(auction_id)
+    if auction is None:
+        eng.reject(cmd, R.UNKNOWN_AUCTION, f"no auction {auction_id}", "auction_id")
+    return auction
+
+
+def open_auction(eng: Engine, cmd: AuctionOpen) -> None:
+    """Open the bidding window; suspend listing trading in the instrument if asked."""
+    auction = _auction(eng, cmd, cmd.auction_id)
+    if auction is None:
+        return
+    info = auction.info
+    if info.state != "scheduled":
+        eng.reject(cmd, R.INVALID_STATE, f"auction {info.auction_id} is {info.state}, not scheduled", "auction_id")
+        return
+    st = eng.instruments[info.instrument]
+    if info.suspend_trading and st.suspended_by:
+        eng.reject(cmd, R.INVALID_STATE, f"{info.instrument} is already suspended by auction {st.suspended_by}", "auction_id")
+        return
+    info.state = "open"
+    _publish(eng, auction)
+    if info.suspend_trading:
+        st.suspended_by = info.auction_id
+        eng.publish_phases()
+
+
+def _lift_suspension(eng: Engine, info: AuctionInfo) -> None:
+    st = eng.instruments[info.instrument]
+    if st.suspended_by == info.auction_id:
+        st.suspended_by = 0
+        eng.publish_phases()
+
+
+def cancel_auction(eng: Engine, cmd: AuctionCancel) -> None:
+    """Cancel before settlement: every live bid is cancelled and its cash released."""
+    auction = _auction(eng, cmd, cmd.auction_id)
+    if auction is None:
+        return
+    if auction.info.state not in ("scheduled", "open"):
+        eng.reject(cmd, R.INVALID_STATE, f"auction {cmd.auction_id} is {auction.info.state}: too late to cancel", "auction_id")
+        return
+    _cancel(eng, auction)
+
+
+def _cancel(eng: Engine, auction: Auction) -> None:
+    touched: dict[str, Account] = {}
+    for bid in auction.bids.values():
+        if bid.status in LIVE:
+            acct = touched.setdefault(bid.account, eng.accounts[bid.account])
+            _release(acct, bid)
+            bid.status = "cancelled"
+            _stamp(eng, bid)
+            eng.out.append(bid_update(bid))
+    auction.declared.clear()
+    auction.client_ids.clear()
+    for acct in touched.values():
+        eng.out.append(cash_event(acct, eng.seq, eng.ts))
+    auction.info.state = "cancelled"
+    _publish(eng, auction)
+    _lift_suspension(eng, auction.info)
+
+
+def close_auction(eng: Engine, cmd: AuctionClose) -> None:
+    """Close the window, clear, settle and publish, all in this one command."""
+    auction = _auction(eng, cmd, cmd.auction_id)
+    if auction is None:
+        return
+    info = auction.info
+    if info.state != "open":
+        eng.reject(cmd, R.AUCTION_NOT_OPEN, f"auction {info.auction_id} is {info.state}, not open", "auction_id")
+        return
+    info.state = "closed"
+    _publish(eng, auction)
+    live = [b for b in auction.bids.values() if b.status in LIVE]
+    outcome = clear(live, info.quantity, info.min_lot, info.reserve_price, auction.rules, auction.seed)
+    auction.results = _results(info.quantity, live, outcome)
+    if outcome.cancelled:
+        _cancel(eng, auction)
+        return
+    _settle(eng, auction, live, outcome)
+    info.state = "cleared"
+    _publish(eng, auction)
+    _lift_suspension(eng, info)
+
+
+def _results(offer: int, live: list[Bid], outcome: Outcome) -> AuctionResults:
+    valid = sum(b.quantity for b in live)
+    sold = sum(outcome.allocations.values())
+    winners = {b.account for b in live if b.bid_id in outcome.allocations}
+    return AuctionResults(
+        quantity_offered=offer,
+        valid_bid_quantity=valid,
+        bidders=len({b.account for b in live}),
+        winners=len(winners),
+        quantity_sold=sold,
+        clearing_price=outcome.price if sold else 0,
+        total_amount=outcome.price * sold,
+        cover_ratio_bp=valid * 10_000 // offer,
+    )
+
+
+def _settle(eng: Engine, auction: Auction, live: list[Bid], outcome: Outcome) -> None:
+    """Winners pay price x allocated from their frozen cash; the rest is released;
+    allocated tonnes are credited compliance-only (never sellable) in the vintage."""
+    info, price = auction.info, outcome.price
+    sym, vintage = info.instrument, info.vintage or 0
+    won: dict[str, int] = {}
+    touched: dict[str, Account] = {}
+    for bid in live:
+        n = outcome.allocations.get(bid.bid_id, 0)
+        bid.allocated, bid.amount = n, n * price
+        bid.status = "lost" if not n else "won" if n == bid.quantity else "partially_won"
+        acct = touched.setdefault(bid.account, eng.accounts[bid.account])
+        _release(acct, bid)
+        acct.available -= bid.amount
+        if n:
+            won[bid.account] = won.get(bid.account, 0) + n
+        _stamp(eng, bid)
+        eng.out.append(bid_update(bid))
+    for acct in touched.values():
+        eng.out.append(cash_event(acct, eng.seq, eng.ts))
+    for account, n in won.items():
+        acct = touched[account]
+        position(acct, sym, vintage).compliance_only += n
+        eng.out.append(holding_event(acct, sym, vintage, eng.seq, eng.ts))
+    assert auction.results is not None
+    eng.auctions.proceeds += auction.results.total_amount
+    eng.auctions.issued += auction.results.quantity_sold
+    auction.declared.clear()
+    auction.client_ids.clear()
+
+
+def _release(acct: Account, bid: Bid) -> None:
+    acct.frozen -= bid.frozen
+    acct.available += bid.frozen
+    bid.frozen = 0
+
+
+def _stamp(eng: Engine, bid: Bid) -> None:
+    bid.seq, bid.ts = eng.seq, eng.ts
+
+
+def bid_update(bid: Bid) -> BidUpdate:
+    return BidUpdate(
+        seq=bid.seq,
+        ts=bid.ts,
+        auction_id=bid.auction_id,
+        bid_id=bid.bid_id,
+        client_bid_id=bid.client_bid_id,
+        member=bid.member,
+        account=bid.account,
+        price=bid.price,
+        quantity=bid.quantity,
+        status=bid.status,  # type: ignore[arg-type]
+        allocated=bid.allocated,
+        amount=bid.amount,
+    )
+
+
+# ---------------------------------------------------------------------- bidders
+
+
+def _bidder(eng: Engine, cmd: AuctionBid) -> tuple[Auction, Account] | None:
+    """Who may bid now: a known auction, an own unblocked account of an eligible type,
+    and an open window (state ``open`` and, if set, start_ts <= ts < end_ts)."""
+    auction = _auction(eng, cmd, cmd.auction_id)
+    if auction is None:
+        return None
+    acct = eng.owned_account(cmd, cmd.member, cmd.account)
+    if acct is None:
+        return None
+    info = auction.info
+    if eng.is_blocked(acct):
+        eng.reject(cmd, R.ACCOUNT_BLOCKED, "account or member is blocked (kill switch)", "account", account=cmd.account)
+    elif not _window_open(info, eng.ts):
+        eng.reject(
+            cmd, R.AUCTION_NOT_OPEN, f"auction {info.auction_id} is not accepting bids ({info.state})", "auction_id", account=cmd.account
+        )
+    elif acct.type not in info.eligible:
+        eng.reject(cmd, R.NOT_ELIGIBLE, f"{acct.type} accounts may not bid in auction {info.auction_id}", "account", account=cmd.account)
+    else:
+        return auction, acct
+    return None
+
+
+def _window_open(info: AuctionInfo, ts: int) -> bool:
+    return info.state == "open" and (info.start_ts is None or ts >= info.start_ts) and (info.end_ts is None or ts < info.end_ts)
+
+
+def _terms_failure(eng: Engine, auction: Auction, acct: Account, price: int, qty: int, old: Bid | None) -> tuple[str, str, str] | None:
+    """The first rule a bid's terms break (price, lot, cap, cash), or None. ``old`` is
+    the bid being amended: its declared tonnes and frozen cash count as available."""
+    info = auction.info
+    tick = eng.specs[info.instrument].tick
+    if price <= 0:
+        return R.INVALID_PRICE, "price must be positive", "price"
+    if price % tick:
+        return R.INVALID_TICK, f"price must be a multiple of the tick {tick / 100:.2f}", "price"
+    if price < info.reserve_price:
+        return R.BELOW_RESERVE, f"price is below the reserve price {info.reserve_price / 100:.2f}", "price"
+    if qty <= 0:
+        return R.INVALID_QUANTITY, "quantity must be positive", "quantity"
+    if qty % info.min_lot:
+        return R.INVALID_LOT, f"quantity must be a multiple of the minimum lot {info.min_lot} t", "quantity"
+    cap = info.caps.get(acct.type)
+    declared = auction.declared.get(acct.account, 0) - (old.quantity if old else 0) + qty
+    if cap is not None and declared > cap:
+        return R.BIDDER_CAP, f"would declare {declared} t in total, cap for {acct.type} is {cap} t", "quantity"
+    need = price * qty - (old.frozen if old else 0)
+    if need > acct.available:
+        return R.INSUFFICIENT_FUNDS, f"needs {need / 100:.2f} CNY available, account has {acct.available / 100:.2f}", "quantity"
+    return None
+
+
+def _client_id_failure(auction: Auction, account: str, client_bid_id: str) -> tuple[str, str, str] | None:
+    if not client_bid_id:
+        return None
+    if not valid_client_id(client_bid_id):
+        return R.INVALID_ORDER, "client_bid_id must be 1-36 printable ASCII characters", "client_bid_id"
+    if client_bid_id in auction.client_ids.get(account, {}):
+        return R.DUPLICATE_CLIENT_ORDER_ID, f"client_bid_id {client_bid_id!r} is already used by a live bid", "client_bid_id"
+    return None
+
+
+def place_bid(eng: Engine, cmd: AuctionBid) -> None:
+    """Accept a sealed bid and freeze price x quantity of the account's cash."""
+    found = _bidder(eng, cmd)
+    if found is None:
+        return
+    auction, acct = found
+    failure = _client_id_failure(auction, acct.account, cmd.client_bid_id) or _terms_failure(
+        eng, auction, acct, cmd.price, cmd.quantity, None
+    )
+    if failure is not None:
+        eng.reject(cmd, *failure, account=cmd.account)
+        return
+    desk = eng.auctions
+    bid = Bid(
+        bid_id=desk.next_bid_id,
+        auction_id=cmd.auction_id,
+        client_bid_id=cmd.client_bid_id,
+        member=cmd.member,
+        account=cmd.account,
+        price=cmd.price,
+        quantity=cmd.quantity,
+        prio=eng.seq,
+        frozen=cmd.price * cmd.quantity,
+        seq=eng.seq,
+        ts=eng.ts,
+    )
+    desk.next_bid_id += 1
+    auction.bids[bid.bid_id] = bid
+    auction.declared[acct.account] = auction.declared.get(acct.account, 0) + bid.quantity
+    if bid.client_bid_id:
+        auction.client_ids.setdefault(acct.account, {})[bid.client_bid_id] = bid.bid_id
+    acct.available -= bid.frozen
+    acct.frozen += bid.frozen
+    eng.out.append(bid_update(bid))
+    eng.out.append(cash_event(acct, eng.seq, eng.ts))
+
+
+def _own_live_bid(eng: Engine, cmd: AuctionAmendBid | AuctionWithdrawBid) -> tuple[Auction, Bid] | None:
+    """The member's live bid in an auction that still takes changes, or a reject.
+    Another member's bid id gets exactly the answer an unknown one gets (UNKNOWN_BID)."""
+    auction = _auction(eng, cmd, cmd.auction_id)
+    if auction is None:
+        return None
+    bid = auction.bids.get(cmd.bid_id)
+    if bid is None or bid.member != cmd.member:
+        eng.reject(cmd, R.UNKNOWN_BID, f"no bid {cmd.bid_id} in auction {cmd.auction_id}", "bid_id")
+        return None
+    info = auction.info
+    if not _window_open(info, eng.ts):
+        eng.reject(
+            cmd, R.AUCTION_NOT_OPEN, f"auction {info.auction_id} is not accepting changes ({info.state})", "auction_id", account=bid.account
+        )
+    elif bid.status not in LIVE:
+        eng.reject(cmd, R.UNKNOWN_BID, f"bid {bid.bid_id} is {bid.status}, no longer live", "bid_id", account=bid.account)
+    elif auction.rules.irrevocable:
+        eng.reject(
+            cmd, R.BIDS_IRREVOCABLE, f"bids in auction {info.auction_id} cannot be changed or withdrawn", "bid_id", account=bid.account
+        )
+    else:
+        return auction, bid
+    return None
+
+
+def amend_bid(eng: Engine, cmd: AuctionAmendBid) -> None:
+    """Change a live bid's price and/or quantity; the frozen cash follows. A pure
+    reduction keeps the bid's time priority; a price change or an increase loses it."""
+    found = _own_live_bid(eng, cmd)
+    if found is None:
+        return
+    auction, bid = found
+    acct = eng.accounts[bid.account]
+    price = bid.price if cmd.price is None else cmd.price
+    qty = bid.quantity if cmd.quantity is None else cmd.quantity
+    failure: tuple[str, str, str] | None = None
+    if cmd.price is None and cmd.quantity is None:
+        failure = R.INVALID_ORDER, "amend needs a new price or quantity", "price"
+    elif eng.is_blocked(acct):
+        failure = R.ACCOUNT_BLOCKED, "account or member is blocked (kill switch)", "account"
+    else:
+        failure = _terms_failure(eng, auction, acct, price, qty, bid)
+    if failure is not None:
+        eng.reject(cmd, *failure, account=bid.account)
+        return
+    if price != bid.price or qty > bid.quantity:
+        bid.prio = eng.seq
+    auction.declared[acct.account] += qty - bid.quantity
+    frozen = price * qty
+    acct.available -= frozen - bid.frozen
+    acct.frozen += frozen - bid.frozen
+    bid.price, bid.quantity, bid.frozen, bid.status = price, qty, frozen, "amended"
+    _stamp(eng, bid)
+    eng.out.append(bid_update(bid))
+    eng.out.append(cash_event(acct, eng.seq, eng.ts))
+
+
+def withdraw_bid(eng: Engine, cmd: AuctionWithdrawBid) -> None:
+    """Withdraw a live bid and release its cash (allowed for a blocked account too,
+    like a cancel)."""
+    found = _own_live_bid(eng, cmd)
+    if found is None:
+        return
+    auction, bid = found
+    acct = eng.accounts[bid.account]
+    _release(acct, bid)
+    _forget(auction, bid)
+    bid.status = "withdrawn"
+    _stamp(eng, bid)
+    eng.out.append(bid_update(bid))
+    eng.out.append(cash_event(acct, eng.seq, eng.ts))
+
+
+def _forget(auction: Auction, bid: Bid) -> None:
+    """Drop a bid that stops being live from the cap total and the client id index."""
+    left = auction.declared[bid.account] - bid.quantity
+    if left:
+        auction.declared[bid.account] = left
+    else:
+        del auction.declared[bid.account]
+    ids = auction.client_ids.get(bid.account)
+    if ids is not None and bid.client_bid_id:
+        ids.pop(bid.client_bid_id, None)
+        if not ids:
+            del auction.client_ids[bid.account]
+
+
+# ---------------------------------------------------------------------- queries (not journaled)
+
+
+def list_auctions(eng: Engine) -> list[AuctionInfo]:
+    """Every auction's public record, by id."""
+    return [a.info for a in eng.auctions.auctions.values()]
+
+
+def auction_view(eng: Engine, auction_id: int) -> tuple[AuctionInfo, AuctionResults | None] | None:
+    """(public record, results once published) or None for an unknown auction."""
+    auction = eng.auctions.auctions.get(auction_id)
+    return None if auction is None else (auction.info, auction.results)
+
+
+def bids_of(eng: Engine, member: str, auction_id: int, account: str) -> list[BidUpdate] | None:
+    """The account's own bids (every state); None when the auction is unknown or the
+    member does not own the account — sealed: nobody else's bids are reachable."""
+    auction = eng.auctions.auctions.get(auction_id)
+    if auction is None or eng.account_of(member, account) is None:
+        return None
+    return [bid_update(b) for b in auction.bids.values() if b.account == account]
+
+
+def all_bids(eng: Engine, auction_id: int) -> list[BidUpdate] | None:
+    """Every bid of the auction, for operators (``admin.auction.bids``) only."""
+    auction = eng.auctions.auctions.get(auction_id)
+    return None if auction is None else [bid_update(b) for b in auction.bids.values()]
+
+
+HANDLERS: dict[type, Any] = {
+    AuctionCreate: create,
+    AuctionOpen: open_auction,
+    AuctionClose: close_auction,
+    AuctionCancel: cancel_auction,
+    AuctionBid: place_bid,
+    AuctionAmendBid: amend_bid,
+    AuctionWithdrawBid: withdraw_bid,
+}
