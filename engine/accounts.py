@@ -163,5 +163,5 @@ def cash_event(acct: Account, seq: int, ts: int) -> Balance:
 
 
 def holding_event(acct: Account, instrument: str, vintage: int, seq: int, ts: int) -> Holding:
-    pos = position(acct, instrument, vintage)
+    pos = acct.holdings[instrument][vintage]  # callers emit only for positions they touched
     return Holding(seq, ts, acct.account, acct.member, instrument, vintage, pos.tradable, pos.frozen, pos.compliance_only, pos.locked)
