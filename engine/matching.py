@@ -108,9 +108,9 @@ def place(eng: Engine, cmd: PlaceOrder) -> None:
     eng.stat_orders[cmd.instrument] += 1
     out = eng.out
     if cmd.tif == "fok" and not fok_fillable(book, order):
+        out.append(report(eng, order, "new"))  # before cancelling: a "new" report shows the order live
         order.leaves_qty = 0
         order.status = "cancelled"
-        out.append(report(eng, order, "new"))
         out.append(report(eng, order, "cancelled", reason=NO_LIQUIDITY))
         return
     # risk hold
