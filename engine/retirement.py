@@ -144,7 +144,7 @@ def retire(eng: Engine, cmd: Retire) -> None:
     failure = failure or _purpose_failure(eng, cmd) or _amount_failure(spec, cmd)
     vintage = cmd.vintage or None
     # freeze_tonnes is the last check: it changes nothing when it cannot cover qty
-    alloc = None if failure else freeze_tonnes(acct, cmd.instrument, cmd.quantity, vintage if spec.vintages else None)
+    alloc = None if failure else freeze_tonnes(acct, cmd.instrument, cmd.quantity, vintage)
     if alloc is None:
         reason, message, field = failure or _holdings_failure(acct, spec, vintage, cmd.quantity)
         eng.reject(cmd, reason, message, field, account=cmd.account, instrument=cmd.instrument)

@@ -148,8 +148,13 @@ def test_t1_resale_applies_to_block_purchases(eng: Engine) -> None:
     only(accept(eng, proposed_id(propose(eng, instrument="CCER", price=8_000))), Trade)
     pos = position(eng.accounts["A1"], "CCER", 0)
     assert (pos.tradable, pos.locked) == (TONNES, QTY)
-    r = rejected(eng.apply(BlockPropose(ts=T, member="M1", account="A1", instrument="CCER", side="sell", price=8_000,
-                                        quantity=TONNES + 1, counterparty_account="B1")))  # fmt: skip
+    r = rejected(
+        eng.apply(
+            BlockPropose(
+                ts=T, member="M1", account="A1", instrument="CCER", side="sell", price=8_000, quantity=TONNES + 1, counterparty_account="B1"
+            )
+        )
+    )
     assert r.reason == R.T1_RESALE
 
 
@@ -370,9 +375,18 @@ def test_random_block_flows_conserve_cash_and_tonnes(demo_config: MarketConfig) 
             a, b = rng.sample(sorted(owners), 2)
             sym = rng.choice(["SHEA", "SHCER", "CCER"])
             ref = eng.instruments[sym].reference
-            events = eng.apply(BlockPropose(ts=ts, member=owners[a], account=a, instrument=sym, side=rng.choice(["buy", "sell"]),
-                                            price=ref + rng.randint(-ref // 4, ref // 4), quantity=rng.randint(100_000, 160_000),
-                                            counterparty_account=b))  # fmt: skip
+            events = eng.apply(
+                BlockPropose(
+                    ts=ts,
+                    member=owners[a],
+                    account=a,
+                    instrument=sym,
+                    side=rng.choice(["buy", "sell"]),
+                    price=ref + rng.randint(-ref // 4, ref // 4),
+                    quantity=rng.randint(100_000, 160_000),
+                    counterparty_account=b,
+                )
+            )
             open_ids += [u.block_id for u in only(events, BlockUpdate)]
         assert cash_total(eng) == money
         assert {s: tonnes_total(eng, s) for s in eng.specs} == tonnes
