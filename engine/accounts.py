@@ -18,7 +18,7 @@ import msgspec
 from engine.schema import Balance, Holding
 
 
-class Position(msgspec.Struct, array_like=True):
+class Position(msgspec.Struct, array_like=True, gc=False):
     """Tonnes of one instrument and vintage in one account."""
 
     tradable: int = 0

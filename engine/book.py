@@ -20,10 +20,12 @@ import msgspec
 from sortedcontainers import SortedList
 
 
-class Order(msgspec.Struct):
+class Order(msgspec.Struct, gc=False):
     """A live (or finished) order. Mutable: the engine updates it in place.
 
-    Positional construction (``matching.place``) is the hot path: keep the field order."""
+    Positional construction (``matching.place``) is the hot path: keep the field order.
+    ``gc=False``: an order references no container that could lead back to it, so the
+    cyclic collector need not track (and rescan) the book's live orders."""
 
     order_id: int
     client_order_id: str

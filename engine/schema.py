@@ -42,7 +42,7 @@ PARTICIPANT_TYPES: tuple[str, ...] = ("covered_entity", "institution", "individu
 # --------------------------------------------------------------------------- commands
 
 
-class Command(msgspec.Struct, tag_field="c", kw_only=True, omit_defaults=True):
+class Command(msgspec.Struct, tag_field="c", kw_only=True, omit_defaults=True, gc=False):
     """Base of every command. ``ts`` is the time the gateway received it."""
 
     ts: int
@@ -309,12 +309,16 @@ AnyCommand = (
 # --------------------------------------------------------------------------- events
 
 
-class Event(msgspec.Struct, tag_field="e"):
+class Event(msgspec.Struct, tag_field="e", gc=False):
     """Base of every event: the ``seq`` of the command that caused it, and its ``ts``.
 
     The events built on the order path (ExecReport, Trade, BookLevel, Balance, Holding)
     are not keyword-only: the engine builds them positionally, which is ~5x cheaper
-    for a 20-field struct. Everything else is keyword-only for safety."""
+    for a 20-field struct. Everything else is keyword-only for safety.
+
+    ``gc=False`` (inherited, as on Command): messages never form reference cycles, and
+    keeping millions of them out of the cyclic collector's books saved ~25% of the
+    engine's time (docs/performance.md)."""
 
     seq: int
     ts: int
