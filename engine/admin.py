@@ -162,6 +162,7 @@ def set_blocked(eng: Engine, cmd: SetBlocked) -> None:
         for o in [o for o in eng.orders.values() if is_live(o)]:
             if o.member == cmd.member or o.account == cmd.account:
                 cancel(eng, o, "cancelled", R.ACCOUNT_BLOCKED)
+        blocks.on_blocked(eng, cmd.member, cmd.account)
 
 
 def set_halt(eng: Engine, cmd: SetHalt) -> None:

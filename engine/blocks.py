@@ -324,15 +324,14 @@ def cancel(eng: Engine, cmd: BlockCancel) -> None:
 
 
 def _accept_failure(eng: Engine, spec: InstrumentSpec, acct: Account, p: Proposal) -> Failure | None:
-    """Rules checked when the counterparty accepts: the market and both parties must
-    still allow the trade, the price must still be inside today's block band (the
-    operator may have moved the reference), and the acceptor must be able to pay."""
+    """Rules checked when the counterparty accepts: the market and the acceptor must
+    still allow the trade (a blocked proposer's proposals were cancelled by the kill
+    switch), the price must still be inside today's block band (the operator may have
+    moved the reference), the buyer's holding limit, and the acceptor must be able to pay."""
     proposer = eng.accounts[p.proposer_account]
     failure = _party_failure(eng, spec, acct) or _market_failure(eng, spec)
     if failure:
         return failure
-    if eng.is_blocked(proposer):
-        return R.ACCOUNT_BLOCKED, "the proposing account is blocked (kill switch)", "block_id"
     failure = _price_failure(eng, spec, p.price)
     if failure:
         return failure
@@ -420,6 +419,20 @@ def _settle(eng: Engine, spec: InstrumentSpec, p: Proposal, buyer: Account, sell
         out.append(holding_event(seller, sym, vintage, eng.seq, eng.ts))
     _publish(eng, p, "accepted")
     record_trade(eng, trade, listing=False)
+
+
+# ---------------------------------------------------------------------- kill switch, day close
+
+
+def on_blocked(eng: Engine, member: str | None, account: str | None) -> None:
+    """Kill switch: open proposals involving the blocked member or account (on either
+    side) are cancelled and the proposer's hold released, as open orders are. Such a
+    proposal could never be accepted anyway; this stops it holding cash or tonnes."""
+    for p in eng.blocks.proposals.values():
+        parties = ((p.proposer_member, p.proposer_account), (p.counterparty_member, p.counterparty_account))
+        if p.state == "proposed" and any(m == member or a == account for m, a in parties):
+            _publish(eng, p, "cancelled")
+            _release(eng, p)
 
 
 # ---------------------------------------------------------------------- day close

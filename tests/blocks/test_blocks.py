@@ -295,21 +295,33 @@ def test_blocks_trade_only_in_the_block_session_of_an_open_day(demo_config: Mark
     assert rejected(propose(eng, ts=T0 + 2 * hour)).reason == R.MARKET_CLOSED
 
 
-def test_halted_instrument_and_blocked_accounts(eng: Engine) -> None:
+def test_halted_instrument_rejects_propose_and_accept_but_not_decline(eng: Engine) -> None:
     block_id = proposed_id(propose(eng))
     eng.apply(SetHalt(ts=T, instrument="SHEA", halted=True))
     assert rejected(propose(eng)).reason == R.INSTRUMENT_HALTED
-    assert rejected(accept(eng, block_id)).reason == R.INSTRUMENT_HALTED
-    eng.apply(SetHalt(ts=T, instrument="SHEA", halted=False))
-    eng.apply(SetBlocked(ts=T, account="A1"))
+    r = rejected(accept(eng, block_id))
+    assert (r.reason, r.field) == (R.INSTRUMENT_HALTED, "instrument")
+    events = eng.apply(BlockDecline(ts=T, member="M2", account="B1", block_id=block_id))
+    assert only(events, BlockUpdate)[0].state == "declined"
+
+
+def test_kill_switch_cancels_open_proposals_of_either_party(eng: Engine) -> None:
+    block_id = proposed_id(propose(eng))
+    events = eng.apply(SetBlocked(ts=T, account="A1"))
+    assert [(u.block_id, u.state) for u in only(events, BlockUpdate)] == [(block_id, "cancelled")]
+    assert (eng.accounts["A1"].available, eng.accounts["A1"].frozen) == (CASH, 0)
     assert rejected(propose(eng)).reason == R.ACCOUNT_BLOCKED
-    r = rejected(accept(eng, block_id))
-    assert (r.reason, r.field) == (R.ACCOUNT_BLOCKED, "block_id")
+    assert rejected(accept(eng, block_id)).reason == R.UNKNOWN_BLOCK
     eng.apply(SetBlocked(ts=T, account="A1", blocked=False))
-    eng.apply(SetBlocked(ts=T, member="M2"))
-    r = rejected(accept(eng, block_id))
-    assert (r.reason, r.field) == (R.ACCOUNT_BLOCKED, "account")
-    only(eng.apply(BlockDecline(ts=T, member="M2", account="B1", block_id=block_id)), BlockUpdate)  # declining is always allowed
+    to_m2 = proposed_id(propose(eng))
+    in_m1 = proposed_id(propose(eng, side="sell", counterparty_account="A2"))
+    events = eng.apply(SetBlocked(ts=T, member="M2"))  # blocks the counterparty of one proposal only
+    assert [(u.block_id, u.state) for u in only(events, BlockUpdate)] == [(to_m2, "cancelled")]
+    assert eng.accounts["A1"].frozen == 0
+    assert position(eng.accounts["A1"], "SHEA", 2025).frozen == QTY
+    r = rejected(eng.apply(BlockAccept(ts=T, member="M2", account="B2", block_id=proposed_id(propose(eng, counterparty_account="B2")))))
+    assert (r.reason, r.field) == (R.ACCOUNT_BLOCKED, "account")  # proposing to a blocked account is allowed; accepting is not
+    only(eng.apply(BlockAccept(ts=T, member="M1", account="A2", block_id=in_m1)), Trade)
 
 
 # ---------------------------------------------------------------------- accept rejections
