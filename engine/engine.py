@@ -133,8 +133,7 @@ class Engine:
         self.stat_orders: dict[str, int] = dict.fromkeys(self.specs, 0)
         self.stat_trades: dict[str, int] = dict.fromkeys(self.specs, 0)
         self.stat_volume: dict[str, int] = dict.fromkeys(self.specs, 0)
-        self.stat_rejects: dict[tuple[str, str], int] = {}
-        self.stat_commands = 0
+        self.stat_rejects: dict[tuple[str, str], int] = {}  # (instrument, reason); commands = seq
 
     # ------------------------------------------------------------------ entry point
 
@@ -142,14 +141,19 @@ class Engine:
         """Apply one command; return the events it caused (its ``seq`` is ``self.seq``)."""
         self.seq += 1
         self.ts = cmd.ts
-        self.stat_commands += 1
         out: list[Event] = []
         self.out = out
-        handler = self.handlers.get(type(cmd))
-        if handler is None:  # pragma: no cover - every command type has a handler
-            raise TypeError(f"no handler for {type(cmd).__name__}")
+        try:
+            handler = self.handlers[type(cmd)]
+        except KeyError:
+            raise TypeError(f"not a command: {type(cmd).__name__}") from None
         handler(self, cmd)
         return out
+
+    @property
+    def stat_commands(self) -> int:
+        """Commands applied (= the sequence number; kept as a name for metrics)."""
+        return self.seq
 
     # ------------------------------------------------------------------ helpers for handlers
 

@@ -363,7 +363,7 @@ def cancel(eng: Engine, o: Order, exec_type: str = "cancelled", reason: str = ""
     if o.resting:
         o.resting = False
         qty = eng.books[o.instrument].side(o.side).reduce(o.price, leaves, True)
-        out.append(BookLevel(seq=eng.seq, ts=eng.ts, instrument=o.instrument, side=o.side, price=o.price, quantity=qty))  # type: ignore[arg-type]
+        out.append(BookLevel(eng.seq, eng.ts, o.instrument, o.side, o.price, qty))  # type: ignore[arg-type]
     o.leaves_qty = 0
     o.status = "expired" if exec_type == "expired" else "cancelled"
     if o.client_order_id:
