@@ -11,6 +11,9 @@ from engine.blocks import block_view
 from engine.config import MarketConfig
 from engine.engine import Engine
 from engine.schema import (
+    AuctionCreate,
+    AuctionOpen,
+    AuctionUpdate,
     Balance,
     BlockAccept,
     BlockCancel,
@@ -322,6 +325,17 @@ def test_kill_switch_cancels_open_proposals_of_either_party(eng: Engine) -> None
     r = rejected(eng.apply(BlockAccept(ts=T, member="M2", account="B2", block_id=proposed_id(propose(eng, counterparty_account="B2")))))
     assert (r.reason, r.field) == (R.ACCOUNT_BLOCKED, "account")  # proposing to a blocked account is allowed; accepting is not
     only(eng.apply(BlockAccept(ts=T, member="M1", account="A2", block_id=in_m1)), Trade)
+
+
+def test_no_blocks_while_an_auction_suspends_the_instrument(eng: Engine) -> None:
+    block_id = proposed_id(propose(eng))
+    eng.apply(AuctionCreate(ts=T, instrument="SHEA", vintage=2025, quantity=1_000, reserve_price=5_000, suspend_trading=True))
+    assert only(eng.apply(AuctionOpen(ts=T, auction_id=1)), AuctionUpdate)
+    for events in (propose(eng), accept(eng, block_id)):
+        r = rejected(events)
+        assert (r.reason, r.field) == (R.MARKET_CLOSED, "instrument")
+        assert "auction" in r.message
+    proposed_id(propose(eng, instrument="SHCER", price=2_000))  # other instruments trade on
 
 
 # ---------------------------------------------------------------------- accept rejections
