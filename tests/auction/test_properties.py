@@ -106,9 +106,11 @@ def test_clearing_properties(case: Case) -> None:
         tied = [b for b in case.bids if b.price == min(by_id[i].price for i in alloc)]
         rest = case.offer - sum(alloc.get(b.bid_id, 0) for b in case.bids if b not in tied)
         total = sum(b.quantity for b in tied)
-        for b in tied:  # within one lot of the exact proportional share
-            share = b.quantity * rest / total
-            assert share - case.lot < alloc.get(b.bid_id, 0) < share + case.lot
+        for b in tied:  # the whole lots of its proportional share, plus at most one drawn leftover lot
+            floor_lots = (b.quantity // case.lot) * (rest // case.lot) // (total // case.lot)
+            assert alloc.get(b.bid_id, 0) // case.lot in (floor_lots, floor_lots + 1)
+        drawn = sum(alloc.get(b.bid_id, 0) // case.lot - (b.quantity // case.lot) * (rest // case.lot) // (total // case.lot) for b in tied)
+        assert drawn < len(tied)
 
 
 def test_clearing_is_independent_of_input_order_and_deterministic() -> None:
