@@ -100,58 +100,73 @@ class Notification:
 
 
 def default_checksum(bids: list[Level], asks: list[Level]) -> int:
-    """CRC32 of the top 10 levels, as docs/protocol.md defines it.
+    """CRC32 of the top 10 levels, exactly as docs/protocol.md defines it.
 
-    The string is the best-first bid levels then the best-first ask levels, each level
-    ``price:quantity`` with the price as its 2-decimal wire string, all joined by ``|``; the
-    CRC32 is taken over its UTF-8 bytes (unsigned). Both sides agree on the text because
-    the price strings are the canonical wire form, never floats.
+    ``zlib.crc32`` (unsigned) of the UTF-8 string ``"<bids>|<asks>"``: each side is its top
+    10 levels best first, each written ``<price>:<quantity>`` with the price as its wire
+    decimal string (``"60.50"``), joined by ``,``; an empty book is ``"|"``. Prices are
+    formatted from integer fen, never floats, so both ends produce the same text.
     """
-    parts = [f"{format_fen(p)}:{q}" for p, q in bids[:CHECKSUM_LEVELS]]
-    parts += [f"{format_fen(p)}:{q}" for p, q in asks[:CHECKSUM_LEVELS]]
-    return zlib.crc32("|".join(parts).encode()) & 0xFFFFFFFF
+    b = ",".join(f"{format_fen(p)}:{q}" for p, q in bids[:CHECKSUM_LEVELS])
+    a = ",".join(f"{format_fen(p)}:{q}" for p, q in asks[:CHECKSUM_LEVELS])
+    return zlib.crc32(f"{b}|{a}".encode()) & 0xFFFFFFFF
 
 
 @dataclass
 class Book:
-    """A local copy of one instrument's order book, rebuilt from its channel."""
+    """A local copy of one instrument's order book, rebuilt from its channel.
+
+    Levels are kept in dicts keyed by price in fen (updates are O(1)); ``bids``/``asks``
+    give the sorted, best-first view with the prices as wire strings.
+    """
 
     symbol: str
     channel: str
     seq: int = 0
     ts: int = 0
     synced: bool = False
-    bids: dict[int, int] = field(default_factory=dict)
-    asks: dict[int, int] = field(default_factory=dict)
+    bid_levels: dict[int, int] = field(default_factory=dict)
+    ask_levels: dict[int, int] = field(default_factory=dict)
 
     def levels(self) -> tuple[list[Level], list[Level]]:
-        """All levels, best price first on each side."""
-        bids = sorted(self.bids.items(), key=lambda lv: -lv[0])
-        asks = sorted(self.asks.items())
+        """All levels as ``(fen, tonnes)``, best price first on each side."""
+        bids = sorted(self.bid_levels.items(), key=lambda lv: -lv[0])
+        asks = sorted(self.ask_levels.items())
         return bids, asks
 
-    def as_wire(self) -> tuple[list[list[Any]], list[list[Any]]]:
-        """Levels in the wire form ``[["60.00", 10], ...]`` for comparisons with snapshots."""
-        bids, asks = self.levels()
-        return [[format_fen(p), q] for p, q in bids], [[format_fen(p), q] for p, q in asks]
+    @property
+    def bids(self) -> list[tuple[str, int]]:
+        """Bid levels best (highest) first: ``[("60.00", 10), ...]``."""
+        return [(format_fen(p), q) for p, q in self.levels()[0]]
 
-    def best_bid(self) -> Level | None:
-        return max(self.bids.items()) if self.bids else None
+    @property
+    def asks(self) -> list[tuple[str, int]]:
+        """Ask levels best (lowest) first."""
+        return [(format_fen(p), q) for p, q in self.levels()[1]]
 
-    def best_ask(self) -> Level | None:
-        return min(self.asks.items()) if self.asks else None
+    def best_bid(self) -> tuple[str, int] | None:
+        if not self.bid_levels:
+            return None
+        price = max(self.bid_levels)
+        return format_fen(price), self.bid_levels[price]
+
+    def best_ask(self) -> tuple[str, int] | None:
+        if not self.ask_levels:
+            return None
+        price = min(self.ask_levels)
+        return format_fen(price), self.ask_levels[price]
 
     def load(self, params: dict[str, Any]) -> None:
         """Replace everything with a snapshot."""
-        self.bids = _levels(params.get("bids", []))
-        self.asks = _levels(params.get("asks", []))
+        self.bid_levels = _levels(params.get("bids", []))
+        self.ask_levels = _levels(params.get("asks", []))
         self.seq = int(params["seq"])
         self.ts = int(params.get("ts", 0))
         self.synced = True
 
     def update(self, params: dict[str, Any]) -> None:
         """Apply absolute level quantities; quantity 0 removes the level."""
-        for side, book in ((params.get("bids", []), self.bids), (params.get("asks", []), self.asks)):
+        for side, book in ((params.get("bids", []), self.bid_levels), (params.get("asks", []), self.ask_levels)):
             for price, qty in _levels_list(side):
                 if qty:
                     book[price] = qty
@@ -232,7 +247,6 @@ class Client:
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._waiters: list[_Waiter] = []
         self._callbacks: list[tuple[str, Callable[[Notification], None]]] = []
-        self._seqs: dict[str, int] = {}
         self._ws: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -547,7 +561,6 @@ class Client:
     async def unsubscribe(self, channels: list[str]) -> Any:
         result = await self.call("unsubscribe", channels=channels)
         for channel in channels:
-            self._seqs.pop(channel, None)
             book = self._book_for(channel)
             if book is not None:
                 book.synced = False
@@ -660,8 +673,6 @@ class Client:
     def _notify(self, note: Notification) -> None:
         if note.method == "book":
             self._on_book(note)
-        else:
-            self._check_seq(note)
         self.history.append(note)
         if self._queue.full():
             self._queue.get_nowait()
@@ -676,18 +687,6 @@ class Client:
         for predicate, waiter in list(self._waiters):
             if not waiter.done() and predicate(note):
                 waiter.set_result(note)
-
-    def _check_seq(self, note: Notification) -> None:
-        """Non-book channels: count gaps so a caller can tell it missed something."""
-        seq = note.params.get("seq")
-        channel = note.channel
-        if not channel or not isinstance(seq, int) or note.method == "heartbeat":
-            return
-        last = self._seqs.get(channel)
-        if last is not None and seq != last + 1:
-            self.gaps += 1
-            log.warning("gap on %s: %d after %d", channel, seq, last)
-        self._seqs[channel] = seq
 
     # -- book rebuilding --------------------------------------------------------------------
 
