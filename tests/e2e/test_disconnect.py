@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
-from gateway.client import Client
-from tests.e2e.conftest import Server, broker
-from tests.e2e.support import BROKERS
+from gateway.client import Client, Notification
+from tests.e2e.conftest import broker
+from tests.e2e.support import BROKERS, Server
+
+
+def _cancelled(order_id: str) -> Callable[[Notification], bool]:
+    return lambda n: n.params.get("order_id") == order_id and n.params.get("exec_type") == "cancelled"
 
 
 async def _statuses(c: Client, account: str, ids: list[str]) -> list[str]:
@@ -34,7 +39,7 @@ async def test_dropped_connection_cancels_its_own_orders_only(clean_books: Serve
         await _eventually(survivor, "A-001", [ids[0], ids[2]], "cancelled")
         await _eventually(survivor, "A-002", [ids[1]], "cancelled")
         for oid in ids:  # every cancellation reached the member's other session too
-            await survivor.wait_for(lambda n, oid=oid: n.params.get("order_id") == oid and n.params.get("exec_type") == "cancelled", 5)
+            await survivor.wait_for(_cancelled(oid), 5)
         assert (await survivor.get_order("A-001", mine))["status"] == "new"
         account = await survivor.account("A-002")
         assert account["cash"]["frozen"] == "0.00", "the cancelled order's hold was released"

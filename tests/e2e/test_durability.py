@@ -28,8 +28,8 @@ import pytest
 
 from engine.config import load_market_text
 from gateway.client import Client, ClientError, RpcError
-from tests.e2e.conftest import Server, broker, operator, running_server
-from tests.e2e.support import ACCOUNTS, BROKERS, DEMO, carbonx_argv, start_server, write_config
+from tests.e2e.conftest import broker, operator, running_server
+from tests.e2e.support import ACCOUNTS, BROKERS, DEMO, Server, carbonx_argv, start_server, write_config
 
 TERMINAL = ("filled", "cancelled", "expired", "rejected")
 KEY = (

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from gateway.client import Client, RpcError
-from tests.e2e.conftest import Server, broker, operator
+from tests.e2e.conftest import broker, operator
+from tests.e2e.support import Server
 
 
 async def _reject(coro: Awaitable[Any]) -> RpcError:

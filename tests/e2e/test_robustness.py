@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from gateway.client import Client, RpcError
-from tests.e2e.conftest import Server, broker
+from tests.e2e.conftest import broker
+from tests.e2e.support import Server
 
 
 async def _orphan_error(c: Client, raw: str | bytes) -> dict[str, Any]:

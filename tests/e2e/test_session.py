@@ -7,7 +7,8 @@ import re
 import pytest
 
 from gateway.client import Client, RpcError
-from tests.e2e.conftest import BROKERS, OPERATOR, Server, broker
+from tests.e2e.conftest import broker
+from tests.e2e.support import BROKERS, OPERATOR, Server
 
 
 async def _error(coro: object) -> RpcError:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 from gateway.client import Notification
-from tests.e2e.conftest import Server, broker
+from tests.e2e.conftest import broker
+from tests.e2e.support import Server
 
 
 def _is_report(order_id: str, exec_type: str) -> object:
