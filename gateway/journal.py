@@ -1,0 +1,545 @@
+"""The command journal: where commands become durable, in sequence order.
+
+Every command the engine applies is appended here under the engine's sequence number
+before any of its events leave the process. Replaying the journal into a fresh engine
+rebuilds the exact state (the engine is deterministic), so the journal *is* the
+exchange's book of record.
+
+On disk (``DIR`` is the data directory shared with snapshots and recovery)::
+
+    DIR/journal/00000000000000000001.seg   # segment, named by the seq of its first record
+    DIR/archive/...                        # segments fully covered by a snapshot
+
+A segment is a sequence of frames ``<u32 length><u32 crc32(payload)><payload>``
+(little endian), the payload being the MessagePack encoding of ``(seq, command)``.
+Segments roll at batch boundaries once they reach ``segment_bytes``.
+
+Durability uses group commit: ``append`` only encodes into the pending batch; a writer
+task takes everything pending, writes it with one ``os.write`` and (policy ``fsync``)
+one ``fdatasync`` in a worker thread while the next batch accumulates, then advances
+``durable_seq``, wakes waiters and calls listeners. One fsync per batch rather than per
+command is what makes durable order entry affordable (an fsync costs milliseconds).
+
+Policies (see docs/journal.md):
+
+* ``fsync`` - durable means on stable storage: survives a power loss.
+* ``os``    - durable once written to the OS page cache: survives a crash of this
+  process, not of the machine.
+* ``none``  - durable as soon as appended; data may still be in our buffer. Tests and
+  benchmarks only: a crash loses recent commands that clients were told about.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import heapq
+import itertools
+import logging
+import os
+import re
+import struct
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+from engine.schema import AnyCommand
+
+log = logging.getLogger(__name__)
+
+Policy = Literal["fsync", "os", "none"]
+POLICIES: tuple[str, ...] = ("fsync", "os", "none")
+
+HEADER = struct.Struct("<II")  # payload length, crc32 of payload
+MAX_RECORD = 16 << 20  # far above any command the gateway admits; bounds a corrupt length
+SEGMENT_SUFFIX = ".seg"
+_SEGMENT_NAME = re.compile(r"^(\d{20})\.seg$")
+
+_record_decoder: msgspec.msgpack.Decoder[tuple[int, AnyCommand]] = msgspec.msgpack.Decoder(tuple[int, AnyCommand])
+_seq_decoder = msgspec.msgpack.Decoder(tuple[int, msgspec.Raw])
+_encoder = msgspec.msgpack.Encoder()
+
+
+class JournalError(RuntimeError):
+    """The journal cannot be used as asked (misuse, failed write, inconsistent files)."""
+
+
+class JournalCorruption(JournalError):
+    """A record that should be valid is not. Never skipped: start-up must stop here."""
+
+    def __init__(self, file: Path, offset: int, why: str) -> None:
+        super().__init__(f"journal corrupt: {file} at offset {offset}: {why}")
+        self.file = file
+        self.offset = offset
+        self.why = why
+
+
+# --------------------------------------------------------------------------- layout
+
+
+def journal_dir(directory: Path) -> Path:
+    return Path(directory) / "journal"
+
+
+def archive_dir(directory: Path) -> Path:
+    return Path(directory) / "archive"
+
+
+def segment_name(first_seq: int) -> str:
+    return f"{first_seq:020d}{SEGMENT_SUFFIX}"
+
+
+def list_segments(folder: Path) -> list[tuple[int, Path]]:
+    """(first seq, path) of every segment in ``folder``, oldest first. A ``.seg`` file
+    whose name is not a sequence number is refused rather than ignored: it means
+    someone renamed or dropped files by hand and the history is no longer certain."""
+    if not folder.is_dir():
+        return []
+    out = []
+    for path in folder.iterdir():
+        if path.suffix != SEGMENT_SUFFIX:
+            continue
+        m = _SEGMENT_NAME.match(path.name)
+        if m is None:
+            raise JournalCorruption(path, 0, "segment file name is not a 20-digit sequence number")
+        out.append((int(m.group(1)), path))
+    out.sort()
+    return out
+
+
+def encode_frame(seq: int, cmd: AnyCommand) -> bytes:
+    """One framed record (used by tests and tools; the journal inlines the same steps)."""
+    payload = _encoder.encode((seq, cmd))
+    return HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a created/renamed directory entry durable (POSIX needs the directory synced)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class TornTail:
+    """An incomplete final record: the process died in the middle of writing it."""
+
+    path: Path
+    offset: int  # where the torn frame starts = the length to truncate the file to
+    size: int  # file size found
+    why: str
+
+
+class JournalReader:
+    """Iterates ``(seq, command)`` over the journal after ``after_seq``, validating
+    framing, CRC, decoding and sequence continuity.
+
+    Mid-file damage raises ``JournalCorruption``. Only the end of the newest segment may
+    be torn (a crash mid-write): iteration then stops before it and ``torn`` describes
+    it; the reader never modifies files (``recovery`` decides to truncate)."""
+
+    def __init__(self, directory: Path, after_seq: int = 0, include_archive: bool = False) -> None:
+        self.directory = Path(directory)
+        self.after_seq = after_seq
+        self.include_archive = include_archive
+        self.torn: TornTail | None = None
+        self.last_seq = 0  # last valid record seen (0 = none)
+        self.first_seq = 0  # first record seen in the segments read (0 = none)
+
+    def segments(self) -> list[tuple[int, Path]]:
+        segs = list_segments(journal_dir(self.directory))
+        if self.include_archive:
+            segs = sorted(list_segments(archive_dir(self.directory)) + segs)
+        for (a, pa), (b, pb) in itertools.pairwise(segs):
+            if a == b:
+                raise JournalCorruption(pb, 0, f"segment starts at the same seq as {pa}")
+        return segs
+
+    def __iter__(self) -> Iterator[tuple[int, AnyCommand]]:
+        segs = self.segments()
+        # Skip whole segments that end before after_seq: the next one starts at or below it.
+        start = 0
+        for i, (first, _) in enumerate(segs):
+            if first <= self.after_seq + 1:
+                start = i
+        expected = 0  # 0 = anything (first record read); then previous + 1
+        for i in range(start, len(segs)):
+            first, path = segs[i]
+            last_segment = i == len(segs) - 1
+            if expected and first != expected:
+                raise JournalCorruption(path, 0, f"segment starts at seq {first} but the previous segment ended at {expected - 1}")
+            seen = 0
+            for seq, cmd in self._read_segment(path, first, last_segment):
+                seen += 1
+                self.last_seq = seq
+                if seq > self.after_seq:
+                    yield seq, cmd
+            if seen and not self.first_seq:
+                self.first_seq = first
+            if seen:
+                expected = self.last_seq + 1
+            elif not last_segment:
+                raise JournalCorruption(path, 0, "empty segment before the newest one")
+
+    def _read_segment(self, path: Path, first: int, last_segment: bool) -> Iterator[tuple[int, AnyCommand]]:
+        data = path.read_bytes()
+        mv = memoryview(data)
+        size = len(data)
+        off = 0
+        expected = first
+        unpack = HEADER.unpack_from
+        crc32 = zlib.crc32
+        decode = _record_decoder.decode
+        while off < size:
+            problem = None
+            start = off + 8  # HEADER.size
+            if start > size:
+                problem = "incomplete frame header"
+            else:
+                length, crc = unpack(data, off)
+                end = start + length
+                if length == 0 or length > MAX_RECORD:
+                    problem = f"impossible record length {length}"
+                elif end > size:
+                    problem = f"record of {length} bytes runs past the end of the file ({size} bytes)"
+                else:
+                    payload = mv[start:end]
+                    if crc32(payload) != crc:
+                        problem = "CRC mismatch"
+            if problem is not None:
+                self._bad_frame(path, data, off, expected, problem, last_segment)
+                return
+            try:
+                seq, cmd = decode(payload)
+            except msgspec.DecodeError as exc:
+                raise JournalCorruption(path, off, f"record passes its CRC but does not decode: {exc}") from None
+            if seq != expected:
+                raise JournalCorruption(path, off, f"record has seq {seq}, expected {expected}")
+            yield seq, cmd
+            expected += 1
+            off = end
+
+    def _bad_frame(self, path: Path, data: bytes, off: int, expected: int, problem: str, last_segment: bool) -> None:
+        """Decide between a torn tail (stop, remember it) and corruption (raise)."""
+        if last_segment and _is_torn(data, off, expected, problem):
+            self.torn = TornTail(path, off, len(data), problem)
+            return
+        raise JournalCorruption(path, off, problem)
+
+
+def _is_torn(data: bytes, off: int, expected: int, problem: str) -> bool:
+    """A crash mid-write leaves a prefix of the last write (possibly with zero-filled
+    pages after a power loss). So a bad frame counts as torn only if it plausibly is
+    the last thing written: the rest of the file is zeros or too short for a header, or
+    the frame reaches or runs past the end of the file *and* no later record (seq
+    ``expected + 1``) can be found after it. Otherwise a flipped length field could
+    pass for a torn write and we would throw away good records."""
+    if problem == "incomplete frame header" or not data[off:].strip(b"\0"):
+        return True
+    length, _ = HEADER.unpack_from(data, off)
+    end: int = off + HEADER.size + length
+    if end < len(data):
+        return False
+    return not _later_record_exists(data, off + HEADER.size, expected + 1)
+
+
+def _later_record_exists(data: bytes, start: int, seq: int) -> bool:
+    """True if a valid frame carrying ``seq`` starts somewhere after ``start``."""
+    marker = b"\x92" + _encoder.encode(seq)  # msgpack: 2-element array, then the seq
+    pos = data.find(marker, start)
+    while pos != -1:
+        hdr = pos - HEADER.size
+        if hdr >= start:
+            length, crc = HEADER.unpack_from(data, hdr)
+            end = pos + length
+            if 0 < length <= MAX_RECORD and end <= len(data) and zlib.crc32(data[pos:end]) == crc:
+                return True
+        pos = data.find(marker, pos + 1)
+    return False
+
+
+def read_records(directory: Path, after_seq: int = 0) -> Iterator[tuple[int, AnyCommand]]:
+    """``(seq, command)`` for every journaled command after ``after_seq``, in order.
+
+    Raises ``JournalCorruption(file, offset, why)`` on corruption; stops with a logged
+    warning at a torn tail (the file is left as is: ``recovery.recover`` truncates)."""
+    reader = JournalReader(directory, after_seq)
+    yield from reader
+    if reader.torn is not None:
+        t = reader.torn
+        log.warning("journal: torn record at %s offset %d (%s); %d bytes after it ignored", t.path, t.offset, t.why, t.size - t.offset)
+
+
+def segment_last_seq(path: Path) -> int | None:
+    """Seq of the last record of one segment, walking frame headers only (cheap), or
+    None if it is empty. Raises ``JournalError`` if the frames do not end exactly at
+    the end of the file: a torn tail that recovery has not truncated yet."""
+    data = path.read_bytes()
+    off, last = 0, -1
+    while off + HEADER.size <= len(data):
+        length, _ = HEADER.unpack_from(data, off)
+        if length == 0 or off + HEADER.size + length > len(data):
+            break
+        last, off = off, off + HEADER.size + length
+    if off != len(data):
+        raise JournalError(f"{path} has an incomplete record at offset {off}: run recovery before appending")
+    if last < 0:
+        return None
+    length, crc = HEADER.unpack_from(data, last)
+    payload = data[last + HEADER.size : last + HEADER.size + length]
+    if zlib.crc32(payload) != crc:
+        raise JournalCorruption(path, last, "CRC mismatch in the last record")
+    seq, _ = _seq_decoder.decode(payload)
+    return int(seq)
+
+
+# --------------------------------------------------------------------------- writing
+
+
+class Journal(abc.ABC):
+    """Where commands become durable, in sequence order.
+
+    ``append`` never blocks; durability is reported asynchronously through
+    ``wait_durable`` and listeners, in seq order, so the gateway can release each
+    command's reply and events only once the command is durable."""
+
+    durable_seq: int
+    # Metrics read at scrape time: plain attributes, nothing done per record.
+    batches: int
+    records: int
+    last_batch_size: int
+    fsync_seconds_total: float
+    last_fsync_seconds: float
+    bytes_written: int
+
+    @abc.abstractmethod
+    def append(self, seq: int, cmd: AnyCommand) -> None:
+        """Add the command to the pending batch. ``seq`` must be the previous + 1."""
+
+    @abc.abstractmethod
+    async def wait_durable(self, seq: int) -> None:
+        """Return once ``durable_seq >= seq``; raise ``JournalError`` if the journal failed."""
+
+    @abc.abstractmethod
+    def add_listener(self, fn: Callable[[int], None]) -> None:
+        """Call ``fn(durable_seq)`` on the event loop after every durable batch."""
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Start the group-commit writer."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Write and sync everything pending, then stop the writer."""
+
+
+class LocalJournal(Journal):
+    """Segment files in ``directory/journal`` with asyncio group commit.
+
+    A failed write or fsync is fatal (after a failed fsync the kernel may have dropped
+    the dirty pages, so retrying could report durability that is not there): the
+    journal stops, waiters get ``JournalError`` and further appends raise."""
+
+    def __init__(self, directory: Path, policy: Policy = "fsync", segment_bytes: int = 64 << 20, next_seq: int = 1) -> None:
+        if policy not in POLICIES:
+            raise ValueError(f"fsync policy must be one of {list(POLICIES)}, not {policy!r}")
+        if segment_bytes <= 0:
+            raise ValueError("segment_bytes must be positive")
+        if next_seq < 1:
+            raise ValueError("next_seq must be >= 1")
+        self.directory = Path(directory)
+        self.folder = journal_dir(self.directory)
+        self.policy: Policy = policy
+        self.segment_bytes = segment_bytes
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._check_continuity(next_seq)
+        self.durable_seq = next_seq - 1
+        self.batches = self.records = self.last_batch_size = self.bytes_written = 0
+        self.fsync_seconds_total = self.last_fsync_seconds = 0.0
+        self._last_appended = next_seq - 1
+        self._pending = bytearray()
+        self._pending_first = next_seq  # seq of the first record in _pending
+        self._listeners: list[Callable[[int], None]] = []
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._tiebreak = itertools.count()
+        self._fd = -1
+        self._segment_size = 0
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._closed = False
+        self.failure: BaseException | None = None
+
+    def _check_continuity(self, next_seq: int) -> None:
+        """Refuse to fork history: if segments exist, ``next_seq`` must follow the last
+        record on disk (with no segments left - all archived - any start is accepted)."""
+        segs = list_segments(self.folder)
+        for first, path in reversed(segs):
+            last = segment_last_seq(path)
+            if last is None:
+                if first >= next_seq and first != next_seq:
+                    raise JournalError(f"empty segment {path} lies beyond next_seq {next_seq}")
+                continue
+            if last + 1 != next_seq:
+                raise JournalError(f"journal ends at seq {last} ({path}) but next_seq is {next_seq}: recover the engine first")
+            return
+
+    # ------------------------------------------------------------------ hot path
+
+    def append(self, seq: int, cmd: AnyCommand) -> None:
+        if self.failure is not None:
+            raise JournalError(f"journal failed earlier: {self.failure!r}")
+        if self._closing:
+            raise JournalError("journal is closed")
+        if seq != self._last_appended + 1:
+            raise JournalError(f"append seq {seq} but the last appended was {self._last_appended}")
+        payload = _encoder.encode((seq, cmd))
+        pending = self._pending
+        if not pending:
+            self._pending_first = seq
+        pending += HEADER.pack(len(payload), zlib.crc32(payload))
+        pending += payload
+        self._last_appended = seq
+        if self.policy == "none":
+            self.durable_seq = seq
+        if self._wake is not None:
+            self._wake.set()
+
+    async def wait_durable(self, seq: int) -> None:
+        if self.durable_seq >= seq:
+            return
+        if self.failure is not None:
+            raise JournalError(f"journal failed: {self.failure!r}")
+        if seq > self._last_appended:
+            raise JournalError(f"seq {seq} was never appended (last appended {self._last_appended})")
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (seq, next(self._tiebreak), fut))
+        await fut
+
+    def add_listener(self, fn: Callable[[int], None]) -> None:
+        self._listeners.append(fn)
+
+    # ------------------------------------------------------------------ writer
+
+    async def start(self) -> None:
+        if self._task is not None:
+            raise JournalError("journal already started")
+        self._wake = asyncio.Event()
+        if self._pending:
+            self._wake.set()
+        self._task = asyncio.create_task(self._run(), name="journal-writer")
+
+    async def close(self) -> None:
+        """Flush everything pending and fsync it whatever the policy, so a clean
+        shutdown never loses a command."""
+        if self._closed:
+            return
+        self._closing = True
+        if self._task is not None and self._wake is not None:
+            self._wake.set()
+            await self._task
+        elif self._pending and self.failure is None:
+            await asyncio.get_running_loop().run_in_executor(None, self._write_batch, *self._take(), False)
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            try:
+                if self.failure is None:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+        self._closed = True
+        if self.failure is not None:
+            raise JournalError(f"journal failed: {self.failure!r}")
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                if self._pending:
+                    data, first, last = self._take()
+                    if self.policy == "fsync":
+                        await loop.run_in_executor(None, self._write_batch, data, first, last, True)
+                    else:
+                        self._write_batch(data, first, last, False)
+                    self._durable(last)
+                if self._closing and not self._pending:
+                    return
+        except Exception as exc:  # a failed write/fsync: stop for good, tell everyone
+            log.critical("journal: write failed, journal stopped: %r", exc)
+            self._fail(exc)
+
+    def _take(self) -> tuple[bytearray, int, int]:
+        """Hand the pending batch to the writer; appends go to a fresh buffer."""
+        data, self._pending = self._pending, bytearray()
+        return data, self._pending_first, self._last_appended
+
+    def _write_batch(self, data: bytearray, first: int, last: int, sync: bool) -> None:
+        """One write (and one fdatasync) of a whole batch; runs in a worker thread for
+        policy fsync. Rolls to a new segment first if the current one is full."""
+        if self._fd < 0 or self._segment_size >= self.segment_bytes:
+            self._open_segment(first)
+        view = memoryview(data)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
+        self._segment_size += len(data)
+        if sync:
+            t0 = time.perf_counter()
+            os.fdatasync(self._fd)
+            dt = time.perf_counter() - t0
+            self.last_fsync_seconds = dt
+            self.fsync_seconds_total += dt
+        self.batches += 1
+        self.records += last - first + 1
+        self.last_batch_size = last - first + 1
+        self.bytes_written += len(data)
+
+    def _open_segment(self, first: int) -> None:
+        """Close the full segment (synced under every policy: rolling is rare) and start
+        the next one, named by its first seq. An existing empty file of that name (left
+        by a crash before its first write) is reused; a non-empty one never is."""
+        if self._fd >= 0:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+        path = self.folder / segment_name(first)
+        if path.exists() and path.stat().st_size:
+            raise JournalError(f"segment {path} already exists and is not empty")
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._segment_size = 0
+        if self.policy == "fsync":
+            fsync_dir(self.folder)
+
+    def _durable(self, seq: int) -> None:
+        if seq > self.durable_seq:
+            self.durable_seq = seq
+        waiters = self._waiters
+        while waiters and waiters[0][0] <= self.durable_seq:
+            fut = heapq.heappop(waiters)[2]
+            if not fut.done():
+                fut.set_result(None)
+        for fn in self._listeners:
+            try:
+                fn(self.durable_seq)
+            except Exception:
+                log.exception("journal: durability listener failed")
+
+    def _fail(self, exc: BaseException) -> None:
+        self.failure = exc
+        for _, _, fut in self._waiters:
+            if not fut.done():
+                fut.set_exception(JournalError(f"journal failed: {exc!r}"))
+        self._waiters.clear()

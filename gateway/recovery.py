@@ -1,0 +1,227 @@
+"""Start-up recovery and the determinism check.
+
+``recover`` rebuilds the engine the server stopped with: the newest valid snapshot,
+restored and digest-checked, then every journaled command after it replayed in order.
+It refuses to guess: a record damaged anywhere but at the very end of the journal
+stops start-up with ``JournalCorruption`` naming the file and offset; only a torn
+final record (the process died while writing it, so it was never acknowledged under
+any policy that waits for the write) is truncated, with a warning.
+
+``verify`` is the audit: replay the whole history (archived segments included) into
+an empty engine and compare its digest with every snapshot at the snapshot's seq.
+
+Typical server start::
+
+    rec = recover(data_dir, config)
+    journal = LocalJournal(data_dir, policy, next_seq=rec.engine.seq + 1)
+    await journal.start()
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from engine.config import MarketConfig
+from engine.engine import Engine
+from gateway.journal import JournalCorruption, JournalError, JournalReader, TornTail
+from gateway.snapshots import SnapshotError, SnapshotStore
+
+log = logging.getLogger(__name__)
+
+
+class RecoveryError(JournalError):
+    """The data directory cannot be turned back into an engine; the message says why."""
+
+
+@dataclass
+class Recovered:
+    engine: Engine
+    snapshot_seq: int  # 0 = no snapshot used: replayed from empty
+    replayed: int  # journal records applied after the snapshot
+    truncated_tail: bool
+    seconds: float
+
+
+def recover(directory: Path, config: MarketConfig) -> Recovered:
+    """Rebuild the engine from ``directory`` (the data dir). See the module docstring."""
+    t0 = time.perf_counter()
+    directory = Path(directory)
+    store = SnapshotStore(directory)
+    max_seq: int | None = None
+    while True:
+        found = store.latest(max_seq)
+        engine, snapshot_seq = _start_engine(store, config, found)
+        reader = JournalReader(directory, after_seq=snapshot_seq)
+        replayed = _replay(engine, reader, snapshot_seq)
+        if not (snapshot_seq and reader.last_seq and reader.last_seq < snapshot_seq):
+            break
+        # The snapshot reached past the last durable record (it was written before the
+        # journal caught up, then the process died): its state includes commands that
+        # were never durable, so the journal - the book of record - wins.
+        store.set_aside(store.path_for(snapshot_seq), f"ahead of the journal, which ends at seq {reader.last_seq}")
+        max_seq = snapshot_seq - 1
+    truncated = reader.torn is not None
+    if reader.torn is not None:
+        _truncate(reader.torn)
+    rec = Recovered(engine, snapshot_seq, replayed, truncated, time.perf_counter() - t0)
+    log.info("recovered seq %d: snapshot %d + %d replayed in %.3f s", engine.seq, snapshot_seq, replayed, rec.seconds)
+    return rec
+
+
+def _start_engine(store: SnapshotStore, config: MarketConfig, found: tuple[int, bytes, str] | None) -> tuple[Engine, int]:
+    """A fresh engine, or the snapshot restored and proven equal to what was saved."""
+    if found is None:
+        return Engine(config), 0
+    seq, data, digest = found
+    path = store.path_for(seq)
+    try:
+        engine = Engine.restore(config, data)
+    except Exception as exc:  # a decodable state the engine cannot take: config mismatch?
+        raise RecoveryError(f"{path}: snapshot does not restore with this configuration: {exc!r}") from exc
+    if engine.seq != seq:
+        raise RecoveryError(f"{path}: restored engine is at seq {engine.seq}, the snapshot says {seq}")
+    actual = engine.digest()
+    if actual != digest:
+        raise RecoveryError(f"{path}: restored state digest {actual} differs from the saved {digest}")
+    return engine, seq
+
+
+def _replay(engine: Engine, reader: JournalReader, after: int) -> int:
+    """Apply every record the reader yields; they must continue exactly from ``after``."""
+    n = 0
+    apply = engine.apply
+    # Replay allocates millions of long-lived objects: with the cyclic GC on, every
+    # collection re-scans the growing state (measured: 1.7x slower start-up at 1M).
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for seq, cmd in reader:
+            if seq != engine.seq + 1:
+                raise RecoveryError(
+                    f"journal resumes at seq {seq} but the engine is at {engine.seq}: records {engine.seq + 1}..{seq - 1} are missing"
+                )
+            apply(cmd)
+            n += 1
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return n
+
+
+def _truncate(torn: TornTail) -> None:
+    log.warning(
+        "journal: truncating torn final record in %s at offset %d (%s; %d bytes dropped)",
+        torn.path,
+        torn.offset,
+        torn.why,
+        torn.size - torn.offset,
+    )
+    fd = os.open(torn.path, os.O_WRONLY)
+    try:
+        os.ftruncate(fd, torn.offset)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------- verify
+
+
+@dataclass
+class SnapshotCheck:
+    seq: int
+    file: str
+    saved_digest: str
+    replayed_digest: str | None  # None: the replay never reached this seq
+    restored_digest: str | None  # digest of Engine.restore(snapshot): proves restore round-trips
+    ok: bool
+
+
+@dataclass
+class VerifyReport:
+    ok: bool = True
+    records: int = 0
+    first_seq: int = 0
+    last_seq: int = 0
+    digest: str = ""  # state digest after replaying everything
+    snapshots: list[SnapshotCheck] = field(default_factory=list)
+    torn_tail: str | None = None
+    problems: list[str] = field(default_factory=list)
+
+    def fail(self, problem: str) -> None:
+        self.ok = False
+        self.problems.append(problem)
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def verify(directory: Path, config: MarketConfig) -> VerifyReport:
+    """Replay the whole journal from an empty engine; compare digests at every snapshot.
+    Read-only: nothing in ``directory`` is changed (a torn tail is only reported)."""
+    directory = Path(directory)
+    report = VerifyReport()
+    store = SnapshotStore(directory)
+    pending = _load_snapshots(store, config, report)
+    engine = Engine(config)
+    reader = JournalReader(directory, include_archive=True)
+    try:
+        _check_due(engine, pending, report)
+        for seq, cmd in reader:
+            if seq != engine.seq + 1:
+                report.fail(f"journal starts at seq {seq}: records 1..{seq - 1} are not in journal/ or archive/, cannot replay from empty")
+                break
+            engine.apply(cmd)
+            report.records += 1
+            if pending and pending[0][0] == seq:
+                _check_due(engine, pending, report)
+    except JournalCorruption as exc:
+        report.fail(str(exc))
+    report.first_seq = reader.first_seq
+    report.last_seq = engine.seq
+    report.digest = engine.digest()
+    if reader.torn is not None:
+        t = reader.torn
+        report.torn_tail = f"{t.path} at offset {t.offset}: {t.why} ({t.size - t.offset} bytes)"
+    for seq, path, digest, restored in pending:
+        report.snapshots.append(SnapshotCheck(seq, str(path), digest, None, restored, False))
+        report.fail(f"{path}: snapshot at seq {seq} is beyond the replayed journal (ends at {engine.seq})")
+    return report
+
+
+def _load_snapshots(store: SnapshotStore, config: MarketConfig, report: VerifyReport) -> list[tuple[int, Path, str, str | None]]:
+    """(seq, path, saved digest, restored digest) of each readable snapshot, by seq."""
+    out: list[tuple[int, Path, str, str | None]] = []
+    for _, path in store.files():
+        try:
+            seq, data, digest = store.load(path)
+        except (SnapshotError, OSError) as exc:
+            report.fail(f"unreadable snapshot: {exc}")
+            continue
+        try:
+            restored: str | None = Engine.restore(config, data).digest()
+        except Exception as exc:
+            report.fail(f"{path}: does not restore: {exc!r}")
+            restored = None
+        out.append((seq, path, digest, restored))
+    return out
+
+
+def _check_due(engine: Engine, pending: list[tuple[int, Path, str, str | None]], report: VerifyReport) -> None:
+    """Compare the replayed state with every snapshot taken at the engine's seq."""
+    if not pending or pending[0][0] != engine.seq:
+        return
+    actual = engine.digest()
+    while pending and pending[0][0] == engine.seq:
+        seq, path, digest, restored = pending.pop(0)
+        ok = actual == digest and restored == digest
+        report.snapshots.append(SnapshotCheck(seq, str(path), digest, actual, restored, ok))
+        if actual != digest:
+            report.fail(f"{path}: replay from empty gives digest {actual} at seq {seq}, the snapshot has {digest}")
+        elif restored != digest:
+            report.fail(f"{path}: restoring the snapshot gives digest {restored}, not its saved {digest}")

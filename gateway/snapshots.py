@@ -1,0 +1,186 @@
+"""Snapshots: the whole engine state at a sequence number, so start-up need not replay
+the journal from the beginning of time.
+
+``DIR/snapshots/<seq>.snap`` (seq zero-padded to 20 digits) holds::
+
+    magic "CXSNAP01" | u64 seq | u64 payload length | u32 crc32(payload) | 64-byte hex SHA-256 digest | payload
+
+The payload is ``Engine.snapshot()`` and the digest is ``Engine.digest()`` of that state
+(a SHA-256 over those same bytes), so a snapshot is checked twice: the CRC catches a
+damaged file cheaply, the digest proves the restored engine is the one that was saved.
+
+Writing is atomic (temporary file, fsync, rename, fsync of the directory) so a crash
+leaves either the old set of snapshots or the new one, never half a file under a
+snapshot's name. ``save`` encodes on the engine thread (the only moment the engine is
+paused) and does hashing and file I/O in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import logging
+import os
+import re
+import struct
+import zlib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from gateway.journal import archive_dir, fsync_dir, journal_dir, list_segments
+
+if TYPE_CHECKING:
+    from engine.engine import Engine
+    from gateway.journal import Journal
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"CXSNAP01"
+HEADER = struct.Struct("<8sQQI64s")  # magic, seq, payload length, crc32, hex digest
+SUFFIX = ".snap"
+_NAME = re.compile(r"^(\d{20})\.snap$")
+
+
+class SnapshotError(ValueError):
+    """A snapshot file is unusable; the message names the file and the reason."""
+
+
+def encode_snapshot(seq: int, data: bytes, digest: str) -> bytes:
+    raw_digest = digest.encode("ascii")
+    if len(raw_digest) != 64:
+        raise ValueError(f"digest must be 64 hex characters, got {len(raw_digest)}")
+    return HEADER.pack(MAGIC, seq, len(data), zlib.crc32(data), raw_digest) + data
+
+
+def decode_snapshot(path: Path, blob: bytes) -> tuple[int, bytes, str]:
+    """(seq, state bytes, digest) of a snapshot file's contents, fully validated."""
+    if len(blob) < HEADER.size:
+        raise SnapshotError(f"{path}: shorter than the snapshot header")
+    magic, seq, length, crc, raw_digest = HEADER.unpack_from(blob)
+    if magic != MAGIC:
+        raise SnapshotError(f"{path}: not a carbonx snapshot (magic {magic!r})")
+    data = blob[HEADER.size :]
+    if len(data) != length:
+        raise SnapshotError(f"{path}: payload is {len(data)} bytes, header says {length}")
+    if zlib.crc32(data) != crc:
+        raise SnapshotError(f"{path}: CRC mismatch")
+    digest = raw_digest.decode("ascii", "replace")
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise SnapshotError(f"{path}: state does not match its digest")
+    m = _NAME.match(path.name)
+    if m is not None and int(m.group(1)) != seq:
+        raise SnapshotError(f"{path}: file name says seq {int(m.group(1))}, header says {seq}")
+    return seq, data, digest
+
+
+class SnapshotStore:
+    """Snapshot files under ``directory/snapshots`` (``directory`` = the data dir)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self.folder = self.directory / "snapshots"
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def path_for(self, seq: int) -> Path:
+        return self.folder / f"{seq:020d}{SUFFIX}"
+
+    def save_bytes(self, seq: int, data: bytes, digest: str) -> Path:
+        """Atomically write one snapshot (tmp + fsync + rename + fsync dir). Safe to
+        call from a worker thread: touches nothing but files."""
+        path = self.path_for(seq)
+        tmp = path.with_name(path.name + ".tmp")
+        blob = encode_snapshot(seq, data, digest)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(blob)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        fsync_dir(self.folder)
+        return path
+
+    async def save(self, engine: Engine, journal: Journal | None = None) -> Path:
+        """Snapshot ``engine`` as of now. Encoding happens here, on the engine's thread
+        (the engine must not change while it is captured); the digest and the write run
+        in a worker thread. With ``journal`` given, the file is only written once the
+        journal is durable up to the snapshot's seq, so a snapshot never gets ahead of
+        the journal (recovery copes if it does, by setting such a snapshot aside)."""
+        seq = engine.seq
+        data = engine.snapshot()
+        if journal is not None:
+            await journal.wait_durable(seq)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self._digest_and_save, seq, data)
+
+    def _digest_and_save(self, seq: int, data: bytes) -> Path:
+        # Engine.digest() is SHA-256 over exactly these bytes (tests pin this).
+        return self.save_bytes(seq, data, hashlib.sha256(data).hexdigest())
+
+    def files(self) -> list[tuple[int, Path]]:
+        """(seq, path) of every snapshot file, oldest first (not validated)."""
+        out = []
+        for path in self.folder.iterdir():
+            m = _NAME.match(path.name)
+            if m is not None:
+                out.append((int(m.group(1)), path))
+        out.sort()
+        return out
+
+    def load(self, path: Path) -> tuple[int, bytes, str]:
+        return decode_snapshot(path, path.read_bytes())
+
+    def latest(self, max_seq: int | None = None) -> tuple[int, bytes, str] | None:
+        """The newest snapshot that validates (at or below ``max_seq`` if given),
+        skipping invalid ones with a logged warning."""
+        for seq, path in reversed(self.files()):
+            if max_seq is not None and seq > max_seq:
+                continue
+            try:
+                return self.load(path)
+            except (SnapshotError, OSError) as exc:
+                log.warning("snapshot skipped: %s", exc)
+        return None
+
+    def set_aside(self, path: Path, why: str) -> Path:
+        """Move a snapshot that must not be used into ``snapshots/stale`` (kept for
+        inspection, never deleted)."""
+        stale = self.folder / "stale"
+        stale.mkdir(exist_ok=True)
+        dest = stale / path.name
+        os.replace(path, dest)
+        fsync_dir(self.folder)
+        log.warning("snapshot %s set aside to %s: %s", path, dest, why)
+        return dest
+
+    def prune(self, keep: int = 3) -> list[Path]:
+        """Delete all but the newest ``keep`` snapshot files."""
+        if keep < 1:
+            raise ValueError("keep at least one snapshot")
+        doomed = [path for _, path in self.files()[:-keep]]
+        for path in doomed:
+            path.unlink()
+        return doomed
+
+    def archive_segments_before(self, seq: int) -> list[Path]:
+        """Move journal segments whose every record is at or below ``seq`` (covered by
+        the snapshot at ``seq``) into ``archive/``. The newest segment is never moved:
+        it is the one being written. Archived segments still count for
+        ``carbonx journal verify`` and ``dump``; delete them only after backing up."""
+        segs = list_segments(journal_dir(self.directory))
+        target = archive_dir(self.directory)
+        moved = []
+        for (_, path), (next_first, _) in itertools.pairwise(segs):
+            if next_first - 1 > seq:
+                break
+            target.mkdir(exist_ok=True)
+            dest = target / path.name
+            os.replace(path, dest)
+            moved.append(dest)
+        if moved:
+            fsync_dir(target)
+            fsync_dir(journal_dir(self.directory))
+        return moved
