@@ -1,0 +1,87 @@
+"""The ``carbonx`` console script.
+
+    carbonx serve --config deploy/demo.toml [--data-dir DIR] [--host H] [--port N]
+                  [--admin-host H] [--admin-port N] [--metrics-port N] [--fsync-policy P]
+    carbonx hash-secret SECRET        # prints scrypt$<salt-hex>$<hash-hex> for the config
+    carbonx journal verify|dump ...   # see docs/journal.md (gateway.journal_cli)
+
+Flags override the configuration's ``[server]`` table; port 0 picks a free port (the
+ready line printed on stdout tells which).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from engine.config import ConfigError
+from gateway.settings import FSYNC_POLICIES, SettingsError, load_settings, with_env_operator
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="carbonx", description="carbonx exchange core")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the exchange: engine, journal, trading + admin listeners, metrics")
+    serve.add_argument("--config", required=True, type=Path, help="TOML configuration (e.g. deploy/demo.toml)")
+    serve.add_argument("--data-dir", help="journal and snapshots directory (default: [server] data_dir, ./data)")
+    serve.add_argument("--host", help="trading listener address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="trading listener port (default 8700; 0 = any free port)")
+    serve.add_argument("--admin-host", help="admin listener address (default 127.0.0.1)")
+    serve.add_argument("--admin-port", type=int, help="admin listener port (default 8701; 0 = any free port)")
+    serve.add_argument("--metrics-port", type=int, help="metrics/health HTTP port (default 9100; 0 = any free port)")
+    serve.add_argument("--fsync-policy", choices=FSYNC_POLICIES, help="journal durability policy (default fsync)")
+    serve.add_argument("--log-level", default="INFO", help="logging level (stderr)")
+    hs = sub.add_parser("hash-secret", help="print the salted hash of a secret for the configuration")
+    hs.add_argument("secret")
+    sub.add_parser("journal", help="journal tools: verify DIR --config FILE | dump DIR [--from SEQ]", add_help=False)
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvloop
+
+    from gateway.server import ServeOptions, run
+
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = with_env_operator(load_settings(args.config))
+    except (OSError, ConfigError, SettingsError) as exc:
+        print(f"carbonx: configuration error in {args.config}: {exc}", file=sys.stderr)
+        return 2
+    opts = ServeOptions(
+        data_dir=args.data_dir,
+        host=args.host,
+        port=args.port,
+        admin_host=args.admin_host,
+        admin_port=args.admin_port,
+        metrics_port=args.metrics_port,
+        fsync_policy=args.fsync_policy,
+    )
+    try:
+        return uvloop.run(run(settings, opts))
+    except KeyboardInterrupt:  # pragma: no cover - SIGINT is handled inside run
+        return 130
+    except OSError as exc:
+        print(f"carbonx: {exc}", file=sys.stderr)
+        return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "journal":
+        from gateway.journal_cli import main as journal_main
+
+        return journal_main(argv[1:])
+    args = _parser().parse_args(argv)
+    if args.command == "hash-secret":
+        from gateway.sessions import hash_secret
+
+        print(hash_secret(args.secret))
+        return 0
+    return _serve(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

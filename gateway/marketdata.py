@@ -1,0 +1,525 @@
+"""Market data: channels, fan-out to subscribers, and the slow-consumer guard.
+
+Only durable events reach this module (``EventSink.publish`` is called in sequence
+order once the journal has made a command durable), so nothing published here can be
+lost by a crash. The module keeps its own *shadow* of each book, built from the
+``BookLevel`` events, because the engine may already be ahead of durability.
+
+Fan-out: each notification is encoded once per wire format and written to every
+subscriber with websockets' ``broadcast`` (no per-subscriber await). ``broadcast`` has
+no backpressure, so before every write the connection's transport buffer is checked:
+past ``write_buffer_bytes`` the subscriber is cut off with close code 1008 and reason
+"slow consumer" and receives nothing more; nobody else waits for it.
+
+Book channels coalesce: level changes accumulate and go out once per tick
+(``coalesce_ms``) as one ``update`` with absolute level quantities, so a burst of
+orders costs one message per instrument per tick instead of one per order.
+
+Checksum (``book.*``): CRC32 (``zlib.crc32``, unsigned) of the UTF-8 string
+``"<bids>|<asks>"`` where each side is the channel's top 10 levels, best first, each
+written ``<price>:<quantity>`` (price as the wire decimal string) and joined by ``,``.
+An empty book is ``"|"``.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+import zlib
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar
+
+from sortedcontainers import SortedDict
+from websockets.asyncio.server import broadcast
+
+from engine.schema import (
+    AuctionUpdate,
+    BidUpdate,
+    BlockUpdate,
+    BookLevel,
+    Certificate,
+    DayOpened,
+    Event,
+    ExecReport,
+    InstrumentStatus,
+    ReferencePrice,
+    Trade,
+)
+from engine.units import format_fen
+from gateway import wire
+from gateway.sessions import Session
+
+log = logging.getLogger("carbonx.marketdata")
+
+CHECKSUM_LEVELS = 10
+MAX_DEPTH = 100
+SLOW_CONSUMER_CODE = 1008
+SLOW_CONSUMER_REASON = "slow consumer"
+
+
+class EventSink(abc.ABC):
+    """Receives durable events in sequence order (in-process today; NATS-fed later)."""
+
+    @abc.abstractmethod
+    def publish(self, seq: int, events: list[Event]) -> None: ...
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Flush anything pending."""
+
+
+class Fanout:
+    """Writes encoded notifications to sessions, guarding each one's write buffer."""
+
+    def __init__(self, write_buffer_bytes: int) -> None:
+        self.limit = write_buffer_bytes
+        self.slow_disconnects = 0
+        self.messages = 0  # deliveries (message x subscriber)
+        self.cut: set[Session] = set()
+
+    def _writable(self, session: Session) -> bool:
+        """False (and the session is being cut off) when it has fallen behind."""
+        conn = session.connection
+        if conn is None or session in self.cut:
+            return False
+        transport = conn.transport
+        if transport is None or transport.is_closing():
+            return False
+        if transport.get_write_buffer_size() <= self.limit:
+            return True
+        self.cut_off(session)
+        return False
+
+    def cut_off(self, session: Session) -> None:
+        self.cut.add(session)
+        self.slow_disconnects += 1
+        log.warning("cutting off slow consumer session %s (member %s)", session.session_id, session.member)
+        asyncio.get_running_loop().create_task(session.connection.close(SLOW_CONSUMER_CODE, SLOW_CONSUMER_REASON))
+
+    def forget(self, session: Session) -> None:
+        self.cut.discard(session)
+
+    def send(self, sessions: Iterable[Session], message: dict[str, Any]) -> None:
+        """Encode ``message`` at most once per format and write it to every session."""
+        text: list[Any] = []
+        binary: list[Any] = []
+        for s in sessions:
+            if self._writable(s):
+                (binary if s.binary else text).append(s.connection)
+        if text:
+            broadcast(text, wire.JSON.encode(message))
+        if binary:
+            broadcast(binary, wire.MSGPACK.encode(message))
+        self.messages += len(text) + len(binary)
+
+    def send_one(self, session: Session, message: dict[str, Any]) -> None:
+        self.send((session,), message)
+
+
+def checksum(bids: list[tuple[int, int]], asks: list[tuple[int, int]]) -> int:
+    """See the module docstring. Levels are (price fen, quantity)."""
+    b = ",".join(f"{format_fen(p)}:{q}" for p, q in bids[:CHECKSUM_LEVELS])
+    a = ",".join(f"{format_fen(p)}:{q}" for p, q in asks[:CHECKSUM_LEVELS])
+    return zlib.crc32(f"{b}|{a}".encode())
+
+
+def wire_levels(levels: Iterable[tuple[int, int]]) -> list[list[Any]]:
+    return [[format_fen(p), q] for p, q in levels]
+
+
+class ShadowBook:
+    """One instrument's book as published: price -> quantity per side, plus pending changes."""
+
+    def __init__(self, bids: list[tuple[int, int]], asks: list[tuple[int, int]]) -> None:
+        self.bids: SortedDict = SortedDict({-p: q for p, q in bids})  # negated: best first
+        self.asks: SortedDict = SortedDict(dict(asks))
+        self.dirty_bids: dict[int, int] = {}
+        self.dirty_asks: dict[int, int] = {}
+        self.seq = 0  # the full-depth channel's counter
+        self.ts = 0
+
+    def apply(self, ev: BookLevel) -> None:
+        if ev.side == "buy":
+            book, dirty, key = self.bids, self.dirty_bids, -ev.price
+        else:
+            book, dirty, key = self.asks, self.dirty_asks, ev.price
+        if ev.quantity:
+            book[key] = ev.quantity
+        else:
+            book.pop(key, None)
+        dirty[ev.price] = ev.quantity
+        self.ts = ev.ts
+
+    def top(self, n: int | None) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        bid_keys = self.bids.keys()[:n] if n else self.bids.keys()
+        ask_keys = self.asks.keys()[:n] if n else self.asks.keys()
+        return [(-k, self.bids[k]) for k in bid_keys], [(k, self.asks[k]) for k in ask_keys]
+
+    def best(self) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
+        bid = (-self.bids.keys()[0], self.bids.values()[0]) if self.bids else None
+        ask = (self.asks.keys()[0], self.asks.values()[0]) if self.asks else None
+        return bid, ask
+
+
+class DepthView:
+    """A ``book.SYM.N`` channel: the top N levels last sent, to diff against."""
+
+    def __init__(self, depth: int) -> None:
+        self.depth = depth
+        self.seq = 0
+        self.bids: dict[int, int] = {}
+        self.asks: dict[int, int] = {}
+
+    def diff(self, book: ShadowBook) -> tuple[list[tuple[int, int]], list[tuple[int, int]]] | None:
+        bids, asks = book.top(self.depth)
+        new_bids, new_asks = dict(bids), dict(asks)
+        db = _level_diff(self.bids, new_bids, reverse=True)
+        da = _level_diff(self.asks, new_asks, reverse=False)
+        self.bids, self.asks = new_bids, new_asks
+        return (db, da) if db or da else None
+
+
+def _level_diff(old: dict[int, int], new: dict[int, int], reverse: bool) -> list[tuple[int, int]]:
+    changed = [(p, q) for p, q in new.items() if old.get(p) != q]
+    changed += [(p, 0) for p in old if p not in new]
+    changed.sort(reverse=reverse)
+    return changed
+
+
+class Ticker:
+    """Per-instrument day statistics, updated from durable events only."""
+
+    def __init__(self, state: Any, phase: str) -> None:
+        self.open, self.high, self.low, self.last = state.open, state.high, state.low, state.last
+        self.volume, self.notional = state.volume, state.notional
+        self.reference, self.lower, self.upper = state.reference, state.lower, state.upper
+        self.phase, self.halted = phase, state.halted
+        self.ts = 0
+
+    def trade(self, t: Trade) -> None:
+        self.last = t.price
+        self.open = self.open or t.price
+        self.high = max(self.high, t.price)
+        self.low = min(self.low, t.price) if self.low else t.price
+        self.volume += t.quantity
+        self.notional += t.price * t.quantity
+
+    def reset_day(self) -> None:
+        self.open = self.high = self.low = self.last = self.volume = self.notional = 0
+
+
+class ChannelError(ValueError):
+    """A channel name that does not exist; ``reason`` says which wire reason to use."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+PER_INSTRUMENT = ("book", "trades", "ticker", "status")
+
+
+class MarketData(EventSink):
+    """All public channels plus the private ``orders`` channel."""
+
+    def __init__(
+        self,
+        engine: Any,
+        fanout: Fanout,
+        coalesce_s: float = 0.005,
+        clock: Callable[[], int] | None = None,
+    ) -> None:
+        self.fanout = fanout
+        self.coalesce_s = coalesce_s
+        self.symbols = list(engine.specs)
+        self.books = {s: ShadowBook(*engine.depth(s)) for s in self.symbols}
+        self.tickers = {s: Ticker(engine.instruments[s], engine.instruments[s].phase) for s in self.symbols}
+        self.depth_views: dict[str, DepthView] = {}  # channel name -> view
+        self.channels: dict[str, set[Session]] = {}  # channel name -> subscribers
+        self.orders: dict[str, set[Session]] = {}  # member -> sessions subscribed to "orders"
+        self.operators_orders: set[Session] = set()
+        self.dirty: set[str] = set()
+        self.ticker_dirty: set[str] = set()
+        self.flush_handle: asyncio.Handle | None = None
+        self.last_seq = engine.seq
+
+    # ------------------------------------------------------------------ subscriptions
+
+    def parse_channel(self, name: str) -> tuple[str, str | None, int | None]:
+        """(kind, instrument, depth); raises ChannelError."""
+        if name in ("auctions", "orders"):
+            return name, None, None
+        parts = name.split(".")
+        if len(parts) in (2, 3) and parts[0] in PER_INSTRUMENT and parts[1] in self.books:
+            if len(parts) == 2:
+                return parts[0], parts[1], None
+            if parts[0] == "book" and parts[2].isdigit() and 1 <= int(parts[2]) <= MAX_DEPTH:
+                return "book", parts[1], int(parts[2])
+        if len(parts) >= 2 and parts[0] in PER_INSTRUMENT and parts[1] not in self.books:
+            raise ChannelError("UNKNOWN_INSTRUMENT", f"unknown instrument {parts[1]!r} in channel {name!r}")
+        raise ChannelError(
+            wire.UNKNOWN_CHANNEL,
+            f"unknown channel {name!r}: expected book.SYM[.DEPTH], trades.SYM, ticker.SYM, status.SYM, auctions or orders",
+        )
+
+    def subscribe(self, session: Session, name: str) -> None:
+        """Add the subscriber, then send the channel's initial state (book snapshot etc.)."""
+        kind, symbol, depth = self.parse_channel(name)
+        if kind == "orders":
+            if session.operator:
+                self.operators_orders.add(session)
+            else:
+                self.orders.setdefault(session.member or "", set()).add(session)
+            return
+        if symbol is None:  # auctions: no initial state (auction.list gives it)
+            self.channels.setdefault(name, set()).add(session)
+            return
+        if kind == "book":
+            self.flush()  # pending updates go to existing subscribers first: the snapshot includes them
+            if depth is not None and name not in self.depth_views:
+                self.depth_views[name] = DepthView(depth)
+                self.depth_views[name].diff(self.books[symbol])
+        self.channels.setdefault(name, set()).add(session)
+        if kind == "book":
+            self._send_snapshot(session, name, symbol, depth)
+        elif kind == "ticker":
+            self.fanout.send_one(session, self._ticker_message(symbol))
+        elif kind == "status":
+            self.fanout.send_one(session, self._status_message(symbol))
+
+    def unsubscribe(self, session: Session, name: str) -> None:
+        if name == "orders":
+            self.operators_orders.discard(session)
+            for member_sessions in self.orders.values():
+                member_sessions.discard(session)
+            return
+        subs = self.channels.get(name)
+        if subs is not None:
+            subs.discard(session)
+            if not subs:
+                del self.channels[name]
+                self.depth_views.pop(name, None)
+
+    def drop(self, session: Session) -> None:
+        """Forget every subscription of a closed connection."""
+        for name in list(session.subscriptions):
+            self.unsubscribe(session, name)
+        session.subscriptions.clear()
+        self.fanout.forget(session)
+
+    def subscription_count(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for name, subs in self.channels.items():
+            kind = name.split(".")[0]
+            counts[kind] = counts.get(kind, 0) + len(subs)
+        counts["orders"] = sum(len(s) for s in self.orders.values()) + len(self.operators_orders)
+        return counts
+
+    # ------------------------------------------------------------------ messages
+
+    def _send_snapshot(self, session: Session, name: str, symbol: str, depth: int | None) -> None:
+        book = self.books[symbol]
+        bids, asks = book.top(depth)
+        seq = self.depth_views[name].seq if depth is not None else book.seq
+        msg = {
+            "channel": name,
+            "type": "snapshot",
+            "seq": seq,
+            "bids": wire_levels(bids),
+            "asks": wire_levels(asks),
+            "checksum": checksum(bids, asks),
+            "ts": book.ts,
+        }
+        self.fanout.send_one(session, wire.notification("book", msg))
+
+    def _ticker_message(self, symbol: str) -> dict[str, Any]:
+        t = self.tickers[symbol]
+        bid, ask = self.books[symbol].best()
+        return wire.notification(
+            "ticker",
+            {
+                "channel": f"ticker.{symbol}",
+                "instrument": symbol,
+                "bid": format_fen(bid[0]) if bid else None,
+                "bid_qty": bid[1] if bid else 0,
+                "ask": format_fen(ask[0]) if ask else None,
+                "ask_qty": ask[1] if ask else 0,
+                "last": format_fen(t.last) if t.last else None,
+                "open": format_fen(t.open) if t.open else None,
+                "high": format_fen(t.high) if t.high else None,
+                "low": format_fen(t.low) if t.low else None,
+                "volume": t.volume,
+                "vwap": wire.avg_price(t.notional, t.volume),
+                "reference": format_fen(t.reference),
+                "lower": format_fen(t.lower),
+                "upper": format_fen(t.upper),
+                "phase": t.phase,
+                "halted": t.halted,
+                "seq": self.last_seq,
+                "ts": t.ts,
+            },
+        )
+
+    def _status_message(self, symbol: str) -> dict[str, Any]:
+        t = self.tickers[symbol]
+        return wire.notification(
+            "status",
+            {"channel": f"status.{symbol}", "instrument": symbol, "phase": t.phase, "halted": t.halted, "seq": self.last_seq, "ts": t.ts},
+        )
+
+    # ------------------------------------------------------------------ publishing
+
+    def publish(self, seq: int, events: list[Event]) -> None:
+        self.last_seq = seq
+        for ev in events:
+            handler = self._handlers.get(type(ev))
+            if handler is not None:
+                handler(self, ev)
+        if (self.dirty or self.ticker_dirty) and self.flush_handle is None:
+            self.flush_handle = asyncio.get_running_loop().call_later(self.coalesce_s, self.flush)
+
+    def _on_level(self, ev: BookLevel) -> None:
+        self.books[ev.instrument].apply(ev)
+        self.dirty.add(ev.instrument)
+
+    def _on_trade(self, ev: Trade) -> None:
+        ticker = self.tickers.get(ev.instrument)
+        if ticker is None:
+            return
+        if not ev.block:
+            ticker.trade(ev)
+            ticker.ts = ev.ts
+            self.ticker_dirty.add(ev.instrument)
+        subs = self.channels.get(f"trades.{ev.instrument}")
+        if subs:
+            msg = wire.public_trade(ev)
+            msg["channel"] = f"trades.{ev.instrument}"
+            self.fanout.send(subs, wire.notification("trades", msg))
+
+    def _on_status(self, ev: InstrumentStatus) -> None:
+        t = self.tickers[ev.instrument]
+        t.phase, t.halted, t.ts = ev.phase, ev.halted, ev.ts
+        self.ticker_dirty.add(ev.instrument)
+        subs = self.channels.get(f"status.{ev.instrument}")
+        if subs:
+            self.fanout.send(subs, self._status_message(ev.instrument))
+
+    def _on_reference(self, ev: ReferencePrice) -> None:
+        t = self.tickers[ev.instrument]
+        t.reference, t.lower, t.upper, t.ts = ev.price, ev.lower, ev.upper, ev.ts
+        self.ticker_dirty.add(ev.instrument)
+
+    def _on_day_open(self, ev: DayOpened) -> None:
+        for t in self.tickers.values():
+            t.reset_day()
+        self.ticker_dirty.update(self.tickers)
+
+    def _on_auction(self, ev: AuctionUpdate) -> None:
+        subs = self.channels.get("auctions")
+        if subs:
+            msg = wire.auction_view(ev.auction, ev.results)
+            msg.update(channel="auctions", seq=ev.seq, ts=ev.ts)
+            self.fanout.send(subs, wire.notification("auctions", msg))
+
+    def _private(self, members: Iterable[str], kind: str, body: dict[str, Any]) -> None:
+        targets: set[Session] = set(self.operators_orders)
+        for m in members:
+            targets |= self.orders.get(m, set())
+        if targets:
+            body["channel"] = "orders"
+            body["kind"] = kind
+            self.fanout.send(targets, wire.notification("orders", body))
+
+    def _on_exec(self, ev: ExecReport) -> None:
+        if self.orders.get(ev.member) or self.operators_orders:
+            self._private((ev.member,), "execution_report", wire.exec_report(ev))
+
+    def _on_bid(self, ev: BidUpdate) -> None:
+        if self.orders.get(ev.member) or self.operators_orders:
+            self._private((ev.member,), "bid", wire.bid_view(ev))
+
+    def _on_block(self, ev: BlockUpdate) -> None:
+        body = wire.block_view(ev)
+        kind = "block_proposal" if ev.state == "proposed" else "block_update"
+        self._private({ev.proposer_member, ev.counterparty_member}, kind, body)
+
+    def _on_certificate(self, ev: Certificate) -> None:
+        if self.orders.get(ev.member) or self.operators_orders:
+            self._private((ev.member,), "certificate", wire.certificate_view(ev))
+
+    _handlers: ClassVar[dict[type, Callable[[MarketData, Any], None]]] = {
+        BookLevel: _on_level,
+        Trade: _on_trade,
+        InstrumentStatus: _on_status,
+        ReferencePrice: _on_reference,
+        DayOpened: _on_day_open,
+        AuctionUpdate: _on_auction,
+        ExecReport: _on_exec,
+        BidUpdate: _on_bid,
+        BlockUpdate: _on_block,
+        Certificate: _on_certificate,
+    }
+
+    # ------------------------------------------------------------------ coalesced flush
+
+    def flush(self) -> None:
+        """Send one book update per changed instrument (per channel) and the tickers."""
+        if self.flush_handle is not None:
+            self.flush_handle.cancel()
+            self.flush_handle = None
+        for symbol in self.dirty:
+            self._flush_book(symbol)
+        self.dirty.clear()
+        for symbol in self.ticker_dirty:
+            subs = self.channels.get(f"ticker.{symbol}")
+            if subs:
+                self.fanout.send(subs, self._ticker_message(symbol))
+        self.ticker_dirty.clear()
+
+    def _flush_book(self, symbol: str) -> None:
+        book = self.books[symbol]
+        self.ticker_dirty.add(symbol)
+        bids = sorted(book.dirty_bids.items(), reverse=True)
+        asks = sorted(book.dirty_asks.items())
+        book.dirty_bids.clear()
+        book.dirty_asks.clear()
+        if bids or asks:
+            book.seq += 1
+            name = f"book.{symbol}"
+            subs = self.channels.get(name)
+            if subs:
+                top_b, top_a = book.top(CHECKSUM_LEVELS)
+                self._send_update(subs, name, book.seq, bids, asks, checksum(top_b, top_a), book.ts)
+        for name, view in self.depth_views.items():
+            if name.startswith(f"book.{symbol}."):
+                diff = view.diff(book)
+                if diff is not None:
+                    view.seq += 1
+                    top_b, top_a = book.top(view.depth)
+                    self._send_update(self.channels.get(name, set()), name, view.seq, diff[0], diff[1], checksum(top_b, top_a), book.ts)
+
+    def _send_update(self, subs: set[Session], name: str, seq: int, bids: Any, asks: Any, crc: int, ts: int) -> None:
+        msg = {
+            "channel": name,
+            "type": "update",
+            "seq": seq,
+            "bids": wire_levels(bids),
+            "asks": wire_levels(asks),
+            "checksum": crc,
+            "ts": ts,
+        }
+        self.fanout.send(subs, wire.notification("book", msg))
+
+    def close(self) -> None:
+        self.flush()
+
+    # ------------------------------------------------------------------ metrics
+
+    def book_stats(self) -> dict[str, tuple[int, int, int | None]]:
+        """symbol -> (bid levels, ask levels, spread in fen or None)."""
+        out = {}
+        for symbol, book in self.books.items():
+            bid, ask = book.best()
+            spread = ask[0] - bid[0] if bid and ask else None
+            out[symbol] = (len(book.bids), len(book.asks), spread)
+        return out

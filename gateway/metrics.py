@@ -1,0 +1,212 @@
+"""Prometheus metrics, collected at scrape time from plain counters.
+
+The hot path never calls prometheus-client: the engine keeps plain integers
+(``stat_orders``, ``stat_trades``, ``stat_rejects``, ...), the journal plain attributes,
+and the gateway the two latency histograms below, which are a bisect and two integer
+increments per command (~0.3 µs instead of ~1.5 µs for ``Histogram.observe``). The
+custom collector turns all of them into metric families when ``/metrics`` is scraped.
+
+Also here: the event-loop lag monitor and the tiny HTTP server for ``/metrics``,
+``/healthz`` and ``/readyz`` (ready only once recovery is done and the listeners are up).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+
+log = logging.getLogger("carbonx.metrics")
+
+# Seconds. Fine at the bottom (group commit makes ~1-5 ms typical) and coarse above.
+LATENCY_BOUNDS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015,
+    0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5,
+)  # fmt: skip
+_BOUNDS_NS = tuple(int(b * 1e9) for b in LATENCY_BOUNDS)
+
+
+class LatencyHistogram:
+    """Bucket counts kept as plain ints; exported cumulatively at scrape time."""
+
+    __slots__ = ("counts", "sum_ns")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(_BOUNDS_NS) + 1)
+        self.sum_ns = 0
+
+    def observe_ns(self, ns: int) -> None:
+        self.counts[bisect.bisect_left(_BOUNDS_NS, ns)] += 1
+        self.sum_ns += ns
+
+    def buckets(self) -> list[tuple[str, float]]:
+        out, total = [], 0
+        for bound, n in zip((*LATENCY_BOUNDS, float("inf")), self.counts, strict=True):
+            total += n
+            out.append(("+Inf" if bound == float("inf") else repr(bound), float(total)))
+        return out
+
+    def count(self) -> int:
+        return sum(self.counts)
+
+
+class LoopLag:
+    """Measures how late the event loop wakes a sleeper: the loop's responsiveness."""
+
+    def __init__(self, interval: float = 0.25) -> None:
+        self.interval = interval
+        self.last = 0.0
+        self.max = 0.0  # since the last scrape
+        self.histogram = LatencyHistogram()
+
+    async def run(self) -> None:
+        while True:
+            t0 = time.perf_counter()
+            await asyncio.sleep(self.interval)
+            lag = max(0.0, time.perf_counter() - t0 - self.interval)
+            self.last = lag
+            self.max = max(self.max, lag)
+            self.histogram.observe_ns(int(lag * 1e9))
+
+
+def _histogram(name: str, doc: str, hist: LatencyHistogram, labels: dict[str, str] | None = None) -> HistogramMetricFamily:
+    fam = HistogramMetricFamily(name, doc, labels=list(labels) if labels else None)
+    fam.add_metric(list(labels.values()) if labels else [], hist.buckets(), hist.sum_ns / 1e9)
+    return fam
+
+
+class GatewayCollector:
+    """Reads the gateway's live objects at scrape time (see the module docstring)."""
+
+    def __init__(self, gateway: Any) -> None:
+        self.gw = gateway
+
+    def collect(self) -> Iterator[Metric]:
+        gw = self.gw
+        yield from self._engine(gw.engine)
+        if gw.journal is not None:
+            yield from self._journal(gw.journal)
+        yield from self._gateway(gw)
+
+    def _engine(self, eng: Any) -> Iterator[Metric]:
+        orders = CounterMetricFamily("carbonx_orders", "Orders accepted by the engine", labels=["instrument"])
+        trades = CounterMetricFamily("carbonx_trades", "Trades executed", labels=["instrument"])
+        volume = CounterMetricFamily("carbonx_traded_tonnes", "Tonnes traded", labels=["instrument"])
+        for sym in eng.specs:
+            orders.add_metric([sym], eng.stat_orders.get(sym, 0))
+            trades.add_metric([sym], eng.stat_trades.get(sym, 0))
+            volume.add_metric([sym], eng.stat_volume.get(sym, 0))
+        rejects = CounterMetricFamily("carbonx_rejects", "Commands rejected", labels=["instrument", "reason"])
+        for (sym, reason), n in sorted(eng.stat_rejects.items()):
+            rejects.add_metric([sym, reason], n)
+        yield from (orders, trades, volume, rejects)
+        yield CounterMetricFamily("carbonx_commands", "Commands applied by the engine", value=eng.stat_commands)
+        yield GaugeMetricFamily("carbonx_engine_seq", "Sequence number of the last applied command", value=eng.seq)
+
+    def _journal(self, j: Any) -> Iterator[Metric]:
+        yield GaugeMetricFamily("carbonx_journal_durable_seq", "Highest durable sequence number", value=j.durable_seq)
+        yield CounterMetricFamily("carbonx_journal_batches", "Group-commit batches written", value=j.batches)
+        yield CounterMetricFamily("carbonx_journal_records", "Records written", value=j.records)
+        yield CounterMetricFamily("carbonx_journal_bytes", "Bytes written", value=j.bytes_written)
+        yield GaugeMetricFamily("carbonx_journal_last_batch_size", "Records in the last batch", value=j.last_batch_size)
+        yield CounterMetricFamily("carbonx_journal_fsync_seconds", "Time spent in fsync", value=j.fsync_seconds_total)
+        yield GaugeMetricFamily("carbonx_journal_last_fsync_seconds", "Duration of the last fsync", value=j.last_fsync_seconds)
+
+    def _gateway(self, gw: Any) -> Iterator[Metric]:
+        yield _histogram("carbonx_command_latency_seconds", "Receive -> durable", gw.latency_durable, {"stage": "durable"})
+        yield _histogram("carbonx_command_reply_latency_seconds", "Receive -> reply written", gw.latency_reply, {"stage": "reply"})
+        sessions = GaugeMetricFamily("carbonx_sessions", "Open connections", labels=["listener", "state"])
+        counts: dict[tuple[str, str], int] = {}
+        for s in gw.registry.sessions:
+            key = ("admin" if s.admin else "trading", "authenticated" if s.authenticated else "anonymous")
+            counts[key] = counts.get(key, 0) + 1
+        for (listener, state), n in sorted(counts.items()):
+            sessions.add_metric([listener, state], n)
+        yield sessions
+        subs = GaugeMetricFamily("carbonx_subscriptions", "Subscriptions by channel kind", labels=["kind"])
+        for kind, n in sorted(gw.market.subscription_count().items()):
+            subs.add_metric([kind], n)
+        yield subs
+        yield CounterMetricFamily(
+            "carbonx_slow_consumer_disconnects", "Connections cut off as slow consumers", value=gw.fanout.slow_disconnects
+        )
+        yield CounterMetricFamily("carbonx_notifications_sent", "Notification deliveries (message x subscriber)", value=gw.fanout.messages)
+        yield CounterMetricFamily("carbonx_rate_limited", "Requests refused by rate limits", value=gw.rate_limited)
+        depth = GaugeMetricFamily("carbonx_book_levels", "Price levels in the published book", labels=["instrument", "side"])
+        spread = GaugeMetricFamily("carbonx_book_spread", "Best ask - best bid (CNY); absent when a side is empty", labels=["instrument"])
+        for sym, (nb, na, sp) in gw.market.book_stats().items():
+            depth.add_metric([sym, "buy"], nb)
+            depth.add_metric([sym, "sell"], na)
+            if sp is not None:
+                spread.add_metric([sym], sp / 100)
+        yield depth
+        yield spread
+        lag = gw.loop_lag
+        yield GaugeMetricFamily("carbonx_event_loop_lag_seconds", "Last measured event-loop lag", value=lag.last)
+        yield GaugeMetricFamily("carbonx_event_loop_lag_max_seconds", "Max event-loop lag since the last scrape", value=lag.max)
+        lag.max = 0.0
+        yield _histogram("carbonx_event_loop_lag", "Event-loop lag samples", lag.histogram)
+
+
+def make_registry(gateway: Any) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(GatewayCollector(gateway))
+    return registry
+
+
+class HttpEndpoint:
+    """``GET /metrics``, ``/healthz``, ``/readyz`` on a small asyncio server: no framework,
+    one request per connection, bounded request size."""
+
+    MAX_REQUEST = 8192
+
+    def __init__(self, registry_fn: Callable[[], CollectorRegistry | None], ready_fn: Callable[[], bool]) -> None:
+        self.registry_fn = registry_fn
+        self.ready_fn = ready_fn
+        self.server: asyncio.Server | None = None
+
+    async def start(self, host: str, port: int) -> int:
+        self.server = await asyncio.start_server(self._handle, host, port)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
+            parts = head.split(b"\r\n", 1)[0].split()
+            status, ctype, body = self._route(parts)
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError):
+            writer.close()
+            return
+        writer.write(
+            f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body
+        )
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        writer.close()
+
+    def _route(self, parts: list[bytes]) -> tuple[str, str, bytes]:
+        if len(parts) < 2 or parts[0] != b"GET":
+            return "405 Method Not Allowed", "text/plain", b"GET only\n"
+        path = parts[1].split(b"?", 1)[0]
+        if path == b"/healthz":
+            return "200 OK", "text/plain", b"ok\n"
+        if path == b"/readyz":
+            return ("200 OK", "text/plain", b"ready\n") if self.ready_fn() else ("503 Service Unavailable", "text/plain", b"recovering\n")
+        if path == b"/metrics":
+            registry = self.registry_fn()
+            if registry is None:
+                return "503 Service Unavailable", "text/plain", b"recovering\n"
+            return "200 OK", "text/plain; version=0.0.4; charset=utf-8", generate_latest(registry)
+        return "404 Not Found", "text/plain", b"not found\n"

@@ -1,0 +1,257 @@
+"""The gateway's tables of the TOML configuration: listeners, limits, credentials, demo funding.
+
+The same file also holds the market tables (``[calendar]``, ``[auction]``,
+``[[instrument]]``) that ``engine.config`` reads; this module reads only
+``[server]``, ``[limits]``, ``[operator]``, ``[[member]]`` and ``[[account]]`` and
+rejects unknown keys in them, so a typo in a limit never silently falls back to a
+default. Secrets appear here only as salted hashes (``carbonx hash-secret``).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from engine.config import MarketConfig, load_market_text
+from engine.schema import PARTICIPANT_TYPES
+from engine.units import UnitError, parse_fen
+
+FSYNC_POLICIES = ("fsync", "os", "none")
+
+
+class SettingsError(ValueError):
+    """The gateway configuration is invalid; the message names the key."""
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Listeners and behaviour. Ports 0 pick a free port."""
+
+    host: str = "127.0.0.1"
+    port: int = 8700
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 8701
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9100
+    data_dir: str = "./data"
+    fsync_policy: str = "fsync"
+    auto_open_day: bool = False
+    heartbeat_s: float = 10.0
+    keepalive_s: float = 20.0  # WebSocket ping interval and timeout
+    coalesce_ms: float = 5.0  # book/ticker updates are batched per tick of this length
+    tick_s: float = 1.0  # how often the session clock is checked (Tick command)
+    market_data_requires_login: bool = False
+    compression: bool = False
+    tls_cert: str = ""
+    tls_key: str = ""
+    snapshot_every: int = 0  # commands between automatic snapshots; 0 = only on request/shutdown
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Every input is bounded; these are the bounds."""
+
+    max_frame_bytes: int = 64 * 1024
+    requests_per_s: float = 200.0
+    request_burst: int = 400
+    orders_per_s: float = 100.0
+    order_burst: int = 200
+    max_violations: int = 50  # rate-limit rejects in a row before the connection is closed (1008)
+    max_login_failures: int = 5
+    max_subscriptions: int = 64
+    max_connections_per_member: int = 16
+    max_connections: int = 4096
+    write_buffer_bytes: int = 4 * 1024 * 1024  # slow-consumer limit per connection
+
+
+@dataclass(frozen=True)
+class Credential:
+    key_id: str
+    secret_hash: str
+
+
+@dataclass(frozen=True)
+class MemberSetting:
+    member: str
+    key_id: str
+    secret_hash: str
+
+
+@dataclass(frozen=True)
+class HoldingSetting:
+    instrument: str
+    quantity: int
+    vintage: int | None = None
+
+
+@dataclass(frozen=True)
+class AccountSetting:
+    account: str
+    member: str
+    type: str
+    cash: int = 0  # fen
+    holdings: tuple[HoldingSetting, ...] = ()
+
+
+@dataclass(frozen=True)
+class Settings:
+    market: MarketConfig
+    server: ServerSettings = field(default_factory=ServerSettings)
+    limits: Limits = field(default_factory=Limits)
+    operator: Credential | None = None
+    members: tuple[MemberSetting, ...] = ()
+    accounts: tuple[AccountSetting, ...] = ()
+
+
+def _typed(cls: type, raw: Any, where: str) -> Any:
+    """Build a flat dataclass from a TOML table, checking key names and value types."""
+    if not isinstance(raw, dict):
+        raise SettingsError(f"[{where}] must be a table")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise SettingsError(f"[{where}]: unknown keys {unknown}")
+    values: dict[str, Any] = {}
+    defaults = cls()
+    for name, value in raw.items():
+        expected = type(getattr(defaults, name))
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if type(value) is not expected:
+            raise SettingsError(f"{where}.{name}: expected {expected.__name__}, got {value!r}")
+        if expected in (int, float) and value < 0:
+            raise SettingsError(f"{where}.{name}: must not be negative")
+        values[name] = value
+    return cls(**values)
+
+
+def _text(raw: dict[str, Any], key: str, where: str) -> str:
+    value = raw.get(key)
+    if not isinstance(value, str) or not value or len(value) > 64:
+        raise SettingsError(f"{where}.{key}: expected a non-empty string of at most 64 characters")
+    return value
+
+
+def _check_keys(raw: Any, allowed: set[str], where: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{where} must be a table")
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise SettingsError(f"{where}: unknown keys {unknown}")
+    return raw
+
+
+def _members(raw: Any) -> tuple[MemberSetting, ...]:
+    out = []
+    for i, item in enumerate(raw or []):
+        where = f"member[{i}]"
+        item = _check_keys(item, {"member", "key_id", "secret_hash"}, where)
+        out.append(MemberSetting(_text(item, "member", where), _text(item, "key_id", where), _hash(item, where)))
+    return tuple(out)
+
+
+def _hash(raw: dict[str, Any], where: str) -> str:
+    value = raw.get("secret_hash")
+    if not isinstance(value, str) or not value.startswith("scrypt$") or value.count("$") != 2:
+        raise SettingsError(f"{where}.secret_hash: expected 'scrypt$<salt-hex>$<hash-hex>' (see `carbonx hash-secret`)")
+    return value
+
+
+def _holding(raw: Any, where: str) -> HoldingSetting:
+    raw = _check_keys(raw, {"instrument", "quantity", "vintage"}, where)
+    quantity, vintage = raw.get("quantity"), raw.get("vintage")
+    if not isinstance(quantity, int) or quantity <= 0:
+        raise SettingsError(f"{where}.quantity: expected a positive integer")
+    if vintage is not None and not isinstance(vintage, int):
+        raise SettingsError(f"{where}.vintage: expected an integer year")
+    return HoldingSetting(_text(raw, "instrument", where), quantity, vintage)
+
+
+def _accounts(raw: Any) -> tuple[AccountSetting, ...]:
+    out = []
+    for i, item in enumerate(raw or []):
+        where = f"account[{i}]"
+        item = _check_keys(item, {"account", "member", "type", "cash", "holdings"}, where)
+        kind = _text(item, "type", where)
+        if kind not in PARTICIPANT_TYPES:
+            raise SettingsError(f"{where}.type: expected one of {list(PARTICIPANT_TYPES)}")
+        try:
+            cash = parse_fen(str(item.get("cash", "0")))
+        except UnitError as exc:
+            raise SettingsError(f"{where}.cash: {exc}") from None
+        holdings = tuple(_holding(h, f"{where}.holdings[{j}]") for j, h in enumerate(item.get("holdings", [])))
+        out.append(AccountSetting(_text(item, "account", where), _text(item, "member", where), kind, cash, holdings))
+    return tuple(out)
+
+
+def _operator(raw: Any) -> Credential | None:
+    if raw is None:
+        return None
+    raw = _check_keys(raw, {"key_id", "secret_hash"}, "[operator]")
+    return Credential(_text(raw, "key_id", "operator"), _hash(raw, "operator"))
+
+
+def _validate(s: Settings) -> None:
+    if s.server.fsync_policy not in FSYNC_POLICIES:
+        raise SettingsError(f"server.fsync_policy: expected one of {list(FSYNC_POLICIES)}")
+    if bool(s.server.tls_cert) != bool(s.server.tls_key):
+        raise SettingsError("server.tls_cert and server.tls_key go together")
+    members = {m.member for m in s.members}
+    keys = [m.key_id for m in s.members] + ([s.operator.key_id] if s.operator else [])
+    if len(members) != len(s.members) or len(set(keys)) != len(keys):
+        raise SettingsError("member names and key ids must be unique (the operator's key id too)")
+    for a in s.accounts:
+        if a.member not in members:
+            raise SettingsError(f"account {a.account}: unknown member {a.member!r}")
+        for h in a.holdings:
+            if h.instrument not in s.market.instruments:
+                raise SettingsError(f"account {a.account}: unknown instrument {h.instrument!r}")
+    if s.limits.max_frame_bytes < 1024 or s.limits.requests_per_s <= 0 or s.limits.orders_per_s <= 0:
+        raise SettingsError("limits: max_frame_bytes >= 1024 and positive request/order rates are required")
+
+
+def parse_settings(text: str) -> Settings:
+    """Parse the whole configuration (market + gateway tables)."""
+    market = load_market_text(text)
+    data = tomllib.loads(text)
+    settings = Settings(
+        market=market,
+        server=_typed(ServerSettings, data.get("server", {}), "server"),
+        limits=_typed(Limits, data.get("limits", {}), "limits"),
+        operator=_operator(data.get("operator")),
+        members=_members(data.get("member")),
+        accounts=_accounts(data.get("account")),
+    )
+    _validate(settings)
+    return settings
+
+
+def load_settings(path: Path) -> Settings:
+    """Read and parse ``path``. Market errors surface as ``engine.config.ConfigError``."""
+    return parse_settings(path.read_text())
+
+
+def with_env_operator(settings: Settings, environ: dict[str, str] | None = None, hasher: Any = None) -> Settings:
+    """``CARBONX_OPERATOR_KEY_ID`` / ``CARBONX_OPERATOR_SECRET`` override the configured
+    operator credentials (bootstrapping and automation); the secret is hashed at once
+    so it lives in memory only as a hash."""
+    env = os.environ if environ is None else environ
+    key_id = env.get("CARBONX_OPERATOR_KEY_ID")
+    secret = env.get("CARBONX_OPERATOR_SECRET")
+    if not key_id and not secret:
+        return settings
+    if secret and hasher is None:
+        from gateway.sessions import hash_secret
+
+        hasher = hash_secret
+    current = settings.operator
+    new_key = key_id or (current.key_id if current else "")
+    if not new_key:
+        raise SettingsError("CARBONX_OPERATOR_SECRET is set but no operator key id is configured")
+    if not secret and current is None:
+        raise SettingsError("CARBONX_OPERATOR_KEY_ID is set but no operator secret is configured")
+    new_hash = hasher(secret) if secret else current.secret_hash  # type: ignore[union-attr]
+    return replace(settings, operator=Credential(new_key, new_hash))

@@ -1,0 +1,663 @@
+"""The wire format: JSON-RPC envelopes, per-method params, and engine structs <-> wire values.
+
+Inside the engine prices are integer fen and ids are ints; on the wire prices are
+decimal strings and ids are strings. Every method's params is a msgspec Struct with
+``forbid_unknown_fields`` so a typo is an error (-32602), never silently ignored;
+every string is length-bounded so no input can grow memory. Symbols are checked by
+dict lookup in the engine, not by regex (cheaper, and the engine decides anyway).
+
+Business rejects carry a stable ``reason``; ``REASON_CODES`` fixes the JSON-RPC error
+code of each reason (1000-1999) once and for all: new reasons get new codes at the end.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from engine import reasons as R
+from engine.units import UnitError, format_fen, parse_fen
+
+__all__ = ["format_fen"]  # re-exported: callers format money through this module
+
+# ----------------------------------------------------------------------------- errors
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+
+# Gateway-level reasons (never produced by the engine).
+INVALID_PARAMS_REASON = "INVALID_PARAMS"
+TOO_MANY_CONNECTIONS = "TOO_MANY_CONNECTIONS"
+TOO_MANY_SUBSCRIPTIONS = "TOO_MANY_SUBSCRIPTIONS"
+UNKNOWN_CHANNEL = "UNKNOWN_CHANNEL"
+SHUTTING_DOWN = "SHUTTING_DOWN"
+UNKNOWN_CERTIFICATE = "UNKNOWN_CERTIFICATE"
+
+# Order matters: the code of a reason is 1000 + its index. Append only.
+_REASON_ORDER = (
+    R.PRICE_OUT_OF_BAND, R.INVALID_TICK, R.INVALID_PRICE, R.INVALID_QUANTITY, R.INSUFFICIENT_FUNDS,
+    R.INSUFFICIENT_HOLDINGS, R.MARKET_CLOSED, R.INSTRUMENT_HALTED, R.NOT_ELIGIBLE, R.HOLDING_LIMIT,
+    R.ACCOUNT_BLOCKED, R.UNKNOWN_ORDER, R.DUPLICATE_CLIENT_ORDER_ID, R.RATE_LIMITED, R.UNKNOWN_INSTRUMENT,
+    R.NOT_AUTHORIZED, R.NOT_AUTHENTICATED, R.POST_ONLY_WOULD_CROSS, R.INVALID_ORDER, R.ORDER_NOT_AMENDABLE,
+    R.NO_LIQUIDITY, R.T1_RESALE, R.BLOCK_SIZE_REQUIRED, R.UNKNOWN_ACCOUNT, R.UNKNOWN_MEMBER,
+    R.ALREADY_EXISTS, R.INVALID_AMOUNT, R.INVALID_STATE, R.DAY_NOT_OPEN, R.UNKNOWN_AUCTION,
+    R.AUCTION_NOT_OPEN, R.BELOW_RESERVE, R.BIDDER_CAP, R.INVALID_LOT, R.BIDS_IRREVOCABLE,
+    R.UNKNOWN_BID, R.NO_REFERENCE_DATA, R.UNKNOWN_BLOCK, R.BLOCK_TOO_SMALL, R.UNKNOWN_EVENT,
+    R.INVALID_PURPOSE, TOO_MANY_CONNECTIONS, TOO_MANY_SUBSCRIPTIONS, UNKNOWN_CHANNEL, SHUTTING_DOWN,
+    UNKNOWN_CERTIFICATE,
+)  # fmt: skip
+REASON_CODES: dict[str, int] = {reason: 1000 + i for i, reason in enumerate(_REASON_ORDER)}
+OTHER_REASON_CODE = 1999  # a reason added to the engine but not yet given a code here
+
+
+def reason_code(reason: str) -> int:
+    return REASON_CODES.get(reason, OTHER_REASON_CODE)
+
+
+class RpcError(Exception):
+    """An error reply: JSON-RPC ``code``, human ``message`` and structured ``data``."""
+
+    def __init__(self, code: int, message: str, data: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+    @classmethod
+    def business(cls, reason: str, message: str, field: str | None = None, **extra: Any) -> RpcError:
+        data: dict[str, Any] = {"reason": reason}
+        if field is not None:
+            data["field"] = field
+        data.update(extra)
+        return cls(reason_code(reason), message, data)
+
+    def to_wire(self) -> dict[str, Any]:
+        err: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.data is not None:
+            err["data"] = self.data
+        return err
+
+
+_FIELD_RE = re.compile(r"at `\$\.([A-Za-z_]+)")
+_UNKNOWN_RE = re.compile(r"(?:unknown|missing required) field `([A-Za-z_]+)`")
+
+
+def params_error(exc: msgspec.ValidationError | msgspec.DecodeError) -> RpcError:
+    """-32602 naming the offending field, from a msgspec validation message."""
+    text = str(exc)
+    match = _FIELD_RE.search(text) or _UNKNOWN_RE.search(text)
+    data: dict[str, Any] = {"reason": INVALID_PARAMS_REASON}
+    if match:
+        data["field"] = match.group(1)
+    return RpcError(INVALID_PARAMS, f"invalid params: {text}", data)
+
+
+# ----------------------------------------------------------------------------- envelope
+
+
+class Request(msgspec.Struct):
+    """A JSON-RPC request; ``params`` stays raw until the method is known."""
+
+    jsonrpc: str
+    method: Annotated[str, msgspec.Meta(max_length=64)]
+    id: int | Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    params: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+
+
+class Codec:
+    """Encoders/decoders of one format (JSON text frames or MessagePack binary frames)."""
+
+    def __init__(self, binary: bool) -> None:
+        self.binary = binary
+        if binary:
+            self.encode: Any = msgspec.msgpack.Encoder().encode
+            self._request = msgspec.msgpack.Decoder(Request)
+            self._generic: Any = msgspec.msgpack
+        else:
+            self.encode = _json_text
+            self._request = msgspec.json.Decoder(Request)  # type: ignore[assignment]
+            self._generic = msgspec.json
+
+    def request(self, frame: bytes | str) -> Request:
+        """Decode the envelope. Raises RpcError(-32700 / -32600)."""
+        if isinstance(frame, str):
+            frame = frame.encode()
+        try:
+            req = self._request.decode(frame)
+        except msgspec.ValidationError as exc:
+            raise RpcError(INVALID_REQUEST, f"invalid request: {exc}") from None
+        except msgspec.DecodeError as exc:
+            raise RpcError(PARSE_ERROR, f"parse error: {exc}") from None
+        if req.jsonrpc != "2.0":
+            raise RpcError(INVALID_REQUEST, 'invalid request: "jsonrpc" must be "2.0"')
+        return req
+
+    def params(self, req: Request, kind: type[Any]) -> Any:
+        """Decode ``req.params`` into the method's Struct. Raises RpcError(-32602)."""
+        try:
+            if req.params is msgspec.UNSET:
+                return msgspec.convert({}, kind)
+            return self._generic.decode(req.params, type=kind)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise params_error(exc) from None
+
+
+_json_encoder = msgspec.json.Encoder()
+
+
+def _json_text(obj: Any) -> str:
+    """JSON frames go out as text (str), as the protocol says."""
+    return _json_encoder.encode(obj).decode()
+
+
+JSON = Codec(binary=False)
+MSGPACK = Codec(binary=True)
+
+
+def reply(req_id: Any, result: Any) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": req_id, "result": result}
+
+
+def error_reply(req_id: Any, err: RpcError) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": req_id, "error": err.to_wire()}
+
+
+def notification(method: str, params: dict[str, Any]) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "method": method, "params": params}
+
+
+# ----------------------------------------------------------------------------- values
+
+AccountId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Symbol = Annotated[str, msgspec.Meta(min_length=1, max_length=16)]
+Price = Annotated[str, msgspec.Meta(min_length=1, max_length=24)]
+Money = Annotated[str, msgspec.Meta(min_length=1, max_length=24)]
+Qty = Annotated[int, msgspec.Meta(ge=-(10**12), le=10**12)]  # sign checked by the engine: its reason is specific
+WireId = Annotated[str, msgspec.Meta(min_length=1, max_length=24)]
+ClientId = Annotated[str, msgspec.Meta(max_length=36)]
+Text = Annotated[str, msgspec.Meta(max_length=128)]
+Year = Annotated[int, msgspec.Meta(ge=0, le=9999)]
+Ts = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+
+
+def parse_id(value: str) -> int:
+    """Wire id -> engine id. A string that is not a positive int is an unknown id (-1)."""
+    if value.isdigit() and len(value) <= 18 and value.isascii():
+        n = int(value)
+        return n if n > 0 else -1
+    return -1
+
+
+def parse_price(value: str, field: str = "price") -> int:
+    """Decimal string -> fen; more than two decimals is off the 0.01 tick."""
+    try:
+        return parse_fen(value)
+    except UnitError as exc:
+        reason = R.INVALID_TICK if "decimals" in str(exc) else R.INVALID_PRICE
+        raise RpcError.business(reason, f"{field} {exc}", field) from None
+
+
+def parse_money(value: str, field: str) -> int:
+    try:
+        return parse_fen(value)
+    except UnitError as exc:
+        raise RpcError.business(R.INVALID_AMOUNT, f"{field} {exc}", field) from None
+
+
+def check_client_id(value: str, field: str) -> str:
+    """1-36 printable ASCII (empty = none given)."""
+    if value and not (value.isascii() and value.isprintable()):
+        raise RpcError(
+            INVALID_PARAMS, f"invalid params: {field} must be printable ASCII", {"reason": INVALID_PARAMS_REASON, "field": field}
+        )
+    return value
+
+
+def avg_price(cum_notional: int, cum_qty: int) -> str | None:
+    """cum_notional / cum_qty in fen, rounded half-up, as a decimal string (None if no fills)."""
+    if cum_qty <= 0:
+        return None
+    return format_fen((2 * cum_notional + cum_qty) // (2 * cum_qty))
+
+
+def fen_or_none(value: int | None) -> str | None:
+    return None if value is None else format_fen(value)
+
+
+# ----------------------------------------------------------------------------- params
+
+
+class Params(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Base of every method's params."""
+
+
+class NoParams(Params):
+    pass
+
+
+class LoginParams(Params):
+    key_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    secret: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+
+
+class CancelOnDisconnectParams(Params):
+    enabled: bool
+
+
+class ChannelsParams(Params):
+    channels: Annotated[list[Annotated[str, msgspec.Meta(min_length=1, max_length=48)]], msgspec.Meta(max_length=64)]
+
+
+class PlaceParams(Params):
+    account: AccountId
+    instrument: Symbol
+    side: Literal["buy", "sell"]
+    quantity: Qty
+    type: Literal["limit", "market"] = "limit"
+    price: Price | None = None
+    time_in_force: Literal["day", "gtc", "ioc", "fok"] = "day"
+    post_only: bool = False
+    stp: Literal["cancel_newest", "cancel_oldest", "cancel_both", "decrement"] = "cancel_newest"
+    client_order_id: ClientId = ""
+
+
+class OrderRefParams(Params):
+    """An order by exchange id or by the client's id (exactly one)."""
+
+    account: AccountId
+    order_id: WireId | None = None
+    client_order_id: ClientId | None = None
+
+
+class AmendParams(OrderRefParams):
+    price: Price | None = None
+    quantity: Qty | None = None
+
+
+class CancelAllParams(Params):
+    account: AccountId | None = None
+    instrument: Symbol | None = None
+    side: Literal["buy", "sell"] | None = None
+
+
+class OrderListParams(Params):
+    account: AccountId
+    instrument: Symbol | None = None
+    open_only: bool = False
+
+
+class TradeListParams(Params):
+    account: AccountId
+    instrument: Symbol | None = None
+    since_ts: Ts = 0
+
+
+class AccountParams(Params):
+    account: AccountId
+
+
+class RetireParams(Params):
+    account: AccountId
+    instrument: Symbol
+    quantity: Qty
+    purpose: Literal["public_welfare", "event_neutrality", "compliance_offset"]
+    beneficiary: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    vintage: Year | None = None
+    event_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+
+
+class CertificateParams(Params):
+    certificate_id: WireId
+
+
+class EventParams(Params):
+    event_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class BlockProposeParams(Params):
+    account: AccountId
+    instrument: Symbol
+    side: Literal["buy", "sell"]
+    price: Price
+    quantity: Qty
+    counterparty_account: AccountId
+    vintage: Year | None = None
+
+
+class BlockRefParams(Params):
+    account: AccountId
+    block_id: WireId
+
+
+class AuctionRefParams(Params):
+    auction_id: WireId
+
+
+class BidParams(Params):
+    auction_id: WireId
+    account: AccountId
+    price: Price
+    quantity: Qty
+    client_bid_id: ClientId = ""
+
+
+class AmendBidParams(Params):
+    auction_id: WireId
+    bid_id: WireId
+    price: Price | None = None
+    quantity: Qty | None = None
+
+
+class WithdrawBidParams(Params):
+    auction_id: WireId
+    bid_id: WireId
+
+
+class MyBidsParams(Params):
+    auction_id: WireId
+    account: AccountId
+
+
+# -- operators --
+
+
+class MemberCreateParams(Params):
+    member: AccountId
+    key_id: AccountId
+    secret: Annotated[str, msgspec.Meta(min_length=8, max_length=256)]
+
+
+class AccountCreateParams(Params):
+    account: AccountId
+    member: AccountId
+    type: Literal["covered_entity", "institution", "individual"]
+
+
+class MoneyMoveParams(Params):
+    account: AccountId
+    cash: Money | None = None
+    instrument: Symbol | None = None
+    quantity: Qty = 0
+    vintage: Year | None = None
+
+
+class DepositParams(MoneyMoveParams):
+    compliance_only: bool = False
+
+
+class InstrumentParams(Params):
+    instrument: Symbol
+
+
+class SetReferenceParams(Params):
+    instrument: Symbol
+    price: Price
+
+
+class BlockedParams(Params):
+    member: AccountId | None = None
+    account: AccountId | None = None
+
+
+class AdminCancelAllParams(CancelAllParams):
+    member: AccountId | None = None
+
+
+class ReserveParams(Params):
+    lookback_days: Annotated[int, msgspec.Meta(ge=1, le=365)]
+    factor: Literal["1.0", "1.2", "100", "120"] = "1.0"
+    cap: Price | None = None
+
+
+class AuctionCreateParams(Params):
+    instrument: Symbol
+    quantity: Qty
+    vintage: Year | None = None
+    reserve_price: Price | None = None
+    reserve: ReserveParams | None = None
+    rule_set: Literal["shanghai", "eu", "quebec", "rggi"] = "shanghai"
+    eligible: Annotated[list[Literal["covered_entity", "institution", "individual"]], msgspec.Meta(max_length=3)] | None = None
+    caps: dict[Literal["covered_entity", "institution", "individual"], Qty] | None = None
+    min_lot: Qty = 1
+    irrevocable: bool | None = None
+    suspend_trading: bool = False
+    start_ts: Ts | None = None
+    end_ts: Ts | None = None
+    seed: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | None = None
+
+
+class EventCreateParams(Params):
+    event_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    footprint: Qty
+
+
+# ----------------------------------------------------------------------------- engine -> wire
+
+
+def exec_report(ev: Any) -> dict[str, Any]:
+    """An ExecReport event (or a book Order) as the protocol's execution report."""
+    market = ev.type == "market"
+    out: dict[str, Any] = {
+        "order_id": str(ev.order_id),
+        "client_order_id": ev.client_order_id or None,
+        "account": ev.account,
+        "instrument": ev.instrument,
+        "side": ev.side,
+        "type": ev.type,
+        "price": None if market else format_fen(ev.price),
+        "quantity": ev.quantity,
+        "time_in_force": ev.tif,
+        "exec_type": ev.exec_type,
+        "status": ev.status,
+        "cum_qty": ev.cum_qty,
+        "leaves_qty": ev.leaves_qty,
+        "avg_price": avg_price(ev.cum_notional, ev.cum_qty),
+        "seq": ev.seq,
+        "ts": ev.ts,
+    }
+    if ev.last_qty:
+        out["last_qty"] = ev.last_qty
+        out["last_price"] = format_fen(ev.last_price)
+    if ev.trade_id:
+        out["trade_id"] = str(ev.trade_id)
+    if ev.reason:
+        out["reason"] = ev.reason
+    return out
+
+
+def order_view(order: Any, seq: int) -> dict[str, Any]:
+    """A book Order (read path) as an execution report of its current state."""
+    market = order.type == "market"
+    out: dict[str, Any] = {
+        "order_id": str(order.order_id),
+        "client_order_id": order.client_order_id or None,
+        "account": order.account,
+        "instrument": order.instrument,
+        "side": order.side,
+        "type": order.type,
+        "price": None if market else format_fen(order.price),
+        "quantity": order.quantity,
+        "time_in_force": order.tif,
+        "exec_type": "new" if order.status == "new" else _status_exec(order.status),
+        "status": order.status,
+        "cum_qty": order.cum_qty,
+        "leaves_qty": order.leaves_qty,
+        "avg_price": avg_price(order.cum_notional, order.cum_qty),
+        "seq": seq,
+        "ts": order.ts,
+    }
+    return out
+
+
+def _status_exec(status: str) -> str:
+    return {"partially_filled": "trade", "filled": "trade", "cancelled": "cancelled", "expired": "expired"}.get(status, "new")
+
+
+def public_trade(t: Any) -> dict[str, Any]:
+    out = {
+        "trade_id": str(t.trade_id),
+        "instrument": t.instrument,
+        "price": format_fen(t.price),
+        "quantity": t.quantity,
+        "aggressor": t.aggressor,
+        "seq": t.seq,
+        "ts": t.ts,
+    }
+    if t.block:
+        out["block"] = True
+    return out
+
+
+def account_trade(t: Any, account: str) -> dict[str, Any]:
+    """A trade from one account's point of view (its side, order and fee)."""
+    is_buy = t.buy_account == account
+    out = public_trade(t)
+    out["account"] = account
+    out["side"] = "buy" if is_buy else "sell"
+    out["order_id"] = str(t.buy_order_id if is_buy else t.sell_order_id) if (t.buy_order_id if is_buy else t.sell_order_id) else None
+    out["fee"] = format_fen(t.buy_fee if is_buy else t.sell_fee)
+    if t.vintages:
+        out["vintages"] = {str(v): n for v, n in t.vintages}
+    return out
+
+
+def account_view(acct: Any) -> dict[str, Any]:
+    holdings: dict[str, Any] = {}
+    for symbol, by_vintage in acct.holdings.items():
+        total = {"tradable": 0, "frozen": 0, "compliance_only": 0, "locked": 0}
+        vintages: dict[str, Any] = {}
+        for vintage, pos in sorted(by_vintage.items()):
+            bucket = {"tradable": pos.tradable, "frozen": pos.frozen, "compliance_only": pos.compliance_only, "locked": pos.locked}
+            for k, v in bucket.items():
+                total[k] += v
+            if vintage:
+                vintages[str(vintage)] = bucket
+        if vintages:
+            total["vintages"] = vintages  # type: ignore[assignment]
+        holdings[symbol] = total
+    return {
+        "account": acct.account,
+        "member": acct.member,
+        "type": acct.type,
+        "blocked": acct.blocked,
+        "cash": {"available": format_fen(acct.available), "frozen": format_fen(acct.frozen)},
+        "holdings": holdings,
+    }
+
+
+def auction_view(info: Any, results: Any = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "auction_id": str(info.auction_id),
+        "instrument": info.instrument,
+        "vintage": info.vintage,
+        "quantity": info.quantity,
+        "reserve_price": format_fen(info.reserve_price),
+        "rule_set": info.rule_set,
+        "eligible": list(info.eligible),
+        "caps": dict(info.caps),
+        "min_lot": info.min_lot,
+        "irrevocable": info.irrevocable,
+        "suspend_trading": info.suspend_trading,
+        "start_ts": info.start_ts,
+        "end_ts": info.end_ts,
+        "state": info.state,
+        "created_ts": info.created_ts,
+    }
+    if info.reserve_inputs:
+        out["reserve_inputs"] = dict(info.reserve_inputs)
+    if results is not None:
+        out["results"] = {
+            "quantity_offered": results.quantity_offered,
+            "valid_bid_quantity": results.valid_bid_quantity,
+            "bidders": results.bidders,
+            "winners": results.winners,
+            "quantity_sold": results.quantity_sold,
+            "clearing_price": format_fen(results.clearing_price),
+            "total_amount": format_fen(results.total_amount),
+            "cover_ratio": f"{results.cover_ratio_bp / 10_000:.4f}",
+        }
+    return out
+
+
+def bid_view(b: Any) -> dict[str, Any]:
+    return {
+        "auction_id": str(b.auction_id),
+        "bid_id": str(b.bid_id),
+        "client_bid_id": b.client_bid_id or None,
+        "account": b.account,
+        "price": format_fen(b.price),
+        "quantity": b.quantity,
+        "status": b.status,
+        "allocated": b.allocated,
+        "amount": format_fen(b.amount),
+        "seq": b.seq,
+        "ts": b.ts,
+    }
+
+
+def block_view(b: Any) -> dict[str, Any]:
+    return {
+        "block_id": str(b.block_id),
+        "instrument": b.instrument,
+        "side": b.side,
+        "price": format_fen(b.price),
+        "quantity": b.quantity,
+        "vintage": b.vintage,
+        "proposer_account": b.proposer_account,
+        "counterparty_account": b.counterparty_account,
+        "state": b.state,
+        "trade_id": str(b.trade_id) if b.trade_id else None,
+        "seq": b.seq,
+        "ts": b.ts,
+    }
+
+
+def certificate_view(c: Any) -> dict[str, Any]:
+    return {
+        "certificate_id": str(c.certificate_id),
+        "account": c.account,
+        "instrument": c.instrument,
+        "vintage": c.vintage,
+        "quantity": c.quantity,
+        "purpose": c.purpose,
+        "beneficiary": c.beneficiary,
+        "event_id": c.event_id,
+        "seq": c.seq,
+        "ts": c.ts,
+    }
+
+
+def neutrality_view(ev: Any) -> dict[str, Any]:
+    return {
+        "event_id": ev.event_id,
+        "name": ev.name,
+        "footprint": ev.footprint,
+        "retired": ev.retired,
+        "certificate_id": str(ev.certificate_id) if ev.certificate_id else None,
+    }
+
+
+def daily_stats(stats: Any) -> dict[str, Any]:
+    return {
+        "open": format_fen(stats.open),
+        "close": format_fen(stats.close),
+        "high": format_fen(stats.high),
+        "low": format_fen(stats.low),
+        "volume": stats.volume,
+    }
+
+
+def reject_error(rej: Any) -> RpcError:
+    """An engine Reject as the JSON-RPC error the requester receives."""
+    extra: dict[str, Any] = {}
+    if rej.order_id:
+        extra["order_id"] = str(rej.order_id)
+    if rej.client_order_id:
+        extra["client_order_id"] = rej.client_order_id
+    return RpcError.business(rej.reason, rej.message, rej.field, seq=rej.seq, **extra)
