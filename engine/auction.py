@@ -601,7 +601,7 @@ def place_bid(eng: Engine, cmd: AuctionBid) -> None:
         eng, auction, acct, cmd.price, cmd.quantity, None
     )
     if failure is not None:
-        eng.reject(cmd, *failure, account=cmd.account)
+        eng.reject(cmd, *failure, account=cmd.account, instrument=auction.info.instrument)
         return
     desk = eng.auctions
     bid = Bid(
@@ -672,7 +672,7 @@ def amend_bid(eng: Engine, cmd: AuctionAmendBid) -> None:
     else:
         failure = _terms_failure(eng, auction, acct, price, qty, bid)
     if failure is not None:
-        eng.reject(cmd, *failure, account=bid.account)
+        eng.reject(cmd, *failure, account=bid.account, instrument=auction.info.instrument)
         return
     if price != bid.price or qty > bid.quantity:
         bid.prio = eng.seq
