@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import msgspec
 
 from engine import reasons as R
-from engine.accounts import Account, cash_event, holding_event, position
+from engine.accounts import Account, cash_event, holding_event, position, total_held
 from engine.risk import valid_client_id
 from engine.schema import (
     PARTICIPANT_TYPES,
@@ -557,7 +557,7 @@ def _window_open(info: AuctionInfo, ts: int) -> bool:
 
 
 def _terms_failure(eng: Engine, auction: Auction, acct: Account, price: int, qty: int, old: Bid | None) -> tuple[str, str, str] | None:
-    """The first rule a bid's terms break (price, lot, cap, cash), or None. ``old`` is
+    """The first rule a bid's terms break (price, lot, cap, holding limit, cash), or None. ``old`` is
     the bid being amended: its declared tonnes and frozen cash count as available."""
     info = auction.info
     tick = eng.specs[info.instrument].tick
@@ -575,6 +575,11 @@ def _terms_failure(eng: Engine, auction: Auction, acct: Account, price: int, qty
     declared = auction.declared.get(acct.account, 0) - (old.quantity if old else 0) + qty
     if cap is not None and declared > cap:
         return R.BIDDER_CAP, f"would declare {declared} t in total, cap for {acct.type} is {cap} t", "quantity"
+    limit = eng.specs[info.instrument].holding_limits.get(acct.type)
+    if limit is not None:  # won tonnes count as held: winning every live bid must stay within the limit
+        projected = total_held(acct, info.instrument) + acct.open_buy.get(info.instrument, 0) + declared
+        if projected > limit:
+            return R.HOLDING_LIMIT, f"could hold up to {projected} t, limit for {acct.type} is {limit} t", "quantity"
     need = price * qty - (old.frozen if old else 0)
     if need > acct.available:
         return R.INSUFFICIENT_FUNDS, f"needs {need / 100:.2f} CNY available, account has {acct.available / 100:.2f}", "quantity"

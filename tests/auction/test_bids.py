@@ -274,3 +274,13 @@ def test_sealed_events(eng: Engine, clock: Clock) -> None:
     info_fields = set(A.AuctionInfo.__struct_fields__)
     assert not info_fields & {"bidders", "bids", "valid_bid_quantity", "winners", "quantity_sold", "clearing_price"}
     assert len(public) == len(updates)  # nothing else public was emitted while bidding
+
+
+def test_holding_limit_counts_declared_bids(eng: Engine, clock: Clock) -> None:
+    """SHCER limits individuals to 50,000 t held; B2 holds 10,000 t, so its live bids
+    may declare at most 40,000 t (won tonnes would count as held)."""
+    auction_id = create_open(eng, clock, instrument="SHCER", vintage=None, eligible=["individual"], reserve_price=1_000)
+    ok_bid(eng, clock, auction_id, "B2", 1_000, 30_000, member="M2")
+    before = state(eng)
+    assert_reject(eng, bid(eng, clock, auction_id, "B2", 1_000, 10_001, member="M2"), "HOLDING_LIMIT", "quantity", before)
+    ok_bid(eng, clock, auction_id, "B2", 1_000, 10_000, member="M2")
