@@ -316,6 +316,25 @@ class Client:
 
     async def request(self, method: str, params: dict[str, Any] | None = None, *, timeout: float | None = None) -> Any:
         """Like :meth:`call` with the params as a dict (any shape, for protocol tests)."""
+        limit = self.timeout if timeout is None else timeout
+        rid, future = await self._submit(method, params)
+        try:
+            return await asyncio.wait_for(future, limit)
+        except TimeoutError:
+            raise RequestTimeout(f"no reply to {method} (id {rid}) within {limit}s") from None
+        finally:
+            self._pending.pop(rid, None)
+
+    async def submit(self, method: str, params: dict[str, Any] | None = None) -> asyncio.Future[Any]:
+        """Pipelining: send a request and return the future of its reply without waiting.
+
+        The future resolves to the ``result`` or fails with :class:`RpcError` /
+        :class:`ClientClosed`. No timeout applies: the caller owns it (load generators
+        measure latency from their own schedule and must not pay for a timer per request).
+        """
+        return (await self._submit(method, params))[1]
+
+    async def _submit(self, method: str, params: dict[str, Any] | None) -> tuple[int, asyncio.Future[Any]]:
         if self._ws is None or self._closed:
             raise ClientClosed(self.close_code, self.close_reason or "not connected")
         rid = next(self._ids)
@@ -326,11 +345,10 @@ class Client:
         self._pending[rid] = future
         try:
             await self._send(message)
-            return await asyncio.wait_for(future, self.timeout if timeout is None else timeout)
-        except TimeoutError:
-            raise RequestTimeout(f"no reply to {method} (id {rid}) within {self.timeout if timeout is None else timeout}s") from None
-        finally:
+        except BaseException:
             self._pending.pop(rid, None)
+            raise
+        return rid, future
 
     async def send_raw(self, data: str | bytes) -> None:
         """Send a frame as is (text for ``str``, binary for ``bytes``): malformed-input tests."""
@@ -657,7 +675,7 @@ class Client:
 
     def _reply(self, message: dict[str, Any]) -> None:
         rid = message["id"]
-        future = self._pending.get(rid) if isinstance(rid, int) else None
+        future = self._pending.pop(rid, None) if isinstance(rid, int) else None
         if future is None:
             if "error" in message:
                 self.orphan_errors.append(message["error"])  # e.g. parse errors carry id null

@@ -1,0 +1,498 @@
+"""Gateway load benchmark: order entry latency/throughput and market-data fan-out.
+
+Starts its own ``carbonx serve`` (``--fsync-policy fsync`` by default: every reply waits for
+the group-committed fsync) on loopback and runs three phases:
+
+1. **Sustained, open loop**: ``--connections`` broker sessions send orders at a fixed total
+   ``--rate``. Each order has an *intended* send time on a fixed schedule and its latency is
+   measured from that time, not from when the generator got round to sending it, so a
+   stalled server is charged for every order it delayed (no coordinated omission). Reported:
+   ``orders_per_s`` (acknowledged per second) and ``p50_ms``/``p99_ms``/``p999_ms`` from an
+   HDR histogram.
+2. **Peak, closed loop**: the same connections each keep ``--window`` orders in flight for
+   ``--peak-duration`` seconds: the most the server (and this generator) can acknowledge.
+3. **Fan-out**: ``--subscribers`` connections (in ``--sub-procs`` worker processes)
+   subscribe to ``book.SHEA`` while one extra subscriber subscribes to the SHEA channels
+   and never reads. A driver places orders at ``--fanout-rate``. Reported: deliveries per
+   second to the subscribers that read, their delivery latency (server event ``ts`` to
+   receipt), how long until the slow one was cut off (``slow_consumer_cut_s``, from the
+   ``/metrics`` counter) and whether anyone else was cut or missed an update.
+
+The generator shares the machine's cores with the server, so every phase also reports the
+CPU seconds each side used: a side near 100 % of a core is what limits that figure. Runs
+the generator on uvloop. The last line of output is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import functools
+import json
+import multiprocessing as mp
+import os
+import platform
+import random
+import socket
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import uvloop
+from hdrh.histogram import HdrHistogram
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from gateway.client import Client, RpcError  # noqa: E402
+from tests.e2e.support import ACCOUNTS, BROKERS, Server, start_server, write_config  # noqa: E402
+
+HIST_MAX_US = 120_000_000
+
+
+def _hist() -> HdrHistogram:
+    return HdrHistogram(1, HIST_MAX_US, 3)
+
+
+def _ms(hist: HdrHistogram, percentile: float) -> float:
+    return round(hist.get_value_at_percentile(percentile) / 1000, 3) if hist.get_total_count() else 0.0
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (Linux /proc), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class CpuMeter:
+    """CPU used by the server and by this generator over a phase, as % of one core."""
+
+    server_pid: int
+    t0: float = field(default_factory=time.monotonic)
+    server0: float = 0.0
+    self0: float = field(default_factory=time.process_time)
+
+    def __post_init__(self) -> None:
+        self.server0 = _cpu_seconds(self.server_pid)
+
+    def read(self) -> dict[str, float]:
+        wall = max(time.monotonic() - self.t0, 1e-9)
+        return {
+            "server_cpu_pct": round(100 * (_cpu_seconds(self.server_pid) - self.server0) / wall, 1),
+            "generator_cpu_pct": round(100 * (time.process_time() - self.self0) / wall, 1),
+        }
+
+
+# ------------------------------------------------------------------ order entry
+
+
+def _order(rng: random.Random, account: str) -> dict[str, Any]:
+    """A small SHEA limit order around 60.00: buys and sells cross often, so the book
+    stays shallow and trades, cash and holdings move on both sides."""
+    side = "buy" if rng.random() < 0.5 else "sell"
+    price = 6000 + rng.randint(-5, 5)
+    return {
+        "account": account,
+        "instrument": "SHEA",
+        "side": side,
+        "price": f"{price // 100}.{price % 100:02d}",
+        "quantity": rng.randint(1, 5),
+    }
+
+
+async def _sessions(url: str, n: int) -> list[tuple[Client, str]]:
+    out = []
+    for i in range(n):
+        who = "ab"[i % 2]
+        c = Client(url, timeout=30)
+        await c.connect()
+        await c.login(*BROKERS[who])
+        out.append((c, ACCOUNTS[who][(i // 2) % 2]))
+    return out
+
+
+@dataclass
+class Tally:
+    hist: HdrHistogram = field(default_factory=_hist)
+    acked: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    last_reply: float = 0.0
+
+    def done(self, loop: asyncio.AbstractEventLoop, intended: float, fut: asyncio.Future[Any]) -> None:
+        now = loop.time()
+        exc = fut.exception()
+        if exc is not None:
+            reason = exc.reason if isinstance(exc, RpcError) and exc.reason else type(exc).__name__
+            self.errors[reason] = self.errors.get(reason, 0) + 1
+            return
+        self.acked += 1
+        self.last_reply = now
+        self.hist.record_value(min(max(1, int((now - intended) * 1e6)), HIST_MAX_US))
+
+
+async def open_loop(sessions: list[tuple[Client, str]], rate: float, duration: float, seed: int) -> dict[str, Any]:
+    """Fixed-rate schedule; latency from the intended send time."""
+    loop = asyncio.get_running_loop()
+    tally = Tally()
+    interval = len(sessions) / rate
+    start = loop.time() + 0.2
+    end = start + duration
+    pending: list[asyncio.Future[Any]] = []
+
+    async def sender(i: int, c: Client, account: str) -> None:
+        rng = random.Random(seed * 1000 + i)
+        intended = start + interval * i / len(sessions)
+        while intended < end:
+            delay = intended - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            fut = await c.submit("order.place", _order(rng, account))
+            fut.add_done_callback(functools.partial(tally.done, loop, intended))
+            pending.append(fut)
+            intended += interval
+
+    await asyncio.gather(*(sender(i, c, a) for i, (c, a) in enumerate(sessions)))
+    await asyncio.wait(pending, timeout=30)
+    elapsed = max(tally.last_reply, end) - start
+    return {
+        "offered_per_s": rate,
+        "orders_per_s": round(tally.acked / elapsed, 1),
+        "acked": tally.acked,
+        "errors": tally.errors,
+        "p50_ms": _ms(tally.hist, 50),
+        "p99_ms": _ms(tally.hist, 99),
+        "p999_ms": _ms(tally.hist, 99.9),
+        "max_ms": round(tally.hist.get_max_value() / 1000, 3),
+    }
+
+
+async def closed_loop(sessions: list[tuple[Client, str]], duration: float, window: int, seed: int) -> dict[str, Any]:
+    """Every connection keeps ``window`` orders in flight: the acknowledged rate is capacity."""
+    loop = asyncio.get_running_loop()
+    tally = Tally()
+    start = loop.time()
+    end = start + duration
+
+    async def worker(i: int, c: Client, account: str) -> None:
+        rng = random.Random(seed * 7919 + i)
+        while loop.time() < end:
+            sent = loop.time()
+            fut = await c.submit("order.place", _order(rng, account))
+            with contextlib.suppress(RpcError):
+                await fut
+            tally.done(loop, sent, fut)
+
+    await asyncio.gather(*(worker(i * window + w, c, a) for i, (c, a) in enumerate(sessions) for w in range(window)))
+    elapsed = loop.time() - start
+    return {"orders_per_s": round(tally.acked / elapsed, 1), "acked": tally.acked, "errors": tally.errors, "p99_ms": _ms(tally.hist, 99)}
+
+
+async def _reset_books(url: str) -> None:
+    for who in ("a", "b"):
+        async with Client(url) as c:
+            await c.login(*BROKERS[who])
+            for account in ACCOUNTS[who]:
+                await c.cancel_all(account=account)
+
+
+async def order_entry(server: Server, args: argparse.Namespace) -> dict[str, Any]:
+    sessions = await _sessions(server.trading, args.connections)
+    try:
+        cpu = CpuMeter(server.pid)
+        sustained = await open_loop(sessions, args.rate, args.duration, args.seed)
+        sustained.update(cpu.read())
+        await _reset_books(server.trading)
+        peak = None
+        if args.peak_duration > 0:
+            cpu = CpuMeter(server.pid)
+            peak = await closed_loop(sessions, args.peak_duration, args.window, args.seed)
+            peak.update(cpu.read())
+            await _reset_books(server.trading)
+    finally:
+        for c, _ in sessions:
+            await c.close()
+    return {"sustained": sustained, "peak": peak}
+
+
+# ------------------------------------------------------------------ fan-out
+
+
+class _Params(msgspec.Struct):
+    channel: str = ""
+    seq: int = 0
+    ts: int = 0
+    type: str = ""
+
+
+class _Note(msgspec.Struct):
+    method: str = ""
+    params: _Params | None = None
+
+
+def subscriber_worker(url: str, n: int, channel: str, pipe: Connection) -> None:
+    """A worker process holding ``n`` subscribers that read everything promptly."""
+    uvloop.run(_subscribers(url, n, channel, pipe))
+
+
+async def _subscribers(url: str, n: int, channel: str, pipe: Connection) -> None:
+    decode = msgspec.json.Decoder(_Note).decode
+    hist = _hist()
+    counts = [0] * n
+    gaps = [0] * n
+    closes: list[int | None] = []
+    measuring = False
+    conns = []
+    for _ in range(n):
+        ws = await connect(url, proxy=None, compression=None, max_size=1 << 22, open_timeout=60)
+        await ws.send('{"jsonrpc":"2.0","id":1,"method":"subscribe","params":{"channels":["' + channel + '"]}}')
+        conns.append(ws)
+
+    async def read(i: int, ws: Any) -> None:
+        last = -1
+        try:
+            async for frame in ws:
+                note = decode(frame)
+                p = note.params
+                if p is None or p.channel != channel:
+                    continue
+                if last >= 0 and p.type == "update" and p.seq != last + 1:
+                    gaps[i] += 1
+                last = p.seq
+                if measuring and p.type == "update":
+                    counts[i] += 1
+                    hist.record_value(min(max(1, (time.time_ns() - p.ts) // 1000), HIST_MAX_US))
+        except ConnectionClosed:
+            pass
+        if not stopping:
+            closes.append(ws.close_code)
+
+    stopping = False
+    readers = [asyncio.create_task(read(i, ws)) for i, ws in enumerate(conns)]
+    loop = asyncio.get_running_loop()
+    pipe.send("ready")
+    await loop.run_in_executor(None, pipe.recv)  # "go"
+    measuring = True
+    await loop.run_in_executor(None, pipe.recv)  # "stop"
+    measuring = False
+    stopping = True
+    for ws in conns:
+        await ws.close()
+    await asyncio.gather(*readers, return_exceptions=True)
+    pipe.send({"counts": counts, "gaps": sum(gaps), "closed": closes, "hist": hist.encode()})
+
+
+def _metric_sum(server: Server, needle: str) -> float:
+    with urllib.request.urlopen(server.metrics + "/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if needle in line and not line.startswith("#") and "_created" not in line
+    )
+
+
+async def _slow_subscriber(server: Server) -> Any:
+    """Subscribes to every SHEA channel, then never reads (tiny receive buffer)."""
+    host, port = server.trading.split("//")[1].split("/")[0].rsplit(":", 1)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((host, int(port)))
+    ws = await connect(server.trading, sock=sock, max_queue=1, proxy=None, compression=None, ping_interval=None)
+    await ws.send('{"jsonrpc":"2.0","id":1,"method":"subscribe","params":{"channels":["book.SHEA","trades.SHEA","ticker.SHEA"]}}')
+    return ws
+
+
+async def _drive(url: str, rate: float, duration: float, seed: int) -> int:
+    """Orders at a fixed rate at spread-out prices: every one changes a book level."""
+    sessions = await _sessions(url, 2)
+    loop = asyncio.get_running_loop()
+    rng = random.Random(seed)
+    interval, t, end, sent = 1 / rate, loop.time(), loop.time() + duration, 0
+    futures = []
+    while t < end:
+        delay = t - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        c, account = sessions[sent % 2]
+        side = "buy" if sent % 2 == 0 else "sell"
+        price = rng.randint(5400, 5990) if side == "buy" else rng.randint(6010, 6600)
+        params = {
+            "account": account,
+            "instrument": "SHEA",
+            "side": side,
+            "price": f"{price // 100}.{price % 100:02d}",
+            "quantity": rng.randint(1, 9),
+        }
+        futures.append(await c.submit("order.place", params))
+        sent += 1
+        t += interval
+        if sent % 2000 == 0:
+            for c2, a2 in sessions:
+                futures.append(await c2.submit("order.cancel_all", {"account": a2}))
+    await asyncio.wait(futures, timeout=30)
+    for f in futures:
+        if not f.cancelled():
+            f.exception()
+    for c, _ in sessions:
+        await c.close()
+    return sent
+
+
+async def fanout(server: Server, args: argparse.Namespace) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    procs, pipes = [], []
+    per = [args.subscribers // args.sub_procs + (1 if i < args.subscribers % args.sub_procs else 0) for i in range(args.sub_procs)]
+    for n in per:
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=subscriber_worker, args=(server.trading, n, "book.SHEA", child), daemon=True)
+        proc.start()
+        procs.append(proc)
+        pipes.append(parent)
+    loop = asyncio.get_running_loop()
+    for p in pipes:
+        if await loop.run_in_executor(None, p.recv) != "ready":
+            raise RuntimeError("subscriber worker failed")
+    slow = await _slow_subscriber(server)
+    await asyncio.sleep(0.5)
+    cut0 = await asyncio.to_thread(_metric_sum, server, "slow_consumer")
+    for p in pipes:
+        p.send("go")
+    cpu = CpuMeter(server.pid)
+    start = loop.time()
+    cut_at: list[float] = []
+
+    async def watch_cut() -> None:
+        while not cut_at and loop.time() - start < args.fanout_duration + 5:
+            if await asyncio.to_thread(_metric_sum, server, "slow_consumer") > cut0:
+                cut_at.append(loop.time() - start)
+            await asyncio.sleep(0.05)
+
+    watcher = asyncio.create_task(watch_cut())
+    sent = await _drive(server.trading, args.fanout_rate, args.fanout_duration, args.seed)
+    elapsed = loop.time() - start
+    usage = cpu.read()
+    for p in pipes:
+        p.send("stop")
+    results = [await loop.run_in_executor(None, p.recv) for p in pipes]
+    watcher.cancel()
+    with contextlib.suppress(Exception):
+        slow.transport.abort()
+    for proc in procs:
+        proc.join(10)
+    hist = _hist()
+    counts: list[int] = []
+    for r in results:
+        hist.decode_and_add(r["hist"])
+        counts += r["counts"]
+    return {
+        "fanout_subscribers": args.subscribers,
+        "fanout_orders_sent": sent,
+        "fanout_deliveries_per_s": round(sum(counts) / elapsed, 1),
+        "fanout_updates_per_subscriber_min": min(counts),
+        "fanout_updates_per_subscriber_max": max(counts),
+        "fanout_gaps": sum(r["gaps"] for r in results),
+        "fanout_others_cut": sum(len(r["closed"]) for r in results),
+        "fanout_p50_ms": _ms(hist, 50),
+        "fanout_p99_ms": _ms(hist, 99),
+        "fanout_max_ms": round(hist.get_max_value() / 1000, 3),
+        "slow_consumer_cut_s": round(cut_at[0], 3) if cut_at else None,
+        **{f"fanout_{k}": v for k, v in usage.items()},
+    }
+
+
+# ------------------------------------------------------------------ main
+
+
+def _machine() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {"cpus": os.cpu_count(), "cpu_model": model, "system": f"{platform.system()} {platform.release()}"}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--rate", type=float, default=5000, help="sustained phase: offered orders per second, all connections together")
+    p.add_argument("--duration", type=float, default=10, help="sustained phase seconds")
+    p.add_argument("--connections", type=int, default=20, help="broker connections (alternating demo-a / demo-b)")
+    p.add_argument("--peak-duration", type=float, default=5, help="closed-loop phase seconds (0 skips it)")
+    p.add_argument("--window", type=int, default=16, help="orders in flight per connection in the closed-loop phase")
+    p.add_argument("--subscribers", type=int, default=500, help="fan-out phase: book subscribers that read (0 skips the phase)")
+    p.add_argument("--sub-procs", type=int, default=2, help="worker processes holding the subscribers")
+    p.add_argument("--fanout-rate", type=float, default=500, help="orders per second during the fan-out phase")
+    p.add_argument("--fanout-duration", type=float, default=10)
+    p.add_argument("--slow-limit-kib", type=int, default=256, help="server write-buffer limit per connection (slow consumer cut-off)")
+    p.add_argument("--fsync-policy", choices=("fsync", "os", "none"), default="fsync")
+    p.add_argument("--seed", type=int, default=1)
+    return p
+
+
+async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    limits = {
+        "orders_per_s": 1_000_000.0,
+        "order_burst": 1_000_000,
+        "requests_per_s": 1_000_000.0,
+        "request_burst": 1_000_000,
+        "max_connections_per_member": 10_000,
+        "max_connections": 10_000,
+        "write_buffer_bytes": args.slow_limit_kib * 1024,
+    }
+    config = write_config(workdir / "bench.toml", limits=limits)
+    server = start_server(workdir / "data", fsync=args.fsync_policy, config=config)
+    try:
+        result: dict[str, Any] = {}
+        if args.rate > 0 and args.duration > 0:
+            result.update(await order_entry(server, args))
+        if args.subscribers > 0:
+            result["fanout"] = await fanout(server, args)
+        return result
+    finally:
+        server.terminate()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="carbonx-bench-") as tmp:
+        detail = uvloop.run(run(args, Path(tmp)))
+    for name, part in detail.items():
+        print(f"{name}: {json.dumps(part)}", file=sys.stderr)
+    sustained, peak, fan = detail.get("sustained") or {}, detail.get("peak") or {}, detail.get("fanout") or {}
+    summary = {
+        "machine": _machine(),
+        "python": platform.python_version(),
+        "fsync_policy": args.fsync_policy,
+        "connections": args.connections,
+        "offered_per_s": args.rate,
+        "orders_per_s": sustained.get("orders_per_s"),
+        "p50_ms": sustained.get("p50_ms"),
+        "p99_ms": sustained.get("p99_ms"),
+        "p999_ms": sustained.get("p999_ms"),
+        "sustained_server_cpu_pct": sustained.get("server_cpu_pct"),
+        "sustained_generator_cpu_pct": sustained.get("generator_cpu_pct"),
+        "peak_orders_per_s": peak.get("orders_per_s"),
+        "peak_p99_ms": peak.get("p99_ms"),
+        "peak_server_cpu_pct": peak.get("server_cpu_pct"),
+        "peak_generator_cpu_pct": peak.get("generator_cpu_pct"),
+        **fan,
+        "errors": {**sustained.get("errors", {}), **{f"peak_{k}": v for k, v in peak.get("errors", {}).items()}},
+    }
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
