@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from pathlib import Path
 
@@ -102,7 +103,7 @@ async def test_group_commit_one_fsync_per_batch_and_appends_continue_during_fsyn
     """While the first batch's fsync is running, new appends pile up into the next batch;
     nothing is durable (no waiter resolves, no listener fires) until its fsync returns."""
     entered, release = threading.Event(), threading.Event()
-    real = journal_mod.os.fdatasync
+    real = os.fdatasync
     syncs: list[int] = []
 
     def slow_sync(fd: int) -> None:
@@ -111,7 +112,7 @@ async def test_group_commit_one_fsync_per_batch_and_appends_continue_during_fsyn
         assert release.wait(5)
         real(fd)
 
-    monkeypatch.setattr(journal_mod.os, "fdatasync", slow_sync)
+    monkeypatch.setattr(os, "fdatasync", slow_sync)
     j = LocalJournal(tmp_path, "fsync")
     seen: list[int] = []
     j.add_listener(seen.append)
@@ -140,7 +141,7 @@ async def test_os_policy_is_durable_after_write_without_fsync(tmp_path: Path, mo
     def no_sync(fd: int) -> None:
         raise AssertionError("policy os must not fsync per batch")
 
-    monkeypatch.setattr(journal_mod.os, "fdatasync", no_sync)
+    monkeypatch.setattr(os, "fdatasync", no_sync)
     j = LocalJournal(tmp_path, "os")
     seen: list[int] = []
     j.add_listener(seen.append)
@@ -225,7 +226,7 @@ async def test_a_failed_write_stops_the_journal_and_fails_waiters(tmp_path: Path
 
     j = LocalJournal(tmp_path, "fsync")
     await j.start()
-    monkeypatch.setattr(journal_mod.os, "write", broken)
+    monkeypatch.setattr(os, "write", broken)
     j.append(1, Tick(ts=T))
     with pytest.raises(JournalError, match="No space left"):
         await j.wait_durable(1)
