@@ -58,7 +58,8 @@ class TokenBucket:
     def take(self, now: float | None = None) -> bool:
         """Spend one token if there is one."""
         now = time.monotonic() if now is None else now
-        tokens = self.tokens + (now - self.stamp) * self.rate
+        elapsed = now - self.stamp
+        tokens = self.tokens + elapsed * self.rate if elapsed > 0 else self.tokens  # a clock step back refills nothing
         self.stamp = now
         if tokens > self.burst:
             tokens = self.burst
