@@ -284,3 +284,34 @@ def test_holding_limit_counts_declared_bids(eng: Engine, clock: Clock) -> None:
     before = state(eng)
     assert_reject(eng, bid(eng, clock, auction_id, "B2", 1_000, 10_001, member="M2"), "HOLDING_LIMIT", "quantity", before)
     ok_bid(eng, clock, auction_id, "B2", 1_000, 10_000, member="M2")
+
+
+@pytest.mark.parametrize(
+    ("kw", "reason", "field"),
+    [
+        ({"instrument": "NOPE"}, "UNKNOWN_INSTRUMENT", "instrument"),
+        ({"vintage": None}, "INVALID_ORDER", "vintage"),  # SHEA needs a vintage
+        ({"vintage": 2019}, "INVALID_ORDER", "vintage"),  # not listed
+        ({"instrument": "CCER", "vintage": 2025}, "INVALID_ORDER", "vintage"),  # CCER has none
+        ({"rule_set": "dutch"}, "INVALID_ORDER", "rule_set"),
+        ({"min_lot": 0}, "INVALID_LOT", "min_lot"),
+        ({"quantity": 0}, "INVALID_QUANTITY", "quantity"),
+        ({"quantity": 1_050, "min_lot": 100}, "INVALID_LOT", "quantity"),
+        ({"start_ts": 10, "end_ts": 10}, "INVALID_ORDER", "end_ts"),
+        ({"caps": {"robot": 5}}, "INVALID_ORDER", "caps"),
+        ({"caps": {"institution": 0}}, "INVALID_ORDER", "caps"),
+        ({"instrument": "CCER", "vintage": None, "eligible": ["individual"]}, "NOT_ELIGIBLE", "eligible"),  # CCER excludes individuals
+        ({"eligible": []}, "NOT_ELIGIBLE", "eligible"),
+        ({"eligible": ["institution", "institution"]}, "NOT_ELIGIBLE", "eligible"),
+        ({"reserve_price": 5_000, "tick": 3}, "INVALID_TICK", "reserve_price"),
+    ],
+)
+def test_create_rejects(eng: Engine, clock: Clock, demo_config: MarketConfig, kw: dict[str, object], reason: str, field: str) -> None:
+    if "tick" in kw:
+        demo_config.instruments["SHEA"].tick = int(kw.pop("tick"))  # type: ignore[call-overload]
+    args: dict[str, object] = {"instrument": "SHEA", "vintage": 2025, "quantity": 1_000, "reserve_price": 5_000} | kw
+    before = state(eng)
+    events = eng.apply(A.AuctionCreate(ts=clock(), **args))  # type: ignore[arg-type]
+    (reject,) = only(events, Reject)
+    assert (reject.reason, reject.field) == (reason, field), reject
+    assert len(events) == 1 and state(eng) == before
