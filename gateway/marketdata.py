@@ -133,7 +133,7 @@ class ShadowBook:
     def __init__(self, bids: list[tuple[int, int]], asks: list[tuple[int, int]]) -> None:
         self.bids: SortedDict = SortedDict({-p: q for p, q in bids})  # negated: best first
         self.asks: SortedDict = SortedDict(dict(asks))
-        self.dirty_bids: dict[int, int] = {}
+        self.dirty_bids: dict[int, int] = {}  # price -> quantity last published (changed this tick)
         self.dirty_asks: dict[int, int] = {}
         self.seq = 0  # the full-depth channel's counter
         self.ts = 0
@@ -143,12 +143,22 @@ class ShadowBook:
             book, dirty, key = self.bids, self.dirty_bids, -ev.price
         else:
             book, dirty, key = self.asks, self.dirty_asks, ev.price
+        if ev.price not in dirty:  # remember the level as last published, once per tick
+            dirty[ev.price] = book.get(key, 0)
         if ev.quantity:
             book[key] = ev.quantity
         else:
             book.pop(key, None)
-        dirty[ev.price] = ev.quantity
         self.ts = ev.ts
+
+    def take_changes(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """Levels whose quantity differs from the last published one (a level that came
+        and went within one tick is no change at all), best first; resets the tick."""
+        bids = sorted(((p, self.bids.get(-p, 0)) for p, was in self.dirty_bids.items() if self.bids.get(-p, 0) != was), reverse=True)
+        asks = sorted((p, self.asks.get(p, 0)) for p, was in self.dirty_asks.items() if self.asks.get(p, 0) != was)
+        self.dirty_bids.clear()
+        self.dirty_asks.clear()
+        return bids, asks
 
     def top(self, n: int | None) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         bid_keys = self.bids.keys()[:n] if n else self.bids.keys()
@@ -479,10 +489,7 @@ class MarketData(EventSink):
     def _flush_book(self, symbol: str) -> None:
         book = self.books[symbol]
         self.ticker_dirty.add(symbol)
-        bids = sorted(book.dirty_bids.items(), reverse=True)
-        asks = sorted(book.dirty_asks.items())
-        book.dirty_bids.clear()
-        book.dirty_asks.clear()
+        bids, asks = book.take_changes()
         if bids or asks:
             book.seq += 1
             name = f"book.{symbol}"
