@@ -63,6 +63,9 @@ _SEGMENT_NAME = re.compile(r"^(\d{20})\.seg$")
 _record_decoder: msgspec.msgpack.Decoder[tuple[int, AnyCommand]] = msgspec.msgpack.Decoder(tuple[int, AnyCommand])
 _seq_decoder = msgspec.msgpack.Decoder(tuple[int, msgspec.Raw])
 _encoder = msgspec.msgpack.Encoder()
+_encode = _encoder.encode
+_pack = HEADER.pack
+_crc32 = zlib.crc32
 
 
 class JournalError(RuntimeError):
@@ -378,6 +381,8 @@ class LocalJournal(Journal):
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._closed = False
+        self._refusing = False  # closing or failed: append must raise
+        self._durable_on_append = policy == "none"
         self.failure: BaseException | None = None
 
     def _check_continuity(self, next_seq: int) -> None:
@@ -397,23 +402,27 @@ class LocalJournal(Journal):
     # ------------------------------------------------------------------ hot path
 
     def append(self, seq: int, cmd: AnyCommand) -> None:
+        # The hot path (once per command): locals and module aliases, no policy strings.
+        if seq != self._last_appended + 1 or self._refusing:
+            self._refuse(seq)
+        payload = _encode((seq, cmd))
+        pending = self._pending
+        if not pending:  # first record of a batch: wake the writer
+            self._pending_first = seq
+            if self._wake is not None:
+                self._wake.set()
+        pending += _pack(len(payload), _crc32(payload))
+        pending += payload
+        self._last_appended = seq
+        if self._durable_on_append:
+            self.durable_seq = seq
+
+    def _refuse(self, seq: int) -> None:
         if self.failure is not None:
             raise JournalError(f"journal failed earlier: {self.failure!r}")
         if self._closing:
             raise JournalError("journal is closed")
-        if seq != self._last_appended + 1:
-            raise JournalError(f"append seq {seq} but the last appended was {self._last_appended}")
-        payload = _encoder.encode((seq, cmd))
-        pending = self._pending
-        if not pending:
-            self._pending_first = seq
-        pending += HEADER.pack(len(payload), zlib.crc32(payload))
-        pending += payload
-        self._last_appended = seq
-        if self.policy == "none":
-            self.durable_seq = seq
-        if self._wake is not None:
-            self._wake.set()
+        raise JournalError(f"append seq {seq} but the last appended was {self._last_appended}")
 
     async def wait_durable(self, seq: int) -> None:
         if self.durable_seq >= seq:
@@ -444,7 +453,7 @@ class LocalJournal(Journal):
         shutdown never loses a command."""
         if self._closed:
             return
-        self._closing = True
+        self._closing = self._refusing = True
         if self._task is not None and self._wake is not None:
             self._wake.set()
             await self._task
@@ -539,6 +548,7 @@ class LocalJournal(Journal):
 
     def _fail(self, exc: BaseException) -> None:
         self.failure = exc
+        self._refusing = True
         for _, _, fut in self._waiters:
             if not fut.done():
                 fut.set_exception(JournalError(f"journal failed: {exc!r}"))

@@ -56,7 +56,8 @@ def recover(directory: Path, config: MarketConfig) -> Recovered:
     while True:
         found = store.latest(max_seq)
         engine, snapshot_seq = _start_engine(store, config, found)
-        reader = JournalReader(directory, after_seq=snapshot_seq)
+        # Archived segments are only opened if an older snapshot (or none) needs them.
+        reader = JournalReader(directory, after_seq=snapshot_seq, include_archive=True)
         replayed = _replay(engine, reader, snapshot_seq)
         if not (snapshot_seq and reader.last_seq and reader.last_seq < snapshot_seq):
             break
