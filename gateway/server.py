@@ -914,7 +914,11 @@ def _cancelled_count(events: list[Event]) -> dict[str, Any]:
 
 
 def _auction_result(events: list[Event]) -> dict[str, Any]:
+    """The auction's final state after the command (closing publishes closed, then cleared)."""
     ev = _first(events, AuctionUpdate)
+    for e in events:
+        if type(e) is AuctionUpdate:
+            ev = e
     return wire.auction_view(ev.auction, ev.results)
 
 

@@ -1,0 +1,78 @@
+"""Auctions, retirement and neutrality events over the wire (loopback)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine import reasons as R
+from tests.gateway.support import Harness, start
+
+
+@pytest.fixture
+async def h(tmp_path: Path):  # type: ignore[no-untyped-def]
+    harness = await start(tmp_path)
+    yield harness
+    await harness.gw.shutdown()
+
+
+async def test_auction_round_over_the_wire(h: Harness) -> None:
+    op, a, b, watcher = await h.operator(), await h.broker("a"), await h.broker("b"), await h.client()
+    await watcher.ok("subscribe", channels=["auctions"])
+    created = await op.ok("admin.auction.create", instrument="SHEA", vintage=2025, quantity=1000, reserve_price="55.00", seed=42)
+    assert (created["state"], created["quantity"], created["reserve_price"]) == ("scheduled", 1000, "55.00")
+    aid = created["auction_id"]
+    assert (await watcher.note("auctions"))["params"]["state"] == "scheduled"
+    assert (await a.fail("auction.bid", auction_id=aid, account="A-001", price="56.00", quantity=10)).reason == R.AUCTION_NOT_OPEN
+    assert (await op.ok("admin.auction.open", auction_id=aid))["state"] == "open"
+    bid_a = await a.ok("auction.bid", auction_id=aid, account="A-001", price="58.00", quantity=600, client_bid_id="a1")
+    assert (bid_a["status"], bid_a["price"], bid_a["client_bid_id"]) == ("active", "58.00", "a1")
+    await b.ok("auction.bid", auction_id=aid, account="B-001", price="57.00", quantity=600)
+    assert (await a.fail("auction.bid", auction_id=aid, account="A-001", price="50.00", quantity=10)).reason == R.BELOW_RESERVE
+    assert (await a.fail("auction.bid", auction_id=aid, account="B-001", price="58.00", quantity=10)).reason == R.NOT_AUTHORIZED
+    mine = (await a.ok("auction.my_bids", auction_id=aid, account="A-001"))["bids"]
+    assert [x["bid_id"] for x in mine] == [bid_a["bid_id"]], "a bidder sees only its own bids"
+    assert (await a.fail("auction.my_bids", auction_id=aid, account="B-001")).reason == R.NOT_AUTHORIZED
+    public = await watcher.ok("auction.get", auction_id=aid)
+    assert "results" not in public and public["state"] == "open"
+    everyone = (await op.ok("admin.auction.bids", auction_id=aid))["bids"]
+    assert {x["member"] for x in everyone} == {"broker-a", "broker-b"}
+    closed = await op.ok("admin.auction.close", auction_id=aid)
+    assert closed["state"] == "cleared"
+    res = closed["results"]
+    assert (res["quantity_sold"], res["clearing_price"], res["bidders"], res["winners"]) == (1000, "57.00", 2, 2)
+    assert (await watcher.ok("auction.get", auction_id=aid))["results"] == res
+    assert (await watcher.ok("auction.list"))["auctions"][0]["results"] == res
+    won = (await a.ok("auction.my_bids", auction_id=aid, account="A-001"))["bids"][0]
+    assert (won["status"], won["allocated"]) == ("won", 600)
+    assert (await watcher.fail("auction.get", auction_id="999")).reason == R.UNKNOWN_AUCTION
+    assert (await watcher.fail("auction.get", auction_id="x")).reason == R.UNKNOWN_AUCTION
+
+
+async def test_retirement_certificate_and_event_coverage(h: Harness) -> None:
+    op, a, anyone = await h.operator(), await h.broker("a"), await h.client()
+    ev = await op.ok("admin.event.create", event_id="expo-2026", name="Expo 2026", footprint=50)
+    assert (ev["event_id"], ev["footprint"], ev["retired"], ev["certificate_id"]) == ("expo-2026", 50, 0, None)
+    cert = await a.ok(
+        "retire", account="A-001", instrument="SHEA", quantity=50, purpose="event_neutrality", beneficiary="Expo 2026", event_id="expo-2026"
+    )
+    assert (cert["account"], cert["quantity"], cert["vintage"], cert["event_id"]) == ("A-001", 50, 2025, "expo-2026")
+    assert await anyone.ok("retire.certificate", certificate_id=cert["certificate_id"]) == cert
+    covered = await anyone.ok("event.get", event_id="expo-2026")
+    assert covered["retired"] == 50 and covered["certificate_id"] is not None
+    acct = await a.ok("account.get", account="A-001")
+    assert acct["holdings"]["SHEA"]["tradable"] == 100_000 - 50
+    assert (
+        await a.fail("retire", account="A-001", instrument="SHEA", quantity=10**9, purpose="public_welfare", beneficiary="x")
+    ).reason in (
+        R.INSUFFICIENT_HOLDINGS,
+        R.INVALID_QUANTITY,
+    )
+    assert (
+        await a.fail("retire", account="B-001", instrument="SHEA", quantity=1, purpose="public_welfare", beneficiary="x")
+    ).reason == R.NOT_AUTHORIZED
+    assert (await anyone.fail("retire.certificate", certificate_id="404")).reason == "UNKNOWN_CERTIFICATE"
+    assert (await anyone.fail("event.get", event_id="nope")).reason == R.UNKNOWN_EVENT
+    bad = await a.fail("retire", account="A-001", instrument="SHEA", quantity=1, purpose="vanity", beneficiary="x")
+    assert bad.field == "purpose"
