@@ -179,7 +179,7 @@ class JournalReader:
         for i in range(start, len(segs)):
             first, path = segs[i]
             last_segment = i == len(segs) - 1
-            if expected and first != expected:
+            if expected and first != expected and path.stat().st_size:
                 raise JournalCorruption(path, 0, f"segment starts at seq {first} but the previous segment ended at {expected - 1}")
             seen = 0
             for seq, cmd in self._read_segment(path, first, last_segment):
@@ -187,12 +187,11 @@ class JournalReader:
                 self.last_seq = seq
                 if seq > self.after_seq:
                     yield seq, cmd
-            if seen and not self.first_seq:
-                self.first_seq = first
+            # An empty segment (created, then a crash before its first write) holds
+            # nothing and proves nothing; gaps show up in the seqs of the records.
             if seen:
+                self.first_seq = self.first_seq or first
                 expected = self.last_seq + 1
-            elif not last_segment:
-                raise JournalCorruption(path, 0, "empty segment before the newest one")
 
     def _read_segment(self, path: Path, first: int, last_segment: bool) -> Iterator[tuple[int, AnyCommand]]:
         data = path.read_bytes()
@@ -388,12 +387,9 @@ class LocalJournal(Journal):
     def _check_continuity(self, next_seq: int) -> None:
         """Refuse to fork history: if segments exist, ``next_seq`` must follow the last
         record on disk (with no segments left - all archived - any start is accepted)."""
-        segs = list_segments(self.folder)
-        for first, path in reversed(segs):
+        for _, path in reversed(list_segments(self.folder)):
             last = segment_last_seq(path)
-            if last is None:
-                if first >= next_seq and first != next_seq:
-                    raise JournalError(f"empty segment {path} lies beyond next_seq {next_seq}")
+            if last is None:  # empty: holds nothing (reused if it has the next name)
                 continue
             if last + 1 != next_seq:
                 raise JournalError(f"journal ends at seq {last} ({path}) but next_seq is {next_seq}: recover the engine first")

@@ -238,3 +238,28 @@ def test_save_bytes_is_callable_from_a_worker_thread(tmp_path: Path) -> None:
     store = SnapshotStore(tmp_path)
     path = asyncio.run(asyncio.to_thread(store.save_bytes, eng.seq, eng.snapshot(), eng.digest()))
     assert store.load(path)[0] == 10
+
+
+async def test_empty_segment_left_by_a_crash_is_harmless_and_reused(tmp_path: Path, demo_config: MarketConfig) -> None:
+    """A crash between creating a segment and its first write leaves an empty file."""
+    await write_journal_async(tmp_path, demo_config, CMDS[:30])
+    empty = tmp_path / "journal" / f"{31:020d}.seg"
+    empty.touch()
+    rec = recover(tmp_path, demo_config)
+    assert rec.engine.seq == 30 and not rec.truncated_tail
+    await write_journal_async(tmp_path, demo_config, CMDS[30:40], engine=rec.engine)
+    assert segments(tmp_path)[-1] == empty and empty.stat().st_size > 0
+    assert [c for _, c in read_records(tmp_path)] == CMDS[:40]
+
+
+async def test_starting_from_a_snapshot_backup_with_an_empty_journal(tmp_path: Path, demo_config: MarketConfig) -> None:
+    eng = replay_from_empty(demo_config, CMDS[:50])
+    SnapshotStore(tmp_path).save_bytes(eng.seq, eng.snapshot(), eng.digest())
+    (tmp_path / "journal").mkdir()
+    (tmp_path / "journal" / f"{1:020d}.seg").touch()  # an empty journal
+    rec = recover(tmp_path, demo_config)
+    assert (rec.snapshot_seq, rec.replayed) == (50, 0)
+    await write_journal_async(tmp_path, demo_config, CMDS[50:80], engine=rec.engine)
+    again = recover(tmp_path, demo_config)
+    assert (again.snapshot_seq, again.replayed) == (50, 30)
+    assert again.engine.digest() == replay_from_empty(demo_config, CMDS[:80]).digest()
