@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import socket
 import urllib.request
@@ -35,6 +36,8 @@ async def _random_flow(server: Server, seed: int, n: int) -> None:
             try:
                 if action < 0.7 or not live:
                     side = rng.choice(("buy", "sell"))
+                    if account == "B-002" and side == "buy":  # an individual already at its SHCER limit
+                        account = "B-001"
                     centre = 1990 if side == "buy" else 2010
                     price = f"{(centre + rng.randint(-15, 15)) / 100:.2f}"
                     report = await c.place(account, SYMBOL, side, rng.randint(1, 50), price, time_in_force="gtc")
@@ -176,6 +179,12 @@ async def test_messagepack_subprotocol(clean_books: Server) -> None:
 
 
 async def test_slow_consumer_is_cut_off_while_a_fast_one_keeps_receiving(tmp_path: Path) -> None:
+    """A subscriber that stops reading is cut off with 1008 "slow consumer" once the server's
+    write buffer for it passes the limit; a subscriber that reads sees every update, in order.
+
+    The kernel's socket send buffer (autotuned up to ~4 MB on loopback) absorbs a lot before
+    the gateway's own buffer grows, so the slow client first asks for a few hundred snapshots
+    of a deep book (~17 KB each) without reading them; the order flow then pushes it over."""
     config = write_config(
         tmp_path / "slow.toml",
         limits={
@@ -188,29 +197,52 @@ async def test_slow_consumer_is_cut_off_while_a_fast_one_keeps_receiving(tmp_pat
         server={"heartbeat_s": 0.3},
     )
     with running_server(tmp_path / "data", config=config) as server:
-        channels = [f"{kind}.{sym}" for kind in ("book", "trades", "ticker") for sym in ("SHEA", "SHCER")]
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.connect((server.trading.split("//")[1].split(":")[0], int(server.trading.rsplit(":", 1)[1].split("/")[0])))
-        async with connect(server.trading, sock=sock, max_queue=1, proxy=None, compression=None, ping_interval=None) as slow:
-            await slow.send('{"jsonrpc":"2.0","id":1,"method":"subscribe","params":{"channels":' + str(channels).replace("'", '"') + "}}")
-            async with Client(server.trading) as fast:
-                await fast.subscribe(channels)
-                heartbeat = await fast.wait_for(lambda n: n.method == "heartbeat", 5)
-                assert isinstance(heartbeat.params.get("seq"), int)
-                await fast.wait_synced("SHEA")
-                cut_at = await _flood_until_cut(server)
-                await _drain(slow)
-                assert slow.close_code == 1008 and "slow consumer" in (slow.close_reason or ""), (slow.close_code, slow.close_reason)
-                # the fast subscriber saw every update, in order, and still does after the cut
-                before = fast.books["SHEA"].seq
-                async with broker(server, "a") as a:
-                    await a.place("A-001", "SHEA", "buy", 1, "55.55")
-                seq, bids, asks = await _fresh_snapshot(server, "book.SHEA")
-                book = await _caught_up(fast, "SHEA", seq)
-                assert book.seq > before and (book.bids, book.asks) == (bids, asks)
-                assert fast.gaps == 0 and fast.checksum_failures == 0 and not fast.closed
-                assert cut_at < 20
+        channels = ["book.SHEA", "trades.SHEA", "ticker.SHEA"]
+        async with Client(server.trading) as fast:
+            await fast.subscribe(channels)
+            heartbeat = await fast.wait_for(lambda n: n.method == "heartbeat", 5)
+            assert isinstance(heartbeat.params.get("seq"), int)
+            await fast.wait_synced("SHEA")
+            await _deep_book(server)
+            slow = await _slow_subscriber(server, channels)
+            cut_at = await _flood_until_cut(server)
+            print(f"slow consumer cut after {cut_at:.2f}s of order flow")
+            await _drain(slow)
+            assert slow.close_code == 1008 and "slow consumer" in (slow.close_reason or ""), (slow.close_code, slow.close_reason)
+            # the fast subscriber saw every update, in order, and still does after the cut
+            before = fast.books["SHEA"].seq
+            async with broker(server, "a") as a:
+                await a.place("A-001", "SHEA", "buy", 1, "55.55")
+            seq, bids, asks = await _fresh_snapshot(server, "book.SHEA")
+            book = await _caught_up(fast, "SHEA", seq)
+            assert book.seq > before and (book.bids, book.asks) == (bids, asks)
+            assert fast.gaps == 0 and fast.checksum_failures == 0 and not fast.closed
+            assert cut_at < 20
+
+
+async def _deep_book(server: Server) -> None:
+    """~600 price levels a side on SHEA (54.00 .. 59.99 bids, 60.01 .. 66.00 asks)."""
+    async with broker(server, "a") as a, broker(server, "b") as b:
+        for lo in range(5400, 6000, 100):
+            await asyncio.gather(*(a.place("A-001", "SHEA", "buy", 1, f"{p / 100:.2f}", time_in_force="gtc") for p in range(lo, lo + 100)))
+            await asyncio.gather(
+                *(b.place("B-001", "SHEA", "sell", 1, f"{(p + 601) / 100:.2f}", time_in_force="gtc") for p in range(lo, lo + 100))
+            )
+
+
+async def _slow_subscriber(server: Server, channels: list[str]) -> Any:
+    """A raw connection with a tiny receive buffer that subscribes, asks for 300 book
+    snapshots, and never reads anything."""
+    host, port = server.trading.split("//")[1].split("/")[0].rsplit(":", 1)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((host, int(port)))
+    slow = await connect(server.trading, sock=sock, max_queue=1, proxy=None, compression=None, ping_interval=None)
+    await slow.send(json.dumps({"jsonrpc": "2.0", "id": 0, "method": "subscribe", "params": {"channels": channels}}))
+    for i in range(300):
+        await slow.send(json.dumps({"jsonrpc": "2.0", "id": 2 * i + 1, "method": "unsubscribe", "params": {"channels": ["book.SHEA"]}}))
+        await slow.send(json.dumps({"jsonrpc": "2.0", "id": 2 * i + 2, "method": "subscribe", "params": {"channels": ["book.SHEA"]}}))
+    return slow
 
 
 def _slow_disconnects(server: Server) -> float:

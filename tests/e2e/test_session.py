@@ -18,11 +18,12 @@ async def _error(coro: object) -> RpcError:
 
 
 def _shape(err: RpcError, *ids: str) -> tuple[int, str | None, str | None, str]:
-    """What a client learns from an error, with the ids it itself sent blanked out."""
+    """What a client learns from an error, with the ids it itself sent blanked out (and
+    the journal ``seq`` of the reject, a global counter that says nothing about accounts)."""
     message = err.message
     for ident in ids:
         message = message.replace(ident, "<id>")
-    data = {k: v for k, v in err.data.items() if k not in ("account", "order_id", "client_order_id")}
+    data = {k: v for k, v in err.data.items() if k not in ("account", "order_id", "client_order_id", "seq")}
     return err.code, err.reason, err.field, message + repr(sorted(data.items()))
 
 
@@ -39,7 +40,13 @@ async def test_login_returns_member_accounts_and_session(shared_server: Server) 
 
 @pytest.mark.parametrize(
     ("key_id", "secret"),
-    [("demo-a", "wrong-secret"), ("no-such-key", "demo-a-secret"), ("demo-a", ""), ("demo-b", "demo-a-secret"), ("ops", "ops-secret")],
+    [
+        ("demo-a", "wrong-secret"),
+        ("no-such-key", "demo-a-secret"),
+        ("demo-a", "demo-a-secret "),
+        ("demo-b", "demo-a-secret"),
+        ("ops", "ops-secret"),
+    ],
 )
 async def test_login_failures_are_uniform_and_leave_the_session_anonymous(shared_server: Server, key_id: str, secret: str) -> None:
     """A wrong secret, an unknown key, or operator credentials on the trading listener all
@@ -56,6 +63,7 @@ async def test_login_failures_are_uniform_and_leave_the_session_anonymous(shared
 async def test_login_with_missing_or_mistyped_fields_is_a_shape_error(shared_server: Server) -> None:
     async with Client(shared_server.trading) as c:
         assert (await _error(c.request("session.login", {"key_id": "demo-a"}))).code == -32602
+        assert (await _error(c.request("session.login", {"key_id": "demo-a", "secret": ""}))).code == -32602
         assert (await _error(c.request("session.login", {"key_id": 7, "secret": "demo-a-secret"}))).code == -32602
         assert (await _error(c.request("session.login", {"key_id": "demo-a", "secret": "demo-a-secret", "extra": 1}))).code == -32602
         await c.login(*BROKERS["a"])  # the connection survived all of it
@@ -139,7 +147,7 @@ async def test_private_orders_channel_only_carries_own_reports(clean_books: Serv
     async with broker(clean_books, "a") as a, broker(clean_books, "b") as b:
         await a.subscribe(["orders"])
         await b.subscribe(["orders"])
-        mine = await b.place("B-002", "SHCER", "buy", 2, "19.00")
+        mine = await b.place("B-002", "SHCER", "sell", 2, "21.00")
         await b.wait_for(lambda n: n.method == "orders" and n.params.get("order_id") == mine["order_id"], 5)
         await a.ping()  # a round trip after B's report was published
         assert not [n for n in a.history if n.method == "orders" and n.params.get("account", "").startswith("B-")]
