@@ -10,7 +10,8 @@ acknowledged. The in-memory run is the same loop without a journal.
 Figures are wall-clock rates, so load from other processes on the machine moves them;
 the event-loop thread's CPU time per command is printed as well (the journal's own cost,
 independent of that noise). Also measured: replay (reading + CRC + decoding records, and the same plus applying
-them to an engine) and start-up = ``recovery.recover`` on a 1,000,000-command journal
+them to an engine), the engine stall while a snapshot is taken (``fork=False`` vs
+``fork=True``) and start-up = ``recovery.recover`` on a 1,000,000-command journal
 without a snapshot. Every figure is the median of several runs.
 
 Run: ``python benchmarks/journal_throughput.py`` (about two minutes on 2 cores).
@@ -43,6 +44,7 @@ from engine.engine import Engine  # noqa: E402
 from engine.schema import AnyCommand  # noqa: E402
 from gateway.journal import LocalJournal, Policy, read_records  # noqa: E402
 from gateway.recovery import recover  # noqa: E402
+from gateway.snapshots import SnapshotStore  # noqa: E402
 from tests.journal.workload import demo_config, setup_commands, trading_commands  # noqa: E402
 
 
@@ -178,6 +180,49 @@ def startup_seconds(directory: Path, runs: int) -> list[float]:
     return out
 
 
+async def snapshot_pause(engine: Engine, directory: Path, fork: bool) -> tuple[float, float]:
+    """(longest event-loop stall in ms while ``SnapshotStore.save`` runs, total seconds):
+    the stall is how long the engine stops taking commands."""
+    store = SnapshotStore(directory, fork=fork)
+    worst = 0.0
+    done = False
+
+    async def ticker() -> None:
+        nonlocal worst
+        last = time.perf_counter()
+        while not done:
+            await asyncio.sleep(0.001)
+            now = time.perf_counter()
+            worst = max(worst, now - last)
+            last = now
+
+    tick = asyncio.create_task(ticker())
+    await asyncio.sleep(0.01)
+    t0 = time.perf_counter()
+    path = await store.save(engine)
+    total = time.perf_counter() - t0
+    done = True
+    await tick
+    path.unlink()
+    return worst * 1e3, total
+
+
+def snapshot_pauses(config: MarketConfig, directory: Path, n: int, runs: int) -> dict[str, float]:
+    gc.disable()
+    eng = Engine(config)
+    for cmd in [*setup_commands(config), *trading_commands(n, seed=3)]:
+        eng.apply(cmd)
+    gc.enable()
+    size = len(eng.snapshot())
+    out: dict[str, float] = {"snapshot_state_mb": round(size / 1e6, 1), "snapshot_commands": n}
+    for fork in (False, True):
+        name = "fork" if fork else "thread"
+        res = [asyncio.run(snapshot_pause(eng, directory, fork)) for _ in range(runs)]
+        out[f"snapshot_pause_{name}_ms"] = round(statistics.median(r[0] for r in res), 1)
+        out[f"snapshot_total_{name}_s"] = round(statistics.median(r[1] for r in res), 2)
+    return out
+
+
 def fsync_latency_ms(directory: Path, n: int = 50) -> float:
     path = directory / "fsync-probe"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -205,6 +250,7 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=7)
     p.add_argument("--startup-commands", type=int, default=1_000_000)
     p.add_argument("--startup-runs", type=int, default=3)
+    p.add_argument("--snapshot-commands", type=int, default=300_000, help="state size for the snapshot stall figure")
     p.add_argument("--dir", type=Path, default=None, help="where to write journals (default: a temp dir; use a real disk, not tmpfs)")
     p.add_argument("--no-uvloop", action="store_true")
     args = p.parse_args()
@@ -229,6 +275,11 @@ def main() -> None:
         total = write_big_journal(config, big, args.startup_commands)
         startups = startup_seconds(big, args.startup_runs)
         print(f"start-up, {total:,} records, no snapshot: {', '.join(f'{s:.2f}' for s in startups)} s", flush=True)
+        snaps = snapshot_pauses(config, base, args.snapshot_commands, 3)
+        print(
+            f"snapshot of {snaps['snapshot_state_mb']} MB state: engine stall {snaps['snapshot_pause_thread_ms']} ms (thread) vs {snaps['snapshot_pause_fork_ms']} ms (fork)",
+            flush=True,
+        )
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
@@ -254,6 +305,7 @@ def main() -> None:
         "fsync_ms_per_batch": round(median_of(res["fsync"], "fsync_ms"), 2),
         "fsync_probe_ms": round(fsync_ms, 2),
         "startup_records": total,
+        **snaps,
         "commands_per_run": len(cmds),
         "burst": args.burst,
         "runs": args.runs,

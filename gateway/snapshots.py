@@ -23,6 +23,7 @@ import itertools
 import logging
 import os
 import re
+import signal
 import struct
 import zlib
 from pathlib import Path
@@ -75,23 +76,41 @@ def decode_snapshot(path: Path, blob: bytes) -> tuple[int, bytes, str]:
 
 
 class SnapshotStore:
-    """Snapshot files under ``directory/snapshots`` (``directory`` = the data dir)."""
+    """Snapshot files under ``directory/snapshots`` (``directory`` = the data dir).
 
-    def __init__(self, directory: Path) -> None:
+    ``fork=False`` (default): ``save`` encodes the state on the engine's thread, which
+    pauses the engine for the encoding (about 0.2 s per 50 MB of state measured here).
+    ``fork=True`` (POSIX): ``save`` forks; the child encodes, hashes and writes the file
+    from its copy-on-write image of the process while the engine carries on, so the
+    pause is only the fork itself. The cost is memory: pages the engine modifies while
+    the child runs are copied (at worst the state's size once more)."""
+
+    def __init__(self, directory: Path, fork: bool = False) -> None:
+        if fork and not hasattr(os, "fork"):
+            raise ValueError("fork snapshots need os.fork (POSIX)")
         self.directory = Path(directory)
         self.folder = self.directory / "snapshots"
+        self.fork = fork
         self.folder.mkdir(parents=True, exist_ok=True)
+        for leftover in self.folder.glob(f"*{SUFFIX}.tmp"):  # from a crash mid-write
+            leftover.unlink()
 
     def path_for(self, seq: int) -> Path:
         return self.folder / f"{seq:020d}{SUFFIX}"
 
+    def _tmp_for(self, seq: int) -> Path:
+        path = self.path_for(seq)
+        return path.with_name(path.name + ".tmp")
+
     def save_bytes(self, seq: int, data: bytes, digest: str) -> Path:
         """Atomically write one snapshot (tmp + fsync + rename + fsync dir). Safe to
         call from a worker thread: touches nothing but files."""
-        path = self.path_for(seq)
-        tmp = path.with_name(path.name + ".tmp")
+        self._write_tmp(seq, data, digest)
+        return self._publish(seq)
+
+    def _write_tmp(self, seq: int, data: bytes, digest: str) -> None:
         blob = encode_snapshot(seq, data, digest)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = os.open(self._tmp_for(seq), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             view = memoryview(blob)
             while view:
@@ -99,26 +118,56 @@ class SnapshotStore:
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, path)
+
+    def _publish(self, seq: int) -> Path:
+        path = self.path_for(seq)
+        os.replace(self._tmp_for(seq), path)
         fsync_dir(self.folder)
         return path
 
     async def save(self, engine: Engine, journal: Journal | None = None) -> Path:
-        """Snapshot ``engine`` as of now. Encoding happens here, on the engine's thread
-        (the engine must not change while it is captured); the digest and the write run
-        in a worker thread. With ``journal`` given, the file is only written once the
-        journal is durable up to the snapshot's seq, so a snapshot never gets ahead of
-        the journal (recovery copes if it does, by setting such a snapshot aside)."""
+        """Snapshot ``engine`` as of now; call it on the engine's thread between
+        commands. The state is captured before this returns control to the loop (encoded
+        here, or by a forked child); hashing and writing run off the engine thread. With
+        ``journal`` given, the file is only published once the journal is durable up to
+        the snapshot's seq, so a snapshot never gets ahead of the journal (recovery copes
+        if it does, by setting such a snapshot aside)."""
         seq = engine.seq
-        data = engine.snapshot()
+        loop = asyncio.get_running_loop()
+        if self.fork:
+            await self._write_tmp_forked(engine, seq)
+        else:
+            data = engine.snapshot()
+            # Engine.digest() is SHA-256 over exactly these bytes (tests pin this).
+            await loop.run_in_executor(None, lambda: self._write_tmp(seq, data, hashlib.sha256(data).hexdigest()))
         if journal is not None:
             await journal.wait_durable(seq)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, self._digest_and_save, seq, data)
+        return await loop.run_in_executor(None, self._publish, seq)
 
-    def _digest_and_save(self, seq: int, data: bytes) -> Path:
-        # Engine.digest() is SHA-256 over exactly these bytes (tests pin this).
-        return self.save_bytes(seq, data, hashlib.sha256(data).hexdigest())
+    async def _write_tmp_forked(self, engine: Engine, seq: int) -> None:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child; coverage cannot follow it
+            self._child(engine, seq)
+        _, status = await asyncio.get_running_loop().run_in_executor(None, os.waitpid, pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0:
+            raise SnapshotError(f"{self._tmp_for(seq)}: snapshot child process failed (exit status {code})")
+
+    def _child(self, engine: Engine, seq: int) -> None:  # pragma: no cover - runs in the child
+        """Encode, hash, write, exit - touching no lock another thread may have held at
+        fork time (no logging, no sys.stderr: raw writes only) and never returning."""
+        code = 1
+        try:
+            signal.set_wakeup_fd(-1)  # signals sent to the child must not wake the parent's loop
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, signal.SIG_DFL)
+            data = engine.snapshot()
+            self._write_tmp(seq, data, hashlib.sha256(data).hexdigest())
+            code = 0
+        except BaseException as exc:
+            os.write(2, f"carbonx snapshot child: {exc!r}\n".encode())
+        finally:
+            os._exit(code)
 
     def files(self) -> list[tuple[int, Path]]:
         """(seq, path) of every snapshot file, oldest first (not validated)."""

@@ -263,3 +263,56 @@ async def test_starting_from_a_snapshot_backup_with_an_empty_journal(tmp_path: P
     again = recover(tmp_path, demo_config)
     assert (again.snapshot_seq, again.replayed) == (50, 30)
     assert again.engine.digest() == replay_from_empty(demo_config, CMDS[:80]).digest()
+
+
+async def test_forked_snapshot_writes_the_same_file(tmp_path: Path, demo_config: MarketConfig) -> None:
+    eng = Engine(demo_config)
+    journal = LocalJournal(tmp_path, "fsync")
+    await journal.start()
+    for cmd in CMDS[:120]:
+        eng.apply(cmd)
+        journal.append(eng.seq, cmd)
+    path = await SnapshotStore(tmp_path, fork=True).save(eng, journal)
+    assert journal.durable_seq >= 120
+    await journal.close()
+    assert decode_snapshot(path, path.read_bytes()) == (120, eng.snapshot(), eng.digest())
+    assert not list(path.parent.glob("*.tmp"))
+    assert recover(tmp_path, demo_config).snapshot_seq == 120
+
+
+async def test_forked_snapshot_failure_is_reported_and_nothing_is_published(
+    tmp_path: Path, demo_config: MarketConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SnapshotStore(tmp_path, fork=True)
+    eng = replay_from_empty(demo_config, CMDS[:10])
+
+    def broken(seq: int, data: bytes, digest: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store, "_write_tmp", broken)  # the child inherits the patch
+    with pytest.raises(SnapshotError, match="snapshot child process failed"):
+        await store.save(eng)
+    assert store.files() == []
+
+
+def test_leftover_temporary_files_are_removed(tmp_path: Path) -> None:
+    store = SnapshotStore(tmp_path)
+    tmp = store.path_for(7).with_name(store.path_for(7).name + ".tmp")
+    tmp.write_bytes(b"half a snapshot")
+    SnapshotStore(tmp_path)
+    assert not tmp.exists()
+
+
+@pytest.mark.parametrize("fork", [False, True])
+async def test_snapshot_captures_the_state_at_the_call_while_the_engine_moves_on(
+    tmp_path: Path, demo_config: MarketConfig, fork: bool
+) -> None:
+    eng = replay_from_empty(demo_config, CMDS[:200])
+    expected = eng.digest()
+    task = asyncio.create_task(SnapshotStore(tmp_path, fork=fork).save(eng))
+    await asyncio.sleep(0)  # save() runs up to its first await: the state is captured
+    for cmd in CMDS[200:]:
+        eng.apply(cmd)  # the engine keeps going while the file is written
+    path = await task
+    seq, _, digest = decode_snapshot(path, path.read_bytes())
+    assert (seq, digest) == (200, expected)
