@@ -42,6 +42,7 @@ import struct
 import time
 import zlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -378,6 +379,9 @@ class LocalJournal(Journal):
         self._segment_size = 0
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        # Its own thread: fsyncs never queue behind other users of the default executor
+        # (e.g. password hashing at login).
+        self._executor: ThreadPoolExecutor | None = None
         self._closing = False
         self._closed = False
         self._refusing = False  # closing or failed: append must raise
@@ -440,6 +444,7 @@ class LocalJournal(Journal):
         if self._task is not None:
             raise JournalError("journal already started")
         self._wake = asyncio.Event()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal-writer")
         if self._pending:
             self._wake.set()
         self._task = asyncio.create_task(self._run(), name="journal-writer")
@@ -454,7 +459,9 @@ class LocalJournal(Journal):
             self._wake.set()
             await self._task
         elif self._pending and self.failure is None:
-            await asyncio.get_running_loop().run_in_executor(None, self._write_batch, *self._take(), False)
+            await asyncio.to_thread(self._write_batch, *self._take(), False)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
             try:
@@ -476,7 +483,7 @@ class LocalJournal(Journal):
                 if self._pending:
                     data, first, last = self._take()
                     if self.policy == "fsync":
-                        await loop.run_in_executor(None, self._write_batch, data, first, last, True)
+                        await loop.run_in_executor(self._executor, self._write_batch, data, first, last, True)
                     else:
                         self._write_batch(data, first, last, False)
                     self._durable(last)

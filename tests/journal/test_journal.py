@@ -255,3 +255,19 @@ def test_bad_arguments_are_refused(tmp_path: Path) -> None:
         LocalJournal(tmp_path, segment_bytes=0)
     with pytest.raises(ValueError, match="next_seq"):
         LocalJournal(tmp_path, next_seq=0)
+
+
+async def test_fsync_does_not_queue_behind_a_busy_default_executor(tmp_path: Path) -> None:
+    """Logins hash passwords in the default executor; durability must not wait for them."""
+    release = threading.Event()
+    loop = asyncio.get_running_loop()
+    blockers = [loop.run_in_executor(None, release.wait, 10) for _ in range(64)]
+    try:
+        j = LocalJournal(tmp_path, "fsync")
+        await j.start()
+        j.append(1, Tick(ts=T))
+        await asyncio.wait_for(j.wait_durable(1), 5)
+        await j.close()
+    finally:
+        release.set()
+        await asyncio.gather(*blockers)
