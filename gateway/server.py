@@ -113,8 +113,17 @@ Done = Callable[[list[Event]], None]
 class Sequencer:
     """Applies commands, journals them and releases their results once durable, in order."""
 
-    def __init__(self, engine: Engine, journal: Any, sink: Any, latency_durable: LatencyHistogram, latency_reply: LatencyHistogram) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        journal: Any,
+        sink: Any,
+        latency_durable: LatencyHistogram,
+        latency_reply: LatencyHistogram,
+        on_fatal: Callable[[BaseException], None] | None = None,
+    ) -> None:
         self.engine = engine
+        self.on_fatal = on_fatal
         self.journal = journal
         self.sink = sink
         self.pending: deque[tuple[int, list[Event] | None, Callable[..., None] | None, int]] = deque()
@@ -131,7 +140,12 @@ class Sequencer:
             events = []
         seq = self.engine.seq
         self.pending.append((seq, events, done, recv_ns))
-        self.journal.append(seq, cmd)
+        try:
+            self.journal.append(seq, cmd)
+        except Exception as exc:  # the engine is now ahead of the journal: stop serving
+            if self.on_fatal is not None:
+                self.on_fatal(exc)
+            raise RpcError(wire.INTERNAL_ERROR, "internal error: the journal failed; the exchange is stopping") from None
         return seq
 
     def after_durable(self, fn: Callable[[], None]) -> None:
@@ -273,7 +287,7 @@ class Gateway:
         self.latency_durable = LatencyHistogram()
         self.latency_reply = LatencyHistogram()
         self.loop_lag = LoopLag()
-        self.seq = Sequencer(engine, journal, self.market, self.latency_durable, self.latency_reply)
+        self.seq = Sequencer(engine, journal, self.market, self.latency_durable, self.latency_reply, self._fatal)
         self.registry = ConnectionRegistry(self.limits)
         self.rate_limited = 0
         self.closing = False
@@ -282,6 +296,19 @@ class Gateway:
         self.tasks: list[asyncio.Task[None]] = []
         self.last_snapshot_seq = engine.seq
         self.registry_metrics: CollectorRegistry | None = None  # set by ``run`` (scraped by /metrics)
+        self.journal_open = True
+        self.fatal: BaseException | None = None
+        self.stop_event: asyncio.Event | None = None  # set by ``run``: a fatal error stops the process
+
+    def _fatal(self, exc: BaseException) -> None:
+        """The journal failed: nothing more can be made durable, so stop taking commands."""
+        if self.fatal is None:
+            log.critical("journal failure, stopping: %r", exc)
+            self.fatal = exc
+        self.ready = False
+        self.closing = True
+        if self.stop_event is not None:
+            self.stop_event.set()
 
     # ------------------------------------------------------------------ start-up
 
@@ -360,6 +387,10 @@ class Gateway:
         """Session boundaries become journaled Tick commands (and status updates)."""
         while True:
             await asyncio.sleep(self.settings.server.tick_s)
+            failure = getattr(self.journal, "failure", None)
+            if failure is not None:
+                self._fatal(failure)
+                return
             now = time.time_ns()
             if not self.closing and self.engine.needs_tick(now):
                 self.seq.submit(Tick(ts=now))
@@ -392,18 +423,23 @@ class Gateway:
         self.closing = True
         for server in self.servers:
             server.close(close_connections=False)
-        for s in list(self.registry.sessions):
-            self._cancel_on_disconnect(s)
-        await self.journal.wait_durable(self.engine.seq)
-        self.market.close()
+        if self.fatal is None:
+            for s in list(self.registry.sessions):
+                self._cancel_on_disconnect(s)
         for task in self.tasks:
             task.cancel()
-        if self.snapshots is not None and self.engine.seq > self.last_snapshot_seq:
-            try:
+        try:
+            await self.journal.wait_durable(self.engine.seq)
+            self.market.close()
+            if self.snapshots is not None and self.engine.seq > self.last_snapshot_seq:
                 await self.snapshot()
-            except Exception:
-                log.exception("final snapshot failed (the journal has everything)")
-        await self.journal.close()
+        except Exception:
+            log.exception("shutdown could not flush or snapshot (recovery will replay the journal)")
+        self.journal_open = False
+        try:
+            await self.journal.close()
+        except Exception:
+            log.exception("journal close failed")
         conns = [s.connection for s in self.registry.sessions if s.connection is not None]
         await asyncio.gather(*(c.close(1001, "server shutting down") for c in conns), return_exceptions=True)
         for server in self.servers:
@@ -439,12 +475,9 @@ class Gateway:
         self.registry.drop(session)
 
     def _cancel_on_disconnect(self, session: Session) -> None:
-        if session.cancel_on_disconnect and session.member is not None and not self.journal_closed():
+        if session.cancel_on_disconnect and session.member is not None and self.journal_open and self.fatal is None:
             session.cancel_on_disconnect = False
             self.seq.submit(CancelAll(ts=time.time_ns(), member=session.member, session=session.session_id))
-
-    def journal_closed(self) -> bool:
-        return bool(getattr(self.journal, "_closing", False))
 
     def _on_frame(self, session: Session, codec: wire.Codec, frame: str | bytes) -> Awaitable[None] | None:
         """Handle one request. Returns an awaitable only for the few async methods."""
@@ -1049,10 +1082,11 @@ async def run(settings: Settings, opts: ServeOptions, stop: asyncio.Event | None
     sys.stdout.write(f"carbonx ready trading={trading} admin={admin} metrics=http://{srv.metrics_host}:{metrics_port}\n")
     sys.stdout.flush()
     stop = stop or asyncio.Event()
+    gw.stop_event = stop
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down")
     await gw.shutdown()
     await http.close()
-    return 0
+    return 1 if gw.fatal is not None else 0

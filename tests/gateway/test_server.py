@@ -360,3 +360,20 @@ async def test_graceful_shutdown_closes_with_1001_and_flushes(tmp_path: Path) ->
     assert a.ws.close_code == 1001
     assert h.gw.journal.durable_seq == h.gw.engine.seq
     assert not any(o.status == "new" for o in h.gw.engine.orders.values()), "cancel-on-disconnect ran before the journal closed"
+
+
+async def test_a_failed_journal_stops_the_exchange(tmp_path: Path) -> None:
+    journal = ManualJournal()
+    h = await start(tmp_path, journal=journal)
+    h.gw.stop_event = asyncio.Event()
+    a = await h.broker("a")
+
+    def broken(seq: int, cmd: object) -> None:
+        raise OSError("disk gone")
+
+    journal.append = broken  # type: ignore[method-assign]
+    err = await a.fail("order.place", **sell("61.00", 1))
+    assert err.code == wire.INTERNAL_ERROR and "journal" in err.error["message"]
+    assert h.gw.stop_event.is_set() and not h.gw.ready and h.gw.fatal is not None
+    assert (await a.fail("order.place", **sell("61.00", 1))).reason == wire.SHUTTING_DOWN, "no more commands once the journal failed"
+    await h.gw.shutdown()
