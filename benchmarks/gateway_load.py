@@ -74,23 +74,89 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _machine_busy_seconds() -> float:
+    """CPU seconds all processes of the machine spent busy (Linux /proc/stat)."""
+    ticks = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class CpuMeter:
-    """CPU used by the server and by this generator over a phase, as % of one core."""
+    """CPU used over a phase, as % of one core: by the server, by this generator, and by
+    everything else on the machine (other people's jobs on a shared box steal cores too)."""
 
     server_pid: int
     t0: float = field(default_factory=time.monotonic)
     server0: float = 0.0
     self0: float = field(default_factory=time.process_time)
+    machine0: float = field(default_factory=_machine_busy_seconds)
 
     def __post_init__(self) -> None:
         self.server0 = _cpu_seconds(self.server_pid)
 
     def read(self) -> dict[str, float]:
         wall = max(time.monotonic() - self.t0, 1e-9)
+        server = _cpu_seconds(self.server_pid) - self.server0
+        generator = time.process_time() - self.self0
+        machine = _machine_busy_seconds() - self.machine0
         return {
-            "server_cpu_pct": round(100 * (_cpu_seconds(self.server_pid) - self.server0) / wall, 1),
-            "generator_cpu_pct": round(100 * (time.process_time() - self.self0) / wall, 1),
+            "server_cpu_pct": round(100 * server / wall, 1),
+            "generator_cpu_pct": round(100 * generator / wall, 1),
+            "other_cpu_pct": round(100 * max(machine - server - generator, 0.0) / wall, 1),
+        }
+
+
+def _scrape(server: Server) -> dict[str, float]:
+    """Every sample of the server's ``/metrics`` as ``{"name{labels}": value}``."""
+    with urllib.request.urlopen(server.metrics + "/metrics", timeout=5) as response:
+        text = response.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def _bucket_percentile(before: dict[str, float], after: dict[str, float], family: str, pct: float) -> float | None:
+    """Upper bound (ms) of the histogram bucket holding ``pct`` of the phase's samples."""
+    buckets = []
+    for key, value in after.items():
+        if key.startswith(family + "_bucket{"):
+            bound = key.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float(bound), value - before.get(key, 0.0)))
+    buckets.sort()
+    total = buckets[-1][1] if buckets else 0.0
+    for upper, count in buckets:
+        if total and count >= total * pct / 100:
+            return round(upper * 1000, 3)
+    return None
+
+
+class ServerStats:
+    """What the server itself saw over a phase: its own reply latency (receive -> reply
+    written), journal batching and fsync time, and the worst event-loop stall."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.t0 = time.perf_counter()
+        self.before = _scrape(server)
+
+    def read(self) -> dict[str, Any]:
+        after = _scrape(self.server)
+        wall = time.perf_counter() - self.t0
+
+        def delta(key: str) -> float:
+            return after.get(key, 0.0) - self.before.get(key, 0.0)
+
+        batches = delta("carbonx_journal_batches_total")
+        return {
+            "server_reply_p50_ms": _bucket_percentile(self.before, after, "carbonx_command_reply_latency_seconds", 50),
+            "server_reply_p99_ms": _bucket_percentile(self.before, after, "carbonx_command_reply_latency_seconds", 99),
+            "journal_avg_batch": round(delta("carbonx_journal_records_total") / batches, 1) if batches else None,
+            "journal_fsync_busy_pct": round(100 * delta("carbonx_journal_fsync_seconds_total") / wall, 1),
+            "server_loop_lag_max_ms": round(after.get("carbonx_event_loop_lag_max_seconds", 0.0) * 1000, 1),
         }
 
 
@@ -129,8 +195,8 @@ class Tally:
     errors: dict[str, int] = field(default_factory=dict)
     last_reply: float = 0.0
 
-    def done(self, loop: asyncio.AbstractEventLoop, intended: float, fut: asyncio.Future[Any]) -> None:
-        now = loop.time()
+    def done(self, intended: float, fut: asyncio.Future[Any]) -> None:
+        now = time.perf_counter()
         exc = fut.exception()
         if exc is not None:
             reason = exc.reason if isinstance(exc, RpcError) and exc.reason else type(exc).__name__
@@ -142,11 +208,15 @@ class Tally:
 
 
 async def open_loop(sessions: list[tuple[Client, str]], rate: float, duration: float, seed: int) -> dict[str, Any]:
-    """Fixed-rate schedule; latency from the intended send time."""
-    loop = asyncio.get_running_loop()
+    """Fixed-rate schedule; latency from the intended send time.
+
+    Times come from ``time.perf_counter`` (uvloop's ``loop.time()`` has millisecond
+    resolution). ``send_lag`` is how late the generator itself sent (its own share of
+    the latency: when it is high, the generator, not the server, limits the figure)."""
     tally = Tally()
+    lag = _hist()
     interval = len(sessions) / rate
-    start = loop.time() + 0.2
+    start = time.perf_counter() + 0.2
     end = start + duration
     pending: list[asyncio.Future[Any]] = []
 
@@ -154,11 +224,12 @@ async def open_loop(sessions: list[tuple[Client, str]], rate: float, duration: f
         rng = random.Random(seed * 1000 + i)
         intended = start + interval * i / len(sessions)
         while intended < end:
-            delay = intended - loop.time()
+            delay = intended - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
+            lag.record_value(min(max(1, int((time.perf_counter() - intended) * 1e6)), HIST_MAX_US))
             fut = await c.submit("order.place", _order(rng, account))
-            fut.add_done_callback(functools.partial(tally.done, loop, intended))
+            fut.add_done_callback(functools.partial(tally.done, intended))
             pending.append(fut)
             intended += interval
 
@@ -174,27 +245,27 @@ async def open_loop(sessions: list[tuple[Client, str]], rate: float, duration: f
         "p99_ms": _ms(tally.hist, 99),
         "p999_ms": _ms(tally.hist, 99.9),
         "max_ms": round(tally.hist.get_max_value() / 1000, 3),
+        "send_lag_p99_ms": _ms(lag, 99),
     }
 
 
 async def closed_loop(sessions: list[tuple[Client, str]], duration: float, window: int, seed: int) -> dict[str, Any]:
     """Every connection keeps ``window`` orders in flight: the acknowledged rate is capacity."""
-    loop = asyncio.get_running_loop()
     tally = Tally()
-    start = loop.time()
+    start = time.perf_counter()
     end = start + duration
 
     async def worker(i: int, c: Client, account: str) -> None:
         rng = random.Random(seed * 7919 + i)
-        while loop.time() < end:
-            sent = loop.time()
+        while time.perf_counter() < end:
+            sent = time.perf_counter()
             fut = await c.submit("order.place", _order(rng, account))
             with contextlib.suppress(RpcError):
                 await fut
-            tally.done(loop, sent, fut)
+            tally.done(sent, fut)
 
     await asyncio.gather(*(worker(i * window + w, c, a) for i, (c, a) in enumerate(sessions) for w in range(window)))
-    elapsed = loop.time() - start
+    elapsed = time.perf_counter() - start
     return {"orders_per_s": round(tally.acked / elapsed, 1), "acked": tally.acked, "errors": tally.errors, "p99_ms": _ms(tally.hist, 99)}
 
 
@@ -209,15 +280,15 @@ async def _reset_books(url: str) -> None:
 async def order_entry(server: Server, args: argparse.Namespace) -> dict[str, Any]:
     sessions = await _sessions(server.trading, args.connections)
     try:
-        cpu = CpuMeter(server.pid)
+        cpu, stats = CpuMeter(server.pid), ServerStats(server)
         sustained = await open_loop(sessions, args.rate, args.duration, args.seed)
-        sustained.update(cpu.read())
+        sustained.update(cpu.read(), **stats.read())
         await _reset_books(server.trading)
         peak = None
         if args.peak_duration > 0:
-            cpu = CpuMeter(server.pid)
+            cpu, stats = CpuMeter(server.pid), ServerStats(server)
             peak = await closed_loop(sessions, args.peak_duration, args.window, args.seed)
-            peak.update(cpu.read())
+            peak.update(cpu.read(), **stats.read())
             await _reset_books(server.trading)
     finally:
         for c, _ in sessions:
@@ -466,6 +537,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    load_at_start = round(os.getloadavg()[0], 2)
     with tempfile.TemporaryDirectory(prefix="carbonx-bench-") as tmp:
         detail = uvloop.run(run(args, Path(tmp)))
     for name, part in detail.items():
@@ -474,6 +546,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {
         "machine": _machine(),
         "python": platform.python_version(),
+        "loadavg_1m_at_start": load_at_start,
         "fsync_policy": args.fsync_policy,
         "connections": args.connections,
         "offered_per_s": args.rate,
@@ -483,10 +556,15 @@ def main(argv: list[str] | None = None) -> int:
         "p999_ms": sustained.get("p999_ms"),
         "sustained_server_cpu_pct": sustained.get("server_cpu_pct"),
         "sustained_generator_cpu_pct": sustained.get("generator_cpu_pct"),
+        "sustained_other_cpu_pct": sustained.get("other_cpu_pct"),
+        "sustained_server_reply_p99_ms": sustained.get("server_reply_p99_ms"),
+        "sustained_server_loop_lag_max_ms": sustained.get("server_loop_lag_max_ms"),
+        "sustained_journal_avg_batch": sustained.get("journal_avg_batch"),
         "peak_orders_per_s": peak.get("orders_per_s"),
         "peak_p99_ms": peak.get("p99_ms"),
         "peak_server_cpu_pct": peak.get("server_cpu_pct"),
         "peak_generator_cpu_pct": peak.get("generator_cpu_pct"),
+        "peak_other_cpu_pct": peak.get("other_cpu_pct"),
         **fan,
         "errors": {**sustained.get("errors", {}), **{f"peak_{k}": v for k, v in peak.get("errors", {}).items()}},
     }
