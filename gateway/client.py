@@ -537,6 +537,10 @@ class Client:
         result: dict[str, Any] = await self.call("block.cancel", account=account, block_id=block_id)
         return result
 
+    async def block_get(self, account: str, block_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.call("block.get", account=account, block_id=block_id)
+        return result
+
     # -- auctions ---------------------------------------------------------------------------
 
     async def auction_list(self) -> Any:
