@@ -52,6 +52,8 @@ def recover(directory: Path, config: MarketConfig) -> Recovered:
     t0 = time.perf_counter()
     directory = Path(directory)
     store = SnapshotStore(directory)
+    for path in store.remove_leftovers():
+        log.warning("removed %s: a snapshot interrupted by a crash", path)
     max_seq: int | None = None
     while True:
         found = store.latest(max_seq)

@@ -91,9 +91,16 @@ class SnapshotStore:
         self.directory = Path(directory)
         self.folder = self.directory / "snapshots"
         self.fork = fork
-        self.folder.mkdir(parents=True, exist_ok=True)
-        for leftover in self.folder.glob(f"*{SUFFIX}.tmp"):  # from a crash mid-write
-            leftover.unlink()
+
+    def remove_leftovers(self) -> list[Path]:
+        """Delete temporary files of snapshots a crash interrupted. Only at start-up
+        (recovery): while a server runs, a ``.tmp`` may be a snapshot being written."""
+        if not self.folder.is_dir():
+            return []
+        leftovers = list(self.folder.glob(f"*{SUFFIX}.tmp"))
+        for path in leftovers:
+            path.unlink()
+        return leftovers
 
     def path_for(self, seq: int) -> Path:
         return self.folder / f"{seq:020d}{SUFFIX}"
@@ -110,6 +117,7 @@ class SnapshotStore:
 
     def _write_tmp(self, seq: int, data: bytes, digest: str) -> None:
         blob = encode_snapshot(seq, data, digest)
+        self.folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(self._tmp_for(seq), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             view = memoryview(blob)
@@ -171,7 +179,9 @@ class SnapshotStore:
 
     def files(self) -> list[tuple[int, Path]]:
         """(seq, path) of every snapshot file, oldest first (not validated)."""
-        out = []
+        out: list[tuple[int, Path]] = []
+        if not self.folder.is_dir():
+            return out
         for path in self.folder.iterdir():
             m = _NAME.match(path.name)
             if m is not None:

@@ -295,12 +295,22 @@ async def test_forked_snapshot_failure_is_reported_and_nothing_is_published(
     assert store.files() == []
 
 
-def test_leftover_temporary_files_are_removed(tmp_path: Path) -> None:
+def test_leftover_temporary_files_are_removed_at_recovery_only(tmp_path: Path, demo_config: MarketConfig) -> None:
     store = SnapshotStore(tmp_path)
+    store.folder.mkdir()
     tmp = store.path_for(7).with_name(store.path_for(7).name + ".tmp")
     tmp.write_bytes(b"half a snapshot")
-    SnapshotStore(tmp_path)
+    assert verify(tmp_path, demo_config).ok  # read-only: a running server may be writing it
+    assert tmp.exists()
+    recover(tmp_path, demo_config)
     assert not tmp.exists()
+
+
+def test_verify_creates_nothing(tmp_path: Path, demo_config: MarketConfig) -> None:
+    write_journal(tmp_path, demo_config, CMDS[:10])
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    assert verify(tmp_path, demo_config).ok
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
 
 
 @pytest.mark.parametrize("fork", [False, True])
