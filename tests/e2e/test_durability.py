@@ -86,7 +86,7 @@ async def test_restart_keeps_every_acknowledged_order(tmp_path: Path) -> None:
             before = {oid: _key(o) for oid, o in (await _all_orders(server)).items()}
             accounts = {acct: await (a if acct.startswith("A") else b).account(acct) for acct in ("A-001", "B-001")}
             closing = asyncio.create_task(a.wait_closed(15))
-            assert server.terminate() == 0
+            assert await asyncio.to_thread(server.terminate) == 0
             await closing
             assert a.close_code == 1001, (a.close_code, a.close_reason)
     with running_server(data) as again:
