@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import random
+import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,7 +174,9 @@ def _on_orders(ledger: Ledger) -> Any:
     return note
 
 
-async def _load_then_kill(server: Server, seed: int, ledger: Ledger) -> None:
+async def _load_then_kill(server: Server, seed: int, ledger: Ledger, snapshot_midway: bool) -> None:
+    """Four traders at full speed; optionally an operator snapshot under load (so recovery
+    has to restore it and replay the tail); then ``kill -9`` at a seeded moment."""
     rng = random.Random(seed)
     stop = asyncio.Event()
     clients = []
@@ -185,7 +188,14 @@ async def _load_then_kill(server: Server, seed: int, ledger: Ledger) -> None:
         c.on_notification(_on_orders(ledger), "orders")
         clients.append((c, account))
     traders = [asyncio.create_task(_trader(c, acct, seed * 10 + i, ledger, stop)) for i, (c, acct) in enumerate(clients)]
-    await asyncio.sleep(rng.uniform(0.4, 1.6))  # the seeded moment
+    moment = rng.uniform(0.4, 1.6)  # the seeded moment
+    if snapshot_midway:
+        await asyncio.sleep(moment / 2)
+        async with operator(server) as ops:
+            await ops.call("admin.snapshot")
+        await asyncio.sleep(moment / 2)
+    else:
+        await asyncio.sleep(moment)
     server.kill9()
     stop.set()
     await asyncio.wait_for(asyncio.gather(*traders), 10)
@@ -214,8 +224,8 @@ def _check_recovered(ledger: Ledger, recovered: dict[str, dict[str, Any]]) -> No
     assert not unexplained, f"orders nobody was told about and none in flight: {sorted(unexplained)[:5]}"
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-async def test_kill9_under_load_loses_no_acknowledged_order(tmp_path: Path, seed: int) -> None:
+@pytest.mark.parametrize(("seed", "snapshot_midway"), [(1, False), (2, True), (3, False), (4, True)])
+async def test_kill9_under_load_loses_no_acknowledged_order(tmp_path: Path, seed: int, snapshot_midway: bool) -> None:
     data = tmp_path / "data"
     config = write_config(
         tmp_path / "fast.toml", limits={"orders_per_s": 5000.0, "order_burst": 5000, "requests_per_s": 5000.0, "request_burst": 5000}
@@ -223,7 +233,7 @@ async def test_kill9_under_load_loses_no_acknowledged_order(tmp_path: Path, seed
     ledger = Ledger()
     server = start_server(data, fsync="fsync", config=config)
     try:
-        await _load_then_kill(server, seed, ledger)
+        await _load_then_kill(server, seed, ledger, snapshot_midway)
     finally:
         server.kill9()
     print(
@@ -237,14 +247,23 @@ async def test_kill9_under_load_loses_no_acknowledged_order(tmp_path: Path, seed
     assert crashed["last_seq"] >= newest, f"acknowledged seq {newest} is not in the journal (ends at {crashed['last_seq']})"
 
     with running_server(data, fsync="fsync", config=config) as again:
-        _check_recovered(ledger, await _all_orders(again))
+        if snapshot_midway:  # recovery restored the mid-load snapshot and replayed only the tail
+            started = re.search(r"recovered seq (\d+) \(snapshot (\d+), (\d+) replayed", again.log_path.read_text())
+            assert started is not None and int(started.group(2)) > 0, again.log_tail()
+            assert int(started.group(2)) + int(started.group(3)) == int(started.group(1))
+        recovered_orders = await _all_orders(again)
+        _check_recovered(ledger, recovered_orders)
+        async with broker(again, "a") as a:  # it trades on, with fresh order ids
+            fresh = await a.place("A-001", "SHEA", "buy", 1, "55.00", client_order_id="after-recovery")
+            assert fresh["order_id"] not in recovered_orders
+            assert int(fresh["order_id"]) > max(int(oid) for oid in recovered_orders)
         async with operator(again) as ops:
             snap = await ops.call("admin.snapshot")
-        assert again.terminate() == 0
+        assert await asyncio.to_thread(again.terminate) == 0
     report = _journal_verify(data, config)
     print(f"seed {seed}: verify {report}")
     assert report["ok"] is True, report
-    assert report["snapshots"], "the recovered server's snapshot is in the data directory"
+    assert len(report["snapshots"]) == (2 if snapshot_midway else 1), report["snapshots"]
     for check in report["snapshots"]:
         assert check["ok"] is True and check["saved_digest"] == check["replayed_digest"], check
     mine = [s for s in report["snapshots"] if s["seq"] == snap["seq"]]
