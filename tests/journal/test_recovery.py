@@ -326,3 +326,35 @@ async def test_snapshot_captures_the_state_at_the_call_while_the_engine_moves_on
     path = await task
     seq, _, digest = decode_snapshot(path, path.read_bytes())
     assert (seq, digest) == (200, expected)
+
+
+async def test_journal_without_its_beginning_and_no_snapshot_stops_recovery(tmp_path: Path, demo_config: MarketConfig) -> None:
+    await journal_with_snapshots(tmp_path, demo_config, at=(), segment_bytes=3_000)
+    first = segments(tmp_path)[0]
+    first.unlink()  # e.g. archived segments deleted, no snapshot to start from
+    with pytest.raises(RecoveryError, match=r"journal resumes at seq \d+ but the engine is at 0: records 1\.\.\d+ are missing"):
+        recover(tmp_path, demo_config)
+
+
+async def test_a_command_the_engine_raised_on_is_replayed_the_same_way(
+    tmp_path: Path, demo_config: MarketConfig, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server journals a command even if the engine raised on it (a bug); replay must
+    carry on past it exactly as the server did, not refuse to start."""
+
+    def broken(eng: Engine, cmd: object) -> None:
+        raise ZeroDivisionError("engine bug")
+
+    monkeypatch.setitem(Engine.handlers, Tick, broken)
+    cmds = [*CMDS[:40], Tick(ts=CMDS[39].ts), *CMDS[40:60]]
+    journal = LocalJournal(tmp_path, "os")
+    await journal.start()
+    for seq, cmd in enumerate(cmds, 1):
+        journal.append(seq, cmd)
+    await journal.close()
+    with caplog.at_level(logging.ERROR):
+        rec = recover(tmp_path, demo_config)
+    assert "engine raised on replay of seq 41" in caplog.text
+    assert rec.engine.seq == len(cmds) and rec.replayed == len(cmds)
+    report = verify(tmp_path, demo_config)
+    assert report.ok and report.engine_errors == ["seq 41: ZeroDivisionError('engine bug')"]
