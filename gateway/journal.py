@@ -438,6 +438,11 @@ class LocalJournal(Journal):
     def add_listener(self, fn: Callable[[int], None]) -> None:
         self._listeners.append(fn)
 
+    @property
+    def closing(self) -> bool:
+        """True once ``close`` was called (or the journal failed): appends will raise."""
+        return self._refusing
+
     # ------------------------------------------------------------------ writer
 
     async def start(self) -> None:

@@ -92,7 +92,9 @@ async def test_append_requires_the_next_seq(tmp_path: Path) -> None:
     j.append(5, Tick(ts=T))
     with pytest.raises(JournalError, match="append seq 7"):
         j.append(7, Tick(ts=T))
+    assert not j.closing
     await j.close()
+    assert j.closing
     with pytest.raises(JournalError, match="closed"):
         j.append(6, Tick(ts=T))
     assert [s for s, _ in read_records(tmp_path)] == [5]
