@@ -41,19 +41,29 @@ async def _random_flow(server: Server, seed: int, n: int) -> None:
                     centre = 1990 if side == "buy" else 2010
                     price = f"{(centre + rng.randint(-15, 15)) / 100:.2f}"
                     report = await c.place(account, SYMBOL, side, rng.randint(1, 50), price, time_in_force="gtc")
+                    _check_report(report)
                     if report["leaves_qty"]:
                         live.append((c, account, report["order_id"]))
                 elif action < 0.85:
                     c, account, oid = live.pop(rng.randrange(len(live)))
-                    await c.cancel(account, oid)
+                    _check_report(await c.cancel(account, oid))
                 else:
                     c, account, oid = live[rng.randrange(len(live))]
                     if rng.random() < 0.5:
-                        await c.amend(account, oid, quantity=rng.randint(1, 60))
+                        _check_report(await c.amend(account, oid, quantity=rng.randint(1, 60)))
                     else:
-                        await c.amend(account, oid, price=f"{rng.randint(1975, 2025) / 100:.2f}")
+                        _check_report(await c.amend(account, oid, price=f"{rng.randint(1975, 2025) / 100:.2f}"))
             except RpcError as err:
                 assert err.reason in ("UNKNOWN_ORDER", "ORDER_NOT_AMENDABLE", "INVALID_QUANTITY"), err
+
+
+def _check_report(r: dict[str, Any]) -> None:
+    """FIX invariants of every execution report the flow receives."""
+    if r["status"] in ("new", "partially_filled"):
+        assert r["quantity"] == r["cum_qty"] + r["leaves_qty"] and r["leaves_qty"] > 0, r
+    else:
+        assert r["leaves_qty"] == 0, r
+    assert (r["avg_price"] is None) == (r["cum_qty"] == 0) or (r["cum_qty"] == 0 and "avg_price" not in r), r
 
 
 async def _engine_book(server: Server) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from gateway.client import Notification
+from gateway.client import Notification, RpcError
 from tests.e2e.conftest import broker
 from tests.e2e.support import Server
 
@@ -116,3 +116,50 @@ async def test_ioc_fok_and_market_orders(clean_books: Server) -> None:
         assert market["cum_qty"] == 4 and market["leaves_qty"] == 0
         assert market["status"] in ("cancelled", "expired", "partially_filled")
         assert market["avg_price"] == "20.10"
+
+
+def _state(report: dict[str, object]) -> dict[str, object]:
+    """A report without ``seq``/``ts``: ``order.get`` stamps the engine sequence number the
+    view is current as of, which moves with every command (rejected ones included)."""
+    return {k: v for k, v in report.items() if k not in ("seq", "ts")}
+
+
+async def test_avg_price_rounds_half_up(clean_books: Server) -> None:
+    """Two fills at 60.00 and 60.01: cum_notional / cum_qty = 60.005, on the wire "60.01"."""
+    async with broker(clean_books, "a") as a, broker(clean_books, "b") as b:
+        await b.place("B-001", "SHEA", "sell", 1, "60.00")
+        await b.place("B-002", "SHEA", "sell", 1, "60.01")
+        report = await a.place("A-001", "SHEA", "buy", 2, "60.01")
+        assert (report["status"], report["cum_qty"], report["avg_price"]) == ("filled", 2, "60.01")
+
+
+async def test_self_trade_prevention_cancels_the_newest_by_default(clean_books: Server) -> None:
+    async with broker(clean_books, "a") as a:
+        resting = await a.place("A-001", "SHEA", "sell", 5, "60.20")
+        crossing = await a.place("A-001", "SHEA", "buy", 5, "60.20")
+        assert crossing["cum_qty"] == 0 and crossing["status"] == "cancelled", crossing
+        assert (await a.get_order("A-001", resting["order_id"]))["status"] == "new"
+        # another account of the same member is a different party and does trade
+        other = await a.place("A-002", "SHEA", "buy", 5, "60.20")
+        assert other["status"] == "filled"
+
+
+async def test_amend_rejects_leave_the_order_as_it_was(clean_books: Server) -> None:
+    async with broker(clean_books, "a") as a, broker(clean_books, "b") as b:
+        order = await a.place("A-002", "SHEA", "buy", 10, "59.00", time_in_force="gtc")
+        await b.place("B-001", "SHEA", "sell", 4, "59.00")  # partly fills it
+        before = await a.get_order("A-002", order["order_id"])
+        assert (before["cum_qty"], before["leaves_qty"]) == (4, 6)
+        await a.place("A-002", "SHEA", "buy", 99_999, "54.00")  # ties up ~5.4 M of the 10 M
+        for change, reason in (
+            ({"quantity": 4}, "INVALID_QUANTITY"),  # not above what is already filled
+            ({"price": "70.00"}, "PRICE_OUT_OF_BAND"),
+            ({"quantity": 99_999, "price": "65.00"}, "INSUFFICIENT_FUNDS"),
+        ):
+            try:
+                await a.amend("A-002", order["order_id"], **change)  # type: ignore[arg-type]
+            except RpcError as err:
+                assert err.reason == reason, (change, err)
+            else:
+                raise AssertionError(f"amend {change} was accepted")
+            assert _state(await a.get_order("A-002", order["order_id"])) == _state(before)
