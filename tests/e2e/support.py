@@ -86,6 +86,7 @@ def start_server(
     config: Path = DEMO,
     extra: tuple[str, ...] = (),
     timeout: float = 60,
+    env_extra: dict[str, str] | None = None,
 ) -> Server:
     """Start ``carbonx serve`` and return once it printed its ready line."""
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -112,6 +113,7 @@ def start_server(
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARBONX_OPERATOR")}
     env["PYTHONUNBUFFERED"] = "1"
+    env.update(env_extra or {})
     with log_path.open("w") as log_file:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log_file, text=True, cwd=ROOT, env=env)
     server = Server(proc=proc, data_dir=data_dir, log_path=log_path)

@@ -1,0 +1,72 @@
+"""Operating the process: health endpoints, metrics, operator credentials from the environment."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from gateway.client import Client, RpcError
+from tests.e2e.conftest import broker, operator, running_server
+from tests.e2e.support import OPERATOR, Server
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+async def test_health_ready_and_metrics(clean_books: Server) -> None:
+    assert (await asyncio.to_thread(_get, clean_books.metrics + "/healthz"))[0] == 200
+    assert (await asyncio.to_thread(_get, clean_books.metrics + "/readyz"))[0] == 200
+    assert (await asyncio.to_thread(_get, clean_books.metrics + "/nope"))[0] == 404
+    async with broker(clean_books, "a") as a:
+        await a.place("A-001", "SHCER", "buy", 1, "19.00")
+        with pytest.raises(RpcError):
+            await a.place("A-001", "SHCER", "buy", 1, "99.00")
+    status, text = await asyncio.to_thread(_get, clean_books.metrics + "/metrics")
+    assert status == 200
+    samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line and not line.startswith("#")}
+    assert samples['carbonx_orders_total{instrument="SHCER"}'] >= 1
+    assert samples['carbonx_rejects_total{instrument="SHCER",reason="PRICE_OUT_OF_BAND"}'] >= 1
+    assert samples["carbonx_journal_durable_seq"] >= 1
+    assert any(k.startswith("carbonx_command_latency_seconds_bucket") for k in samples)
+
+
+async def test_websocket_only_on_the_v1_path(shared_server: Server) -> None:
+    wrong = shared_server.trading.rsplit("/", 1)[0] + "/v2"
+    with pytest.raises(InvalidStatus) as info:
+        async with connect(wrong, proxy=None):
+            pass
+    assert info.value.response.status_code == 404
+
+
+async def test_operator_credentials_from_the_environment(tmp_path: Path) -> None:
+    env = {"CARBONX_OPERATOR_KEY_ID": "robot", "CARBONX_OPERATOR_SECRET": "robot-secret-123"}
+    with running_server(tmp_path / "data", env_extra=env) as server:
+        async with Client(server.admin) as c:
+            with pytest.raises(RpcError) as old:
+                await c.login(*OPERATOR)
+            assert old.value.reason == "NOT_AUTHENTICATED"
+            await c.login("robot", "robot-secret-123")
+            assert (await c.call("admin.instrument.halt", instrument="CCER")) is not None
+        async with broker(server, "a") as a:
+            with pytest.raises(RpcError) as halted:
+                await a.place("A-001", "CCER", "buy", 1, "80.00")
+            assert halted.value.reason == "INSTRUMENT_HALTED"
+
+
+async def test_operator_orders_channel_sees_every_member(clean_books: Server) -> None:
+    async with operator(clean_books) as ops, broker(clean_books, "b") as b:
+        await ops.subscribe(["orders"])
+        report = await b.place("B-001", "SHCER", "sell", 1, "21.50")
+        note = await ops.wait_for(lambda n: n.method == "orders" and n.params.get("order_id") == report["order_id"], 5)
+        assert note.params["account"] == "B-001"
