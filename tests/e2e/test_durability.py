@@ -76,9 +76,13 @@ def _journal_verify(data_dir: Path, config: Path = DEMO) -> dict[str, Any]:
 
 
 async def test_restart_keeps_every_acknowledged_order(tmp_path: Path) -> None:
+    """SIGTERM: every acknowledged order and balance survives the restart exactly, except
+    that a cancel-on-disconnect session's orders are cancelled (its connection dropped)."""
     data = tmp_path / "data"
     with running_server(data) as server:
-        async with broker(server, "a") as a, broker(server, "b") as b:
+        async with broker(server, "a") as a, broker(server, "b") as b, broker(server, "b") as cod:
+            await cod.cancel_on_disconnect(True)
+            guarded = await cod.place("B-002", "SHEA", "sell", 3, "65.00")
             placed = [await a.place("A-001", "SHEA", "buy", 10 + i, f"5{8 - i % 3}.{i:02d}", client_order_id=f"r-{i}") for i in range(6)]
             sold = await b.place("B-001", "SHEA", "sell", 15, "58.00")  # trades against the 58.xx bids
             await a.cancel("A-001", placed[5]["order_id"])
@@ -92,6 +96,8 @@ async def test_restart_keeps_every_acknowledged_order(tmp_path: Path) -> None:
             assert a.close_code == 1001, (a.close_code, a.close_reason)
     with running_server(data) as again:
         after = {oid: _key(o) for oid, o in (await _all_orders(again)).items()}
+        gone = after.pop(guarded["order_id"])
+        assert before.pop(guarded["order_id"])["status"] == "new" and gone["status"] == "cancelled"
         assert after == before
         async with broker(again, "a") as a, broker(again, "b") as b:
             assert await a.account("A-001") == accounts["A-001"]
