@@ -210,8 +210,13 @@ async def _sessions(url: str, n: int) -> list[tuple[Client, str]]:
 
 @dataclass
 class Tally:
+    """Replies of one phase: latency histogram, acknowledgements (in total and within the
+    scheduled window), errors by reason."""
+
     hist: HdrHistogram = field(default_factory=_hist)
     acked: int = 0
+    acked_in_window: int = 0
+    window: tuple[float, float] = (0.0, float("inf"))
     errors: dict[str, int] = field(default_factory=dict)
     last_reply: float = 0.0
 
@@ -223,6 +228,7 @@ class Tally:
             self.errors[reason] = self.errors.get(reason, 0) + 1
             return
         self.acked += 1
+        self.acked_in_window += self.window[0] <= now <= self.window[1]
         self.last_reply = now
         self.hist.record_value(min(max(1, int((now - intended) * 1e6)), HIST_MAX_US))
 
@@ -232,12 +238,16 @@ async def open_loop(sessions: list[tuple[Client, str]], rate: float, duration: f
 
     Times come from ``time.perf_counter`` (uvloop's ``loop.time()`` has millisecond
     resolution). ``send_lag`` is how late the generator itself sent (its own share of
-    the latency: when it is high, the generator, not the server, limits the figure)."""
+    the latency: when it is high, the generator, not the server, limits the figure).
+    ``orders_per_s`` counts acknowledgements received *within* the scheduled window, so a
+    server that falls behind scores below the offered rate; ``drain_s`` is how long after
+    the window the last reply arrived."""
     tally = Tally()
     lag = _hist()
     interval = len(sessions) / rate
     start = time.perf_counter() + 0.2
     end = start + duration
+    tally.window = (start, end)
     pending: list[asyncio.Future[Any]] = []
 
     async def sender(i: int, c: Client, account: str) -> None:
@@ -254,11 +264,12 @@ async def open_loop(sessions: list[tuple[Client, str]], rate: float, duration: f
 
     await asyncio.gather(*(sender(i, c, a) for i, (c, a) in enumerate(sessions)))
     await asyncio.wait(pending, timeout=30)
-    elapsed = max(tally.last_reply, end) - start
     return {
         "offered_per_s": rate,
-        "orders_per_s": round(tally.acked / elapsed, 1),
+        "orders_per_s": round(tally.acked_in_window / duration, 1),
         "acked": tally.acked,
+        "sent": len(pending),
+        "drain_s": round(max(tally.last_reply - end, 0.0), 3),
         "errors": tally.errors,
         "p50_ms": _ms(tally.hist, 50),
         "p99_ms": _ms(tally.hist, 99),
