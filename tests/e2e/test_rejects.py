@@ -204,3 +204,55 @@ async def test_market_closed_after_day_close_and_reopen(fresh_server: Server) ->
         # the close became the reference: the band is now 54.90 .. 67.10
         assert (await c.place("A-001", "SHEA", "buy", 5, "67.10"))["status"] == "new"
         assert (await _reject(c.place("A-001", "SHEA", "buy", 5, "67.11"))).reason == "PRICE_OUT_OF_BAND"
+
+
+async def test_t1_resale(clean_books: Server) -> None:
+    """CCER tonnes bought today are locked until the next trading day."""
+    async with broker(clean_books, "a") as a, broker(clean_books, "b") as b:
+        await a.place("A-001", "CCER", "sell", 99_999, "88.00", time_in_force="gtc")  # 1 t of old stock left free
+        await b.place("B-001", "CCER", "sell", 10, "80.00")
+        bought = await a.place("A-001", "CCER", "buy", 10, "80.00")
+        assert bought["status"] == "filled"
+        err = await _unchanged(a, "A-001", lambda: _reject(a.place("A-001", "CCER", "sell", 5, "87.00")))
+        assert err.reason == "T1_RESALE", err
+        assert (await a.place("A-001", "CCER", "sell", 1, "87.00"))["status"] == "new"  # the old tonne is free
+
+
+async def test_market_order_without_liquidity(clean_books: Server) -> None:
+    async with broker(clean_books, "a") as a:
+        try:
+            report = await a.place("A-001", "CCER", "buy", 5, type="market")
+        except RpcError as err:
+            assert err.reason == "NO_LIQUIDITY", err
+        else:
+            assert (report["status"], report["cum_qty"], report["leaves_qty"]) == ("cancelled", 0, 0), report
+            assert report.get("reason") == "NO_LIQUIDITY", report
+        assert (await a.account("A-001"))["cash"]["frozen"] == "0.00"
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "reason"),
+    [
+        ("admin.member.create", {"member": "broker-a", "key_id": "fresh-key", "secret": "long-enough-secret"}, "ALREADY_EXISTS"),
+        ("admin.member.create", {"member": "broker-new", "key_id": "demo-a", "secret": "long-enough-secret"}, "ALREADY_EXISTS"),
+        ("admin.account.create", {"account": "A-001", "member": "broker-a", "type": "institution"}, "ALREADY_EXISTS"),
+        ("admin.account.create", {"account": "Z-001", "member": "no-such-member", "type": "institution"}, "UNKNOWN_MEMBER"),
+        ("admin.account.deposit", {"account": "Z-404", "cash": "100.00"}, "UNKNOWN_ACCOUNT"),
+        ("admin.account.deposit", {"account": "A-001", "cash": "0.00"}, "INVALID_AMOUNT"),
+        ("admin.account.withdraw", {"account": "A-001", "cash": "99999999999.00"}, "INSUFFICIENT_FUNDS"),
+        ("admin.instrument.halt", {"instrument": "NOPE"}, "UNKNOWN_INSTRUMENT"),
+        ("admin.auction.open", {"auction_id": "424242"}, "UNKNOWN_AUCTION"),
+        ("admin.day.open", {}, "INVALID_STATE"),
+    ],
+)
+async def test_operator_rejects(shared_server: Server, method: str, params: dict[str, Any], reason: str) -> None:
+    async with operator(shared_server) as ops, broker(shared_server, "a") as a:
+        account_before = await a.account("A-001")
+        before = await ops.call("admin.status")
+        err = await _reject(ops.request(method, params))
+        assert await a.account("A-001") == account_before
+        assert err.reason == reason or (reason == "INVALID_STATE" and err.reason == "DAY_NOT_OPEN"), err
+        after = await ops.call("admin.status")
+        assert {k: v for k, v in after.items() if k not in ("seq", "durable_seq", "ts")} == {
+            k: v for k, v in before.items() if k not in ("seq", "durable_seq", "ts")
+        }
