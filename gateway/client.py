@@ -659,9 +659,9 @@ class Client:
         for _, waiter in self._waiters:
             if not waiter.done():
                 waiter.set_exception(exc)
-        with contextlib.suppress(asyncio.QueueFull):
+        try:
             self._queue.put_nowait(_CLOSED)
-        if self._queue.full():
+        except asyncio.QueueFull:  # make room: the end-of-stream marker must get through
             self._queue.get_nowait()
             self._queue.put_nowait(_CLOSED)
 

@@ -298,3 +298,32 @@ async def _drain(slow: Any) -> None:
                 pass
 
     await asyncio.wait_for(read_all(), 15)
+
+
+async def test_sequence_gap_triggers_resubscribe_and_recovery(clean_books: Server) -> None:
+    """A lost update (simulated: an update with a skipped ``seq`` injected into the client's
+    dispatcher) makes the client drop its copy, resubscribe and rebuild from a snapshot."""
+    async with Client(clean_books.trading) as c, broker(clean_books, "a") as a:
+        await c.subscribe([f"book.{SYMBOL}"])
+        book = await c.wait_synced(SYMBOL)
+        c._dispatch(
+            {
+                "jsonrpc": "2.0",
+                "method": "book",
+                "params": {
+                    "channel": f"book.{SYMBOL}",
+                    "type": "update",
+                    "seq": book.seq + 5,
+                    "bids": [["19.99", 7]],
+                    "asks": [],
+                    "checksum": 0,
+                    "ts": 0,
+                },
+            }
+        )
+        assert c.gaps == 1 and c.resubscribes == 1 and not c.books[SYMBOL].synced
+        await a.place("A-001", SYMBOL, "buy", 2, "19.55")
+        seq, bids, asks = await _fresh_snapshot(clean_books, f"book.{SYMBOL}")
+        rebuilt = await _caught_up(c, SYMBOL, seq)
+        assert (rebuilt.bids, rebuilt.asks) == (bids, asks)
+        assert ("19.55", 2) in rebuilt.bids and ("19.99", 7) not in rebuilt.bids
