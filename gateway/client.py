@@ -243,6 +243,7 @@ class Client:
         self.close_code: int | None = None
         self.close_reason = ""
         self._queue: asyncio.Queue[Notification | object] = asyncio.Queue(maxsize=queue_size)
+        self._reports: asyncio.Queue[dict[str, Any] | object] = asyncio.Queue(maxsize=queue_size)
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._waiters: list[_Waiter] = []
@@ -602,6 +603,18 @@ class Client:
             assert isinstance(item, Notification)
             yield item
 
+    async def execution_reports(self) -> AsyncIterator[dict[str, Any]]:
+        """Execution reports from the private ``orders`` channel (subscribe to ``orders``
+        first), in arrival order, until the connection closes. A queue of its own, so
+        reading it does not compete with :meth:`notifications`."""
+        while True:
+            item = await self._reports.get()
+            if item is _CLOSED:
+                self._reports.put_nowait(_CLOSED)
+                return
+            assert isinstance(item, dict)
+            yield item
+
     async def wait_for(self, predicate: Callable[[Notification], bool], timeout: float | None = None) -> Notification:
         """The first notification (already received, or future) that satisfies ``predicate``."""
         for note in self.history:
@@ -659,11 +672,12 @@ class Client:
         for _, waiter in self._waiters:
             if not waiter.done():
                 waiter.set_exception(exc)
-        try:
-            self._queue.put_nowait(_CLOSED)
-        except asyncio.QueueFull:  # make room: the end-of-stream marker must get through
-            self._queue.get_nowait()
-            self._queue.put_nowait(_CLOSED)
+        for queue in (self._queue, self._reports):
+            try:
+                queue.put_nowait(_CLOSED)
+            except asyncio.QueueFull:  # make room: the end-of-stream marker must get through
+                queue.get_nowait()
+                queue.put_nowait(_CLOSED)
 
     def _dispatch(self, message: Any) -> None:
         if not isinstance(message, dict):
@@ -696,10 +710,9 @@ class Client:
         if note.method == "book":
             self._on_book(note)
         self.history.append(note)
-        if self._queue.full():
-            self._queue.get_nowait()
-            self.dropped_notifications += 1
-        self._queue.put_nowait(note)
+        self._enqueue(self._queue, note)
+        if note.method == "orders" and note.params.get("kind", "execution_report") == "execution_report":
+            self._enqueue(self._reports, note.params)
         for prefix, callback in self._callbacks:
             if note.channel.startswith(prefix):
                 try:
@@ -709,6 +722,13 @@ class Client:
         for predicate, waiter in list(self._waiters):
             if not waiter.done() and predicate(note):
                 waiter.set_result(note)
+
+    def _enqueue(self, queue: asyncio.Queue[Any], item: Any) -> None:
+        """Bounded: a consumer that does not keep up loses the oldest items, counted."""
+        if queue.full():
+            queue.get_nowait()
+            self.dropped_notifications += 1
+        queue.put_nowait(item)
 
     # -- book rebuilding --------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
 from gateway.client import Notification, RpcError
@@ -25,6 +26,7 @@ async def test_trade_between_two_brokers(clean_books: Server) -> None:
         await b.subscribe(["orders"])
         await watcher.subscribe(["trades.SHEA"])
         a_before, b_before = await a.account("A-001"), await b.account("B-001")
+        b_reports = b.execution_reports()
 
         ask = await b.place("B-001", "SHEA", "sell", 100, "60.50", client_order_id="ask-1")
         assert (ask["exec_type"], ask["status"], ask["cum_qty"], ask["leaves_qty"]) == ("new", "new", 0, 100)
@@ -42,6 +44,8 @@ async def test_trade_between_two_brokers(clean_books: Server) -> None:
         assert (maker.params["last_qty"], maker.params["last_price"], maker.params["status"]) == (40, "60.50", "partially_filled")
         assert (maker.params["cum_qty"], maker.params["leaves_qty"], maker.params["avg_price"]) == (40, 60, "60.50")
         assert maker.params["client_order_id"] == "ask-1"
+        stream = [await asyncio.wait_for(anext(b_reports), 5) for _ in range(2)]
+        assert [(r["order_id"], r["exec_type"]) for r in stream] == [(ask["order_id"], "new"), (ask["order_id"], "trade")]
         trade_id = taker.params["trade_id"]
         assert trade_id == maker.params["trade_id"] and isinstance(trade_id, str)
 
