@@ -7,16 +7,17 @@ the group-committed fsync) on loopback and runs three phases:
    ``--rate``. Each order has an *intended* send time on a fixed schedule and its latency is
    measured from that time, not from when the generator got round to sending it, so a
    stalled server is charged for every order it delayed (no coordinated omission). Reported:
-   ``orders_per_s`` (acknowledged per second) and ``p50_ms``/``p99_ms``/``p999_ms`` from an
-   HDR histogram.
+   ``orders_per_s`` (acknowledgements received within the scheduled window per second) and
+   ``p50_ms``/``p99_ms``/``p999_ms`` from an HDR histogram.
 2. **Peak, closed loop**: the same connections each keep ``--window`` orders in flight for
    ``--peak-duration`` seconds: the most the server (and this generator) can acknowledge.
-3. **Fan-out**: ``--subscribers`` connections (in ``--sub-procs`` worker processes)
-   subscribe to ``book.SHEA`` while one extra subscriber subscribes to the SHEA channels
-   and never reads. A driver places orders at ``--fanout-rate``. Reported: deliveries per
-   second to the subscribers that read, their delivery latency (server event ``ts`` to
-   receipt), how long until the slow one was cut off (``slow_consumer_cut_s``, from the
-   ``/metrics`` counter) and whether anyone else was cut or missed an update.
+3. **Fan-out**: on a deep SHEA book, ``--subscribers`` connections (in ``--sub-procs``
+   worker processes) subscribe to ``book.SHEA`` and read everything; a driver places
+   orders at ``--fanout-rate``. Halfway through, one extra subscriber subscribes, asks for
+   ``--slow-prefill`` snapshots and stops reading. Reported: deliveries per second to the
+   readers, their delivery latency (server event ``ts`` to receipt) before and while the
+   slow one is stalled, how long until it was cut off (``slow_consumer_cut_s``, from the
+   ``/metrics`` counter) and whether any reader was cut or saw a ``seq`` gap.
 
 The generator shares the machine's cores with the server, so every phase also reports the
 CPU seconds each side used: a side near 100 % of a core is what limits that figure. Runs
