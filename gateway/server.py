@@ -429,10 +429,11 @@ class Gateway:
         for task in self.tasks:
             task.cancel()
         try:
-            await self.journal.wait_durable(self.engine.seq)
-            self.market.close()
-            if self.snapshots is not None and self.engine.seq > self.last_snapshot_seq:
-                await self.snapshot()
+            if self.fatal is None:  # after a journal failure the engine is ahead of it: no flush, no snapshot
+                await self.journal.wait_durable(self.engine.seq)
+                self.market.close()
+                if self.snapshots is not None and self.engine.seq > self.last_snapshot_seq:
+                    await self.snapshot()
         except Exception:
             log.exception("shutdown could not flush or snapshot (recovery will replay the journal)")
         self.journal_open = False
