@@ -19,6 +19,8 @@ from pathlib import Path
 from engine.config import ConfigError
 from gateway.settings import FSYNC_POLICIES, SettingsError, load_settings, with_env_operator
 
+log = logging.getLogger("carbonx")
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="carbonx", description="carbonx exchange core")
@@ -50,6 +52,11 @@ def _serve(args: argparse.Namespace) -> int:
     except (OSError, ConfigError, SettingsError) as exc:
         print(f"carbonx: configuration error in {args.config}: {exc}", file=sys.stderr)
         return 2
+    if settings.operator is None:
+        log.warning(
+            "no operator credentials configured: the admin listener will refuse every login "
+            "(set CARBONX_OPERATOR_KEY_ID / CARBONX_OPERATOR_SECRET or add an [operator] table)"
+        )
     opts = ServeOptions(
         data_dir=args.data_dir,
         host=args.host,

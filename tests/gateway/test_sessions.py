@@ -118,3 +118,16 @@ def test_environment_overrides_operator_credentials() -> None:
     assert key_only.operator.secret_hash == s.operator.secret_hash  # type: ignore[union-attr]
     with pytest.raises(SettingsError):
         with_env_operator(replace(s, operator=None), {"CARBONX_OPERATOR_SECRET": "x"})
+
+
+def test_shanghai_configuration_has_real_hours_and_no_demo_credentials() -> None:
+    from pathlib import Path
+
+    from gateway.settings import load_settings
+
+    s = load_settings(Path(__file__).resolve().parents[2] / "deploy" / "shanghai.toml")
+    cal = s.market.calendar
+    assert cal.weekdays == frozenset(range(5)) and cal.sessions == ((10 * 3600 + 1800, 11 * 3600 + 1800), (13 * 3600, 15 * 3600))
+    assert cal.holidays and not s.server.auto_open_day and s.server.fsync_policy == "fsync"
+    assert s.operator is None and s.members == () and s.accounts == ()
+    assert set(s.market.instruments) == {"SHEA", "CCER", "SHCER"}
