@@ -24,6 +24,7 @@ import collections
 import contextlib
 import itertools
 import logging
+import ssl as ssl_module
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
@@ -220,6 +221,7 @@ class Client:
         checksum: ChecksumFn | None = default_checksum,
         resubscribe_on_gap: bool = True,
         open_timeout: float = 10.0,
+        ssl: ssl_module.SSLContext | None = None,
     ) -> None:
         if subprotocol not in (None, MSGPACK):
             raise ValueError(f"unknown subprotocol {subprotocol!r}; only {MSGPACK!r} is defined")
@@ -228,6 +230,7 @@ class Client:
         self.timeout = timeout
         self.max_size = max_size
         self.open_timeout = open_timeout
+        self.ssl = ssl
         self.checksum = checksum
         self.resubscribe_on_gap = resubscribe_on_gap
         self.books: dict[str, Book] = {}
@@ -259,10 +262,13 @@ class Client:
     # -- connection -------------------------------------------------------------------------
 
     async def connect(self) -> Client:
-        """Open the WebSocket (no proxy, no compression) and start the reader task."""
+        """Open the WebSocket (no proxy, no compression) and start the reader task.
+        ``wss://`` URLs use the ``ssl`` context given (default: the system's trust store)."""
         subprotocols = [Subprotocol(self.subprotocol)] if self.subprotocol else None
+        tls: dict[str, Any] = {"ssl": self.ssl} if self.ssl is not None else {}
         self._ws = await connect(
             self.url,
+            **tls,
             subprotocols=subprotocols,
             compression=None,
             proxy=None,

@@ -25,7 +25,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "deploy" / "demo.toml"
-READY = re.compile(r"^carbonx ready trading=(ws://\S+) admin=(ws://\S+) metrics=(http://\S+)\s*$")
+READY = re.compile(r"^carbonx ready trading=(wss?://\S+) admin=(wss?://\S+) metrics=(http://\S+)\s*$")
 
 # Demo credentials (deploy/demo.toml, PROTOCOL fixed decisions).
 BROKERS = {"a": ("demo-a", "demo-a-secret"), "b": ("demo-b", "demo-b-secret")}

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import ssl
+import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -13,7 +16,7 @@ from websockets.exceptions import InvalidStatus
 
 from gateway.client import Client, RpcError
 from tests.e2e.conftest import broker, operator, running_server
-from tests.e2e.support import OPERATOR, Server
+from tests.e2e.support import OPERATOR, Server, write_config
 
 
 def _get(url: str) -> tuple[int, str]:
@@ -70,3 +73,31 @@ async def test_operator_orders_channel_sees_every_member(clean_books: Server) ->
         report = await b.place("B-001", "SHCER", "sell", 1, "21.50")
         note = await ops.wait_for(lambda n: n.method == "orders" and n.params.get("order_id") == report["order_id"], 5)
         assert note.params["account"] == "B-001"
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make a test certificate")
+async def test_tls_when_a_certificate_is_configured(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    config = write_config(tmp_path / "tls.toml", server={"tls_cert": str(cert), "tls_key": str(key)})
+    with running_server(tmp_path / "data", config=config) as server:
+        assert server.trading.startswith("wss://") and server.admin.startswith("wss://")
+        trust = ssl.create_default_context(cafile=str(cert))
+        async with Client(server.trading, ssl=trust) as c:
+            await c.login("demo-a", "demo-a-secret")
+            assert (await c.place("A-001", "SHEA", "buy", 1, "55.00"))["status"] == "new"
+        with pytest.raises(ssl.SSLCertVerificationError):  # an untrusted certificate is refused
+            async with Client(server.trading, ssl=ssl.create_default_context()):
+                pass
+        with pytest.raises(Exception):  # noqa: B017 - plain ws:// to a TLS port never gets a session
+            async with Client(server.trading.replace("wss://", "ws://"), open_timeout=3) as plain:
+                await plain.ping()
