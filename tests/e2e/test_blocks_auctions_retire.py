@@ -60,6 +60,7 @@ async def test_block_decline_and_cancel(fresh_server: Server) -> None:
 
 async def test_sealed_auction_round(fresh_server: Server) -> None:
     async with operator(fresh_server) as ops, broker(fresh_server, "a") as a, broker(fresh_server, "b") as b:
+        await b.subscribe(["auctions"])
         created = await ops.call("admin.auction.create", instrument="SHEA", vintage=2025, quantity=1_000, reserve_price="50.00")
         auction_id = created["auction_id"]
         await ops.call("admin.auction.open", auction_id=auction_id)
@@ -77,6 +78,11 @@ async def test_sealed_auction_round(fresh_server: Server) -> None:
         closed = await ops.call("admin.auction.close", auction_id=auction_id)
         assert closed["state"] in ("cleared", "closed")
         results = (await b.auction_get(auction_id))["results"]
+        published = await b.wait_for(
+            lambda n: n.channel == "auctions" and n.params.get("auction_id") == auction_id and "results" in n.params, 5
+        )
+        assert published.params["results"] == results
+        assert not [n for n in b.history if n.channel == "auctions" and "bids" in n.params], "bids never go out publicly"
         assert (results["quantity_offered"], results["quantity_sold"], results["bidders"], results["winners"]) == (1_000, 1_000, 2, 2)
         assert results["clearing_price"] == "55.00"  # uniform price: the lowest filled bid
         mine = {x["bid_id"]: x for x in await a.auction_my_bids(auction_id, "A-001")}

@@ -163,8 +163,10 @@ async def test_order_rate_is_limited_separately(clean_books: Server) -> None:
 
 async def test_instrument_halted_accepts_cancels_only(fresh_server: Server) -> None:
     async with operator(fresh_server) as ops, broker(fresh_server, "a") as c:
+        await c.subscribe(["status.SHEA"])
         resting = await c.place("A-001", "SHEA", "buy", 5, "59.00")
         await ops.call("admin.instrument.halt", instrument="SHEA")
+        await c.wait_for(lambda n: n.channel == "status.SHEA" and n.params.get("halted") is True, 5)
         err = await _unchanged(c, "A-001", lambda: _reject(c.place("A-001", "SHEA", "buy", 5, "59.00")))
         assert err.reason == "INSTRUMENT_HALTED"
         amend = await _reject(c.amend("A-001", resting["order_id"], price="59.50"))
