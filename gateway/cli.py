@@ -66,11 +66,16 @@ def _serve(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         fsync_policy=args.fsync_policy,
     )
+    from gateway.journal import JournalError
+
     try:
         return uvloop.run(run(settings, opts))
     except KeyboardInterrupt:  # pragma: no cover - SIGINT is handled inside run
         return 130
-    except OSError as exc:
+    except JournalError as exc:  # corruption found by recovery: never start on a guess
+        print(f"carbonx: cannot start, the data directory needs attention: {exc}", file=sys.stderr)
+        return 3
+    except OSError as exc:  # e.g. a port already in use
         print(f"carbonx: {exc}", file=sys.stderr)
         return 1
 

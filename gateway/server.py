@@ -396,7 +396,11 @@ class Gateway:
                 self.seq.submit(Tick(ts=now))
             every = self.settings.server.snapshot_every
             if every and self.snapshots is not None and self.engine.seq - self.last_snapshot_seq >= every:
-                await self.snapshot()
+                try:
+                    await self.snapshot()
+                except Exception:  # the journal still has everything; try again next time
+                    log.exception("periodic snapshot failed")
+                    self.last_snapshot_seq = self.engine.seq
 
     async def _heartbeats(self) -> None:
         interval = self.settings.server.heartbeat_s
