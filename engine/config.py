@@ -8,6 +8,7 @@ live in other tables of the same file and are parsed by ``gateway.settings``.
 
 from __future__ import annotations
 
+import datetime
 import tomllib
 from typing import Any
 
@@ -100,6 +101,27 @@ def _scaled(value: Any, scale: int, where: str) -> int:
         raise ConfigError(f"{where}: {exc}") from None
 
 
+def _int(value: Any, where: str) -> int:
+    """A whole number: TOML floats, strings and booleans are refused, never truncated."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{where}: expected a whole number, got {value!r}")
+    return value
+
+
+def _holidays(value: Any) -> frozenset[str]:
+    """ISO dates only: a malformed date (or a bare string) would silently match no day."""
+    if not isinstance(value, list) or not all(isinstance(d, str) and _is_iso_date(d) for d in value):
+        raise ConfigError('calendar.holidays: expected a list of "YYYY-MM-DD" dates')
+    return frozenset(value)
+
+
+def _is_iso_date(text: str) -> bool:
+    try:
+        return datetime.date.fromisoformat(text).isoformat() == text
+    except ValueError:
+        return False
+
+
 _INSTRUMENT_KEYS = {
     "symbol", "name", "tick", "lot", "band_pct", "min_qty", "max_qty", "reference_price",
     "eligible", "fee_buy", "fee_sell", "t1_resale", "holding_limits", "vintages", "sessions",
@@ -125,19 +147,19 @@ def _instrument(raw: dict[str, Any], i: int) -> InstrumentSpec:
         symbol=symbol,
         name=str(raw.get("name", "")),
         tick=_money(raw.get("tick", "0.01"), f"{where}.tick"),
-        lot=int(raw.get("lot", 1)),
+        lot=_int(raw.get("lot", 1), f"{where}.lot"),
         band_bp=_scaled(raw.get("band_pct", "10"), 2, f"{where}.band_pct"),
-        min_qty=int(raw.get("min_qty", 1)),
-        max_qty=int(raw.get("max_qty", 99_999)),
+        min_qty=_int(raw.get("min_qty", 1), f"{where}.min_qty"),
+        max_qty=_int(raw.get("max_qty", 99_999), f"{where}.max_qty"),
         reference_price=_money(raw["reference_price"], f"{where}.reference_price"),
         eligible=_types(raw.get("eligible", list(PARTICIPANT_TYPES)), f"{where}.eligible"),
         fee_buy_e8=_scaled(raw.get("fee_buy", "0"), 8, f"{where}.fee_buy"),
         fee_sell_e8=_scaled(raw.get("fee_sell", "0"), 8, f"{where}.fee_sell"),
         t1_resale=bool(raw.get("t1_resale", False)),
-        holding_limits={k: int(v) for k, v in limits.items()},
-        vintages=tuple(int(v) for v in raw.get("vintages", [])),
+        holding_limits={k: _int(v, f"{where}.holding_limits.{k}") for k, v in limits.items()},
+        vintages=tuple(_int(v, f"{where}.vintages") for v in raw.get("vintages", [])),
         sessions=_sessions(raw["sessions"], f"{where}.sessions") if "sessions" in raw else (),
-        block_min_qty=int(raw.get("block_min_qty", 100_000)),
+        block_min_qty=_int(raw.get("block_min_qty", 100_000), f"{where}.block_min_qty"),
         block_band_bp=_scaled(raw.get("block_band_pct", "30"), 2, f"{where}.block_band_pct"),
         block_sessions=_sessions(raw.get("block_sessions", [["13:00", "15:00"]]), f"{where}.block_sessions"),
     )
@@ -162,10 +184,10 @@ def parse_market(data: dict[str, Any]) -> MarketConfig:
     if not isinstance(days, list) or not all(d in weekday_names for d in days):
         raise ConfigError(f"calendar.weekdays: expected names from {weekday_names}")
     calendar = CalendarSpec(
-        utc_offset_s=int(cal_raw.get("utc_offset_minutes", 480)) * 60,
+        utc_offset_s=_int(cal_raw.get("utc_offset_minutes", 480), "calendar.utc_offset_minutes") * 60,
         weekdays=frozenset(weekday_names.index(d) for d in days),
         sessions=_sessions(cal_raw.get("sessions", [["10:30", "11:30"], ["13:00", "15:00"]]), "calendar.sessions"),
-        holidays=frozenset(str(h) for h in cal_raw.get("holidays", [])),
+        holidays=_holidays(cal_raw.get("holidays", [])),
     )
     raw_instruments = data.get("instrument", [])
     if not isinstance(raw_instruments, list) or not raw_instruments:
@@ -179,7 +201,8 @@ def parse_market(data: dict[str, Any]) -> MarketConfig:
     caps_raw = data.get("auction", {}).get("bidder_caps", {"covered_entity": 100_000, "institution": 50_000})
     if not all(k in PARTICIPANT_TYPES for k in caps_raw):
         raise ConfigError("auction.bidder_caps: keys must be participant types")
-    return MarketConfig(instruments=instruments, calendar=calendar, bidder_caps={k: int(v) for k, v in caps_raw.items()})
+    caps = {k: _int(v, f"auction.bidder_caps.{k}") for k, v in caps_raw.items()}
+    return MarketConfig(instruments=instruments, calendar=calendar, bidder_caps=caps)
 
 
 def load_market_text(text: str) -> MarketConfig:
