@@ -127,30 +127,34 @@ async def test_not_authenticated(shared_server: Server) -> None:
 
 
 async def test_rate_limited_then_connection_closed_on_abuse(shared_server: Server) -> None:
-    """A burst over the request budget gets RATE_LIMITED replies; hammering on regardless
-    closes the connection with 1008, while other sessions are unaffected."""
+    """1,500 requests at once against a budget of 400 + 200/s: the first ones pass, then
+    RATE_LIMITED replies, and 50 of those in a row close the connection with 1008, while
+    other sessions are unaffected. (The burst is large so that the bucket cannot refill
+    meanwhile even on a slow, shared machine.)"""
     async with broker(shared_server, "a") as abuser, broker(shared_server, "a") as bystander:
-        replies = await asyncio.gather(*(abuser.ping() for _ in range(600)), return_exceptions=True)
+        replies = await asyncio.gather(*(abuser.ping() for _ in range(1500)), return_exceptions=True)
         limited = [r for r in replies if isinstance(r, RpcError) and r.reason == "RATE_LIMITED"]
-        assert limited, "600 requests at once must exceed the budget"
-        assert 1000 <= limited[0].code <= 1999
+        assert len(limited) >= 50, "1,500 requests at once must exceed the budget"
+        assert 1000 <= limited[0].code <= 1999 and limited[0].message
         assert sum(isinstance(r, dict) for r in replies) >= 100
-        for _ in range(50):
-            if abuser.closed:
-                break
-            await asyncio.gather(*(abuser.ping() for _ in range(100)), return_exceptions=True)
-        await abuser.wait_closed(5)
+        await abuser.wait_closed(10)
         assert abuser.close_code == 1008, (abuser.close_code, abuser.close_reason)
         assert (await bystander.ping())["ts"] > 0
 
 
 async def test_order_rate_is_limited_separately(clean_books: Server) -> None:
-    """240 orders at once: the order bucket (burst 200) limits some; fewer than 50 rejects in
-    a row, so the connection stays open and plain requests still pass."""
+    """240 orders at once: the order bucket (burst 200, 100/s) limits some, fewer than 50 in
+    a row, so the connection stays open and plain requests still pass. On a machine so slow
+    that the bucket refilled meanwhile, wait for it to fill and try again."""
     async with broker(clean_books, "b") as c:
-        replies = await asyncio.gather(*(c.place("B-001", "SHEA", "buy", 1, "54.00") for _ in range(240)), return_exceptions=True)
-        limited = [r for r in replies if isinstance(r, RpcError) and r.reason == "RATE_LIMITED"]
-        placed = [r for r in replies if isinstance(r, dict)]
+        placed: list[dict[str, Any]] = []
+        for _ in range(3):
+            replies = await asyncio.gather(*(c.place("B-001", "SHEA", "buy", 1, "54.00") for _ in range(240)), return_exceptions=True)
+            limited = [r for r in replies if isinstance(r, RpcError) and r.reason == "RATE_LIMITED"]
+            placed += [r for r in replies if isinstance(r, dict)]
+            if limited:
+                break
+            await asyncio.sleep(2.1)
         assert limited and placed
         assert (await c.ping())["ts"] > 0  # plain requests still have budget
         listed = await c.list_orders("B-001", "SHEA", open_only=True)
