@@ -27,6 +27,8 @@ from engine.config import MarketConfig
 from engine.engine import Engine
 from engine.schema import (
     AmendOrder,
+    Balance,
+    BookLevel,
     CancelAll,
     CancelOrder,
     Command,
@@ -37,6 +39,7 @@ from engine.schema import (
     Deposit,
     Event,
     ExecReport,
+    Holding,
     PlaceOrder,
     Reject,
     SetHalt,
@@ -102,6 +105,10 @@ class ExchangeMachine(RuleBasedStateMachine):
         self.commands: list[Command] = []
         self.events: list[list[Event]] = []
         self.terminal: Counter[int] = Counter()
+        # What a subscriber rebuilds from the events alone (balances, holdings, levels).
+        self.seen_cash: dict[str, tuple[int, int]] = {}
+        self.seen_holdings: dict[tuple[str, str, int], tuple[int, int, int, int]] = {}
+        self.seen_levels: dict[tuple[str, str], dict[int, int]] = {}
         self.ts = T0
         for cmd in setup_commands():
             self.apply(cmd)
@@ -124,6 +131,16 @@ class ExchangeMachine(RuleBasedStateMachine):
                 check_report(e)
                 if e.status in TERMINAL:
                     self.terminal[e.order_id] += 1
+            elif isinstance(e, Balance):
+                self.seen_cash[e.account] = (e.available, e.frozen)
+            elif isinstance(e, Holding):
+                self.seen_holdings[(e.account, e.instrument, e.vintage)] = (e.tradable, e.frozen, e.compliance_only, e.locked)
+            elif isinstance(e, BookLevel):
+                levels = self.seen_levels.setdefault((e.instrument, e.side), {})
+                if e.quantity:
+                    levels[e.price] = e.quantity
+                else:
+                    levels.pop(e.price, None)
         return events
 
     def next_ts(self) -> int:
@@ -383,6 +400,23 @@ class ExchangeMachine(RuleBasedStateMachine):
                 )
                 assert (pos.tradable, pos.frozen, pos.compliance_only, pos.locked) == expected, (account, sym)
         assert self.engine.fees_collected == self.model.fees
+
+    @invariant()
+    def events_alone_rebuild_the_state(self) -> None:
+        """Balance, Holding and BookLevel events (built positionally on the hot path)
+        carry the right values and none is missing: replaying them gives the state."""
+        eng = self.engine
+        assert self.seen_cash == {a: (acct.available, acct.frozen) for a, acct in eng.accounts.items()}
+        assert self.seen_holdings == {
+            (a, sym, v): (p.tradable, p.frozen, p.compliance_only, p.locked)
+            for a, acct in eng.accounts.items()
+            for sym, by_vintage in acct.holdings.items()
+            for v, p in by_vintage.items()
+        }
+        for sym in INSTRUMENTS:
+            bids, asks = eng.depth(sym)
+            assert sorted(self.seen_levels.get((sym, "buy"), {}).items(), reverse=True) == bids
+            assert sorted(self.seen_levels.get((sym, "sell"), {}).items()) == asks
 
     @invariant()
     def cash_and_tonnes_are_conserved(self) -> None:
