@@ -93,7 +93,7 @@ async def _fresh_snapshot(server: Server, channel: str) -> tuple[int, list[tuple
 
 
 async def _caught_up(c: Client, symbol: str, seq: int) -> Book:
-    for _ in range(500):
+    for _ in range(1500):  # 15 s: generous for a loaded machine; normally milliseconds
         book = c.books[symbol]
         if book.synced and book.seq >= seq:
             return book
