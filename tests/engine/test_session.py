@@ -3,7 +3,11 @@ holidays, the trading day's open/close, per-instrument sessions and operator hal
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine import reasons as R
 from engine.config import MarketConfig
@@ -165,3 +169,39 @@ def test_halt_outlasts_the_trading_day(engine: Engine) -> None:
     engine.apply(DayOpen(ts=engine.ts + 86_400 * 10**9))
     assert engine.phase("SHEA", engine.ts) == "halted"
     assert reason(place(engine, "A1", "buy", 6000, 1)) == R.INSTRUMENT_HALTED
+
+
+# ---------------------------------------------------------------------- phase cache
+
+
+def expected_open(ts: int) -> bool:
+    """Shanghai hours computed the slow, obvious way with datetime."""
+    local = datetime.datetime.fromtimestamp(ts / 1e9, tz=datetime.UTC) + datetime.timedelta(hours=8)
+    if local.weekday() >= 5 or local.date().isoformat() in SHANGHAI["holidays"]:
+        return False
+    minutes = local.hour * 60 + local.minute
+    return 10 * 60 + 30 <= minutes < 11 * 60 + 30 or 13 * 60 <= minutes < 15 * 60
+
+
+WEEK_START = local_ts("2025-09-29", "00:00")  # Monday; Wednesday 2025-10-01 is a holiday
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 7 * 86_400 - 1), min_size=1, max_size=40))
+def test_cached_phase_agrees_with_the_calendar_in_any_order(seconds: list[int]) -> None:
+    """The engine caches the current session window per instrument; jumping around in
+    time (forwards, backwards, across midnight and the holiday) must never return a
+    stale phase."""
+    eng = shanghai_engine("2025-09-29")
+    for s in seconds:
+        ts = WEEK_START + s * 1_000_000_000
+        assert eng.phase("SHEA", ts) == ("open" if expected_open(ts) else "closed"), datetime.datetime.fromtimestamp(ts / 1e9)
+
+
+@pytest.mark.parametrize("edge", ["10:30:00", "11:30:00", "13:00:00", "15:00:00"])
+def test_cached_phase_flips_on_the_exact_nanosecond(edge: str) -> None:
+    eng = shanghai_engine()
+    at = local_ts(DAY, edge)
+    before, after = eng.phase("SHEA", at - 1), eng.phase("SHEA", at)
+    assert before != after
+    assert eng.phase("SHEA", at - 1) == before  # and back again
