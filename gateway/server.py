@@ -900,7 +900,7 @@ class Gateway:
             ts=call.recv_ns, instrument=p.instrument, vintage=p.vintage, quantity=p.quantity,
             reserve_price=None if p.reserve_price is None else wire.parse_price(p.reserve_price, "reserve_price"),
             reserve_lookback_days=reserve.lookback_days if reserve else None,
-            reserve_factor_pct=120 if reserve and reserve.factor in ("1.2", "120") else 100,
+            reserve_factor_pct=120 if reserve and reserve.factor in ("1.2", "120", 120) else 100,
             reserve_cap=wire.parse_price(reserve.cap, "reserve.cap") if reserve and reserve.cap else None,
             rule_set=p.rule_set, eligible=list(p.eligible) if p.eligible is not None else None,
             caps={str(k): v for k, v in p.caps.items()} if p.caps is not None else None, min_lot=p.min_lot, irrevocable=p.irrevocable,

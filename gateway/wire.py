@@ -83,17 +83,19 @@ class RpcError(Exception):
         return err
 
 
-_FIELD_RE = re.compile(r"at `\$\.([A-Za-z_]+)")
+_FIELD_RE = re.compile(r"at `\$\.([A-Za-z_][A-Za-z0-9_.\[\]]*)`")  # nested: "reserve.factor", "channels[0]"
 _UNKNOWN_RE = re.compile(r"(?:unknown|missing required) field `([A-Za-z_]+)`")
 
 
 def params_error(exc: msgspec.ValidationError | msgspec.DecodeError) -> RpcError:
     """-32602 naming the offending field, from a msgspec validation message."""
     text = str(exc)
-    match = _FIELD_RE.search(text) or _UNKNOWN_RE.search(text)
+    path, name = _FIELD_RE.search(text), _UNKNOWN_RE.search(text)
     data: dict[str, Any] = {"reason": INVALID_PARAMS_REASON}
-    if match:
-        data["field"] = match.group(1)
+    if path and name:  # an unknown/missing field inside a nested object
+        data["field"] = f"{path.group(1)}.{name.group(1)}"
+    elif (found := path or name) is not None:
+        data["field"] = found.group(1)
     return RpcError(INVALID_PARAMS, f"invalid params: {text}", data)
 
 
@@ -410,7 +412,7 @@ class AdminCancelAllParams(CancelAllParams):
 
 class ReserveParams(Params):
     lookback_days: Annotated[int, msgspec.Meta(ge=1, le=365)]
-    factor: Literal["1.0", "1.2", "100", "120"] = "1.0"
+    factor: Literal["1.0", "1.2", "100", "120", 100, 120] = "1.0"  # x1.0 or x1.2 of the lookback VWAP
     cap: Price | None = None
 
 

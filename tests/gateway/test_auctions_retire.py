@@ -76,3 +76,18 @@ async def test_retirement_certificate_and_event_coverage(h: Harness) -> None:
     assert (await anyone.fail("event.get", event_id="nope")).reason == R.UNKNOWN_EVENT
     bad = await a.fail("retire", account="A-001", instrument="SHEA", quantity=1, purpose="vanity", beneficiary="x")
     assert bad.field == "purpose"
+
+
+async def test_auction_reserve_from_listing_history(h: Harness) -> None:
+    op, a, b = await h.operator(), await h.broker("a"), await h.broker("b")
+    params = {"instrument": "SHEA", "vintage": 2025, "quantity": 100, "reserve": {"lookback_days": 5, "factor": 120}}
+    assert (await op.fail("admin.auction.create", **params)).reason == R.NO_REFERENCE_DATA, "no closed day with trades yet"
+    await a.ok("order.place", account="A-001", instrument="SHEA", side="sell", price="62.00", quantity=10)
+    await b.ok("order.place", account="B-001", instrument="SHEA", side="buy", price="62.00", quantity=10)
+    await op.ok("admin.day.close")
+    await op.ok("admin.day.open")
+    created = await op.ok("admin.auction.create", **params)
+    assert created["reserve_price"] == "74.40", "VWAP 62.00 x 1.2"
+    assert created["reserve_inputs"]["lookback_days"] == 5
+    bad = await op.fail("admin.auction.create", **{**params, "reserve": {"lookback_days": 5, "factor": 1.2}})
+    assert bad.field == "reserve.factor", "a float factor is refused: decimals travel as strings"

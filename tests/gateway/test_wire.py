@@ -154,3 +154,18 @@ def test_reject_becomes_error_with_reason_field_and_seq() -> None:
         "message": "not enough cash",
         "data": {"reason": R.INSUFFICIENT_FUNDS, "field": "quantity", "seq": 4, "client_order_id": "c9"},
     }
+
+
+def test_nested_field_errors_name_the_full_path() -> None:
+    base = {"instrument": "SHEA", "quantity": 1}
+    for reserve, field in (
+        ({"lookback_days": 5, "factr": "1.2"}, "reserve.factr"),
+        ({"factor": "1.2"}, "reserve.lookback_days"),
+        ({"lookback_days": "5"}, "reserve.lookback_days"),
+    ):
+        req = JSON.request(
+            msgspec.json.encode({"jsonrpc": "2.0", "id": 1, "method": "admin.auction.create", "params": {**base, "reserve": reserve}})
+        )
+        with pytest.raises(RpcError) as exc:
+            JSON.params(req, wire.AuctionCreateParams)
+        assert exc.value.data["field"] == field
