@@ -8,7 +8,7 @@ import pytest
 from engine import reasons as R
 from engine.config import MarketConfig
 from engine.engine import Engine
-from engine.schema import CancelAll, ExecReport
+from engine.schema import CancelAll, Deposit, ExecReport
 from tests.conftest import funded_engine
 from tests.engine.support import (
     accepted,
@@ -266,3 +266,51 @@ def test_cancel_all_releases_every_hold(demo_config: MarketConfig) -> None:
     accepted(eng.apply(CancelAll(ts=eng.ts + 1, member="M1", account="A1")))
     assert cash(eng, "A1") == (CASH, 0)
     assert tonnes(eng, "A1", "SHEA") == (10_000, 0, 0, 0)
+
+
+# ---------------------------------------------------------------------- vintages
+
+
+def vintage_engine(demo_config: MarketConfig) -> Engine:
+    """A1 holds SHEA 2024: 5 t, 2025: 5 t, 2026: 5 t."""
+    eng = funded_engine(demo_config, tonnes=0)
+    for vintage in (2024, 2025, 2026):
+        eng.apply(Deposit(ts=eng.ts, account="A1", instrument="SHEA", quantity=5, vintage=vintage))
+    return eng
+
+
+def by_vintage(eng: Engine, account: str) -> list[tuple[int, int, int]]:
+    return [(v, p.tradable, p.frozen) for v, p in sorted(eng.accounts[account].holdings["SHEA"].items())]
+
+
+def test_reducing_a_sell_releases_the_newest_vintage_first(demo_config: MarketConfig) -> None:
+    eng = vintage_engine(demo_config)
+    ask = oid(place(eng, "A1", "sell", 6000, 12))
+    assert by_vintage(eng, "A1") == [(2024, 0, 5), (2025, 0, 5), (2026, 3, 2)]
+    accepted(amend(eng, "A1", ask, quantity=7))
+    assert by_vintage(eng, "A1") == [(2024, 0, 5), (2025, 3, 2), (2026, 5, 0)]
+    fills = accepted(place(eng, "B1", "buy", 6000, 7))
+    assert trades(fills)[0].vintages == [(2024, 5), (2025, 2)]
+    assert by_vintage(eng, "A1") == [(2024, 0, 0), (2025, 3, 0), (2026, 5, 0)]
+
+
+def test_increasing_a_sell_freezes_more_of_the_oldest_tradable_vintage(demo_config: MarketConfig) -> None:
+    eng = vintage_engine(demo_config)
+    ask = oid(place(eng, "A1", "sell", 6000, 4))
+    accepted(amend(eng, "A1", ask, quantity=9))
+    assert by_vintage(eng, "A1") == [(2024, 0, 5), (2025, 1, 4), (2026, 5, 0)]
+    place(eng, "B1", "buy", 6000, 2)
+    accepted(amend(eng, "A1", ask, quantity=15))  # 13 left to hold: everything
+    assert by_vintage(eng, "A1") == [(2024, 0, 3), (2025, 0, 5), (2026, 0, 5)]
+    assert reason(amend(eng, "A1", ask, quantity=16)) == R.INSUFFICIENT_HOLDINGS
+    accepted(cancel(eng, "A1", ask))
+    assert by_vintage(eng, "A1") == [(2024, 3, 0), (2025, 5, 0), (2026, 5, 0)]
+
+
+def test_decrement_on_a_multi_vintage_sell(demo_config: MarketConfig) -> None:
+    eng = vintage_engine(demo_config)
+    ask = oid(place(eng, "A1", "sell", 6000, 12))
+    events = accepted(place(eng, "A1", "buy", 6000, 4, stp="decrement"))
+    check_events(eng, events)
+    assert eng.orders[ask].leaves_qty == 8
+    assert by_vintage(eng, "A1") == [(2024, 0, 5), (2025, 2, 3), (2026, 5, 0)]
