@@ -8,7 +8,7 @@ at all but derived from the live orders (a buy holds price x leaves + fee, a sel
 leaves). So if the engine's incremental bookkeeping drifts, the comparison shows it.
 
 Only the rules the property test exercises are modelled: no vintages, no holding
-limits, no kill switch, lot 1, the 1..99,999 t range, ±10% band.
+limits, lot 1, the 1..99,999 t range, ±10% band.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ class MAccount:
     cash: int  # available + frozen, fen
     tonnes: dict[str, int]  # every bucket, per instrument
     locked: dict[str, int] = field(default_factory=dict)  # bought today (T+1 resale)
+    blocked: bool = False
 
 
 def fee(notional: int, rate_e8: int) -> int:
@@ -78,6 +79,7 @@ class Model:
         self.specs = specs
         self.accounts = accounts
         self.halted = dict.fromkeys(specs, False)
+        self.blocked_members: set[str] = set()
         self.day_open = True
         self.orders: dict[int, MOrder] = {}
         self.next_oid = 1
@@ -122,6 +124,10 @@ class Model:
 
     # ------------------------------------------------------------------ checks
 
+    def _blocked(self, account: str) -> bool:
+        acct = self.accounts[account]
+        return acct.blocked or acct.member in self.blocked_members
+
     def _phase(self, sym: str) -> str | None:
         if self.halted[sym]:
             return R.INSTRUMENT_HALTED
@@ -159,6 +165,8 @@ class Model:
         acct = self.accounts.get(account)
         if acct is None or acct.member != member:
             return R.NOT_AUTHORIZED, 0
+        if self._blocked(account):
+            return R.ACCOUNT_BLOCKED, 0
         if acct.type not in self.specs[sym].eligible:
             return R.NOT_ELIGIBLE, 0
         failure = self._phase(sym)
@@ -215,6 +223,8 @@ class Model:
             return R.UNKNOWN_ORDER
         if price is None and qty is None:
             return R.INVALID_ORDER
+        if self._blocked(account):
+            return R.ACCOUNT_BLOCKED
         failure = self._phase(o.instrument)
         if failure:
             return failure
@@ -274,6 +284,22 @@ class Model:
                 self._end(o, "cancelled")
                 done.add(o.oid)
         return None, done
+
+    def set_blocked(self, member: str | None, account: str | None, blocked: bool) -> set[int]:
+        """Kill switch; blocking cancels the target's live orders (returned)."""
+        self.fills = []
+        if member is not None:
+            (self.blocked_members.add if blocked else self.blocked_members.discard)(member)
+        else:
+            assert account is not None
+            self.accounts[account].blocked = blocked
+        done = set()
+        if blocked:
+            for o in self.orders.values():
+                if o.live and (o.account == account or self.accounts[o.account].member == member):
+                    self._end(o, "cancelled")
+                    done.add(o.oid)
+        return done
 
     def set_halt(self, sym: str, halted: bool) -> str | None:
         self.fills = []

@@ -2,7 +2,7 @@
 
 A hypothesis ``RuleBasedStateMachine`` drives a small market (two instruments, four
 accounts in two members) with places of every type/TIF/STP mode, amends, cancels,
-mass cancels, halts and day close/open, using prices around the reference including
+mass cancels, the kill switch, halts and day close/open, using prices around the reference including
 band edges, out-of-band and off-tick prices, and quantities including invalid ones.
 
 After every step it checks that the engine agrees with ``reference_model.Model``
@@ -42,6 +42,7 @@ from engine.schema import (
     Holding,
     PlaceOrder,
     Reject,
+    SetBlocked,
     SetHalt,
     Trade,
 )
@@ -325,6 +326,20 @@ class ExchangeMachine(RuleBasedStateMachine):
         self.expect(events, predicted)
         assert {e.order_id for e in events if isinstance(e, ExecReport) and e.exec_type == "cancelled"} == done
 
+    @rule(who=st.sampled_from(["M1", "M2", *sorted(ACCOUNTS)]), unblock=st.sampled_from([True, True, False]))
+    def kill_switch(self, who: str, unblock: bool) -> None:
+        """Block a member or an account (its live orders are cancelled), usually lifting
+        a block that is already on so that blocked spells stay short."""
+        is_member = who.startswith("M")
+        blocked_now = who in self.model.blocked_members if is_member else self.model.accounts[who].blocked
+        blocked = not blocked_now if unblock else True
+        member, account = (who, None) if is_member else (None, who)
+        done = self.model.set_blocked(member, account, blocked)
+        events = self.apply(SetBlocked(ts=self.next_ts(), member=member, account=account, blocked=blocked))
+        self.expect(events, None)
+        assert {e.order_id for e in events if isinstance(e, ExecReport)} == done
+        assert all(e.reason == "ACCOUNT_BLOCKED" for e in events if isinstance(e, ExecReport))
+
     @rule(sym=instruments, repeat=st.sampled_from([False] * 9 + [True]))
     def halt_or_resume(self, sym: str, repeat: bool) -> None:
         """Resume a halted instrument, else halt one (now and then repeat the current
@@ -454,6 +469,8 @@ class ExchangeMachine(RuleBasedStateMachine):
             cmds.append(DayClose(ts=self.next_ts()))
         cmds.append(DayOpen(ts=self.next_ts()))
         cmds.extend(SetHalt(ts=self.next_ts(), instrument=sym, halted=False) for sym in INSTRUMENTS if self.model.halted[sym])
+        cmds.extend(SetBlocked(ts=self.next_ts(), member=m, blocked=False) for m in ("M1", "M2"))
+        cmds.extend(SetBlocked(ts=self.next_ts(), account=a, blocked=False) for a in ("A1", "B1"))
         for sym in INSTRUMENTS:
             lower, upper = self.engine.instruments[sym].lower, self.engine.instruments[sym].upper
             cmds.append(PlaceOrder(ts=self.next_ts(), member="M1", account="A1", instrument=sym, side="buy", price=upper, quantity=7))
