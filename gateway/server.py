@@ -462,7 +462,8 @@ class Gateway:
             return
         codec = wire.MSGPACK if session.binary else wire.JSON
         try:
-            async for frame in ws:
+            while True:
+                frame = await ws.recv(decode=False)  # text frames as UTF-8 bytes: msgspec decodes them directly
                 result = self._on_frame(session, codec, frame)
                 if result is not None:
                     await result
