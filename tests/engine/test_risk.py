@@ -13,6 +13,7 @@ from engine.schema import CreateAccount, DayClose, DayOpen, Deposit, Reject, Set
 from tests.conftest import T0, funded_engine
 from tests.engine.support import (
     accepted,
+    amend,
     balances,
     book_ids,
     cancel,
@@ -355,3 +356,25 @@ def test_reject_echoes_the_command(engine: Engine) -> None:
     (rej,) = rejects(events)
     assert (rej.seq, rej.ts) == (engine.seq, engine.ts)
     assert (rej.member, rej.account, rej.client_order_id, rej.command) == ("M1", "A1", "abc", "place")
+
+
+def test_holding_limit_on_amend_counts_only_the_increase(demo_config: MarketConfig) -> None:
+    eng = funded_engine(demo_config)
+    bid = oid(accepted(place(eng, "B2", "buy", 2000, 39_000, "SHCER")))
+    accepted(amend(eng, "B2", bid, quantity=40_000))  # exactly at the 50,000 t limit
+    rej = rejects(amend(eng, "B2", bid, quantity=40_001))
+    assert [(r.reason, r.field) for r in rej] == [(R.HOLDING_LIMIT, "quantity")]
+    accepted(amend(eng, "B2", bid, price=1990))  # a price change alone adds nothing
+    accepted(amend(eng, "B2", bid, quantity=30_000))
+    accepted(place(eng, "B2", "buy", 2000, 10_000, "SHCER"))
+
+
+def test_holding_limit_after_partial_fills_and_expiry(demo_config: MarketConfig) -> None:
+    eng = funded_engine(demo_config)
+    accepted(place(eng, "B2", "buy", 2000, 40_000, "SHCER"))
+    accepted(place(eng, "A1", "sell", 2000, 5_000, "SHCER"))  # B2 now holds 15,000 with 35,000 open
+    assert reason(place(eng, "B2", "buy", 2000, 1, "SHCER")) == R.HOLDING_LIMIT
+    eng.apply(DayClose(ts=eng.ts + 1))
+    eng.apply(DayOpen(ts=eng.ts + 86_400 * 10**9))
+    accepted(place(eng, "B2", "buy", 2000, 35_000, "SHCER"))  # the expired buy no longer counts
+    assert reason(place(eng, "B2", "buy", 2000, 1, "SHCER")) == R.HOLDING_LIMIT
