@@ -162,7 +162,10 @@ class Sequencer:
             seq, events, done, recv_ns = pending.popleft()
             if events is None:
                 if done is not None:
-                    done()
+                    try:
+                        done()
+                    except Exception:
+                        log.exception("read reply after seq %d failed", seq)
                 continue
             if recv_ns:
                 self.latency_durable.observe_ns(now - recv_ns)
@@ -174,7 +177,10 @@ class Sequencer:
                 if recv_ns:
                     self.latency_reply.observe_ns(time.time_ns() - recv_ns)
             if events:
-                self.sink.publish(seq, events)
+                try:
+                    self.sink.publish(seq, events)
+                except Exception:  # never let fan-out stall the release of later replies
+                    log.exception("publishing seq %d failed", seq)
 
 
 @dataclass(frozen=True)
