@@ -377,3 +377,18 @@ async def test_a_failed_journal_stops_the_exchange(tmp_path: Path) -> None:
     assert h.gw.stop_event.is_set() and not h.gw.ready and h.gw.fatal is not None
     assert (await a.fail("order.place", **sell("61.00", 1))).reason == wire.SHUTTING_DOWN, "no more commands once the journal failed"
     await h.gw.shutdown()
+
+
+async def test_session_clock_changes_become_journaled_ticks(tmp_path: Path) -> None:
+    from engine.schema import Tick
+
+    journal = ManualJournal()
+    h = await start(tmp_path, journal=journal)  # tick_s = 0.2 in the test settings
+    w = await h.client()
+    await w.ok("subscribe", channels=["status.CCER"])
+    assert (await w.note("status"))["params"]["phase"] == "open"
+    h.gw.engine.instruments["CCER"].phase = "closed"  # as if the last published phase were stale
+    status = (await w.note("status", timeout=3))["params"]
+    assert (status["instrument"], status["phase"]) == ("CCER", "open")
+    assert any(isinstance(cmd, Tick) for _, cmd in journal.appended), "the phase change went through the journal"
+    await h.gw.shutdown()
