@@ -77,6 +77,7 @@ class Fanout:
         self.slow_disconnects = 0
         self.messages = 0  # deliveries (message x subscriber)
         self.cut: set[Session] = set()
+        self.closing: set[asyncio.Task[None]] = set()
 
     def _writable(self, session: Session) -> bool:
         """False (and the session is being cut off) when it has fallen behind."""
@@ -95,7 +96,9 @@ class Fanout:
         self.cut.add(session)
         self.slow_disconnects += 1
         log.warning("cutting off slow consumer session %s (member %s)", session.session_id, session.member)
-        asyncio.get_running_loop().create_task(session.connection.close(SLOW_CONSUMER_CODE, SLOW_CONSUMER_REASON))
+        task = asyncio.get_running_loop().create_task(session.connection.close(SLOW_CONSUMER_CODE, SLOW_CONSUMER_REASON))
+        self.closing.add(task)  # keep a reference until done (the loop holds tasks only weakly)
+        task.add_done_callback(self.closing.discard)
 
     def forget(self, session: Session) -> None:
         self.cut.discard(session)
