@@ -64,8 +64,8 @@ _SEGMENT_NAME = re.compile(r"^(\d{20})\.seg$")
 _record_decoder: msgspec.msgpack.Decoder[tuple[int, AnyCommand]] = msgspec.msgpack.Decoder(tuple[int, AnyCommand])
 _seq_decoder = msgspec.msgpack.Decoder(tuple[int, msgspec.Raw])
 _encoder = msgspec.msgpack.Encoder()
-_encode = _encoder.encode
-_pack = HEADER.pack
+_encode_into = _encoder.encode_into
+_pack_into = HEADER.pack_into
 _crc32 = zlib.crc32
 
 
@@ -370,7 +370,12 @@ class LocalJournal(Journal):
         self.batches = self.records = self.last_batch_size = self.bytes_written = 0
         self.fsync_seconds_total = self.last_fsync_seconds = 0.0
         self._last_appended = next_seq - 1
-        self._pending = bytearray()
+        # Double buffering: appends fill _pending[:_used] while the writer writes the
+        # other buffer. Buffers are reused, never shrunk (encode_into truncates only the
+        # logical length), so a batch costs no fresh allocation or page faults.
+        self._pending = bytearray(HEADER.size)
+        self._spare: bytearray | None = bytearray(HEADER.size)
+        self._used = 0
         self._pending_first = next_seq  # seq of the first record in _pending
         self._listeners: list[Callable[[int], None]] = []
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
@@ -382,6 +387,7 @@ class LocalJournal(Journal):
         # Its own thread: fsyncs never queue behind other users of the default executor
         # (e.g. password hashing at login).
         self._executor: ThreadPoolExecutor | None = None
+        self._writing: bytearray | None = None
         self._closing = False
         self._closed = False
         self._refusing = False  # closing or failed: append must raise
@@ -405,14 +411,17 @@ class LocalJournal(Journal):
         # The hot path (once per command): locals and module aliases, no policy strings.
         if seq != self._last_appended + 1 or self._refusing:
             self._refuse(seq)
-        payload = _encode((seq, cmd))
-        pending = self._pending
-        if not pending:  # first record of a batch: wake the writer
+        buf = self._pending
+        start = self._used
+        if not start:  # first record of a batch: wake the writer
             self._pending_first = seq
             if self._wake is not None:
                 self._wake.set()
-        pending += _pack(len(payload), _crc32(payload))
-        pending += payload
+        body = start + 8  # HEADER.size
+        _encode_into((seq, cmd), buf, body)
+        end = len(buf)
+        _pack_into(buf, start, end - body, _crc32(buf[body:end]))
+        self._used = end
         self._last_appended = seq
         if self._durable_on_append:
             self.durable_seq = seq
@@ -450,7 +459,7 @@ class LocalJournal(Journal):
             raise JournalError("journal already started")
         self._wake = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal-writer")
-        if self._pending:
+        if self._used:
             self._wake.set()
         self._task = asyncio.create_task(self._run(), name="journal-writer")
 
@@ -463,8 +472,9 @@ class LocalJournal(Journal):
         if self._task is not None and self._wake is not None:
             self._wake.set()
             await self._task
-        elif self._pending and self.failure is None:
+        elif self._used and self.failure is None:
             await asyncio.to_thread(self._write_batch, *self._take(), False)
+            self._written()
         if self._executor is not None:
             self._executor.shutdown(wait=False)
         if self._fd >= 0:
@@ -485,34 +495,48 @@ class LocalJournal(Journal):
             while True:
                 await self._wake.wait()
                 self._wake.clear()
-                if self._pending:
-                    data, first, last = self._take()
+                if self._used:
+                    data, used, first, last = self._take()
                     if self.policy == "fsync":
-                        await loop.run_in_executor(self._executor, self._write_batch, data, first, last, True)
+                        await loop.run_in_executor(self._executor, self._write_batch, data, used, first, last, True)
                     else:
-                        self._write_batch(data, first, last, False)
+                        self._write_batch(data, used, first, last, False)
+                    self._written()
                     self._durable(last)
-                if self._closing and not self._pending:
+                if self._closing and not self._used:
                     return
         except Exception as exc:  # a failed write/fsync: stop for good, tell everyone
             log.critical("journal: write failed, journal stopped: %r", exc)
             self._fail(exc)
 
-    def _take(self) -> tuple[bytearray, int, int]:
-        """Hand the pending batch to the writer; appends go to a fresh buffer."""
-        data, self._pending = self._pending, bytearray()
-        return data, self._pending_first, self._last_appended
+    def _take(self) -> tuple[bytearray, int, int, int]:
+        """Hand the pending batch to the writer; appends continue in the spare buffer
+        (free: batches are taken only when the previous write has finished)."""
+        data, used = self._pending, self._used
+        self._pending = self._spare if self._spare is not None else bytearray(HEADER.size)
+        self._spare = None
+        self._used = 0
+        self._writing = data
+        return data, used, self._pending_first, self._last_appended
 
-    def _write_batch(self, data: bytearray, first: int, last: int, sync: bool) -> None:
-        """One write (and one fdatasync) of a whole batch; runs in a worker thread for
-        policy fsync. Rolls to a new segment first if the current one is full."""
+    def _written(self) -> None:
+        """The writer is done with its buffer: it becomes the spare."""
+        self._spare, self._writing = self._writing, None
+
+    def _write_batch(self, data: bytearray, used: int, first: int, last: int, sync: bool) -> None:
+        """One write (and one fdatasync) of a whole batch, ``data[:used]``; runs in the
+        writer thread for policy fsync. Rolls to a new segment first if the current one
+        is full. Every view of ``data`` is released before returning, so the buffer can
+        grow again when it next collects appends."""
         if self._fd < 0 or self._segment_size >= self.segment_bytes:
             self._open_segment(first)
-        view = memoryview(data)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
-        self._segment_size += len(data)
+        with memoryview(data) as whole:
+            view = whole[:used]
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+            view.release()
+        self._segment_size += used
         if sync:
             t0 = time.perf_counter()
             os.fdatasync(self._fd)
@@ -522,7 +546,7 @@ class LocalJournal(Journal):
         self.batches += 1
         self.records += last - first + 1
         self.last_batch_size = last - first + 1
-        self.bytes_written += len(data)
+        self.bytes_written += used
 
     def _open_segment(self, first: int) -> None:
         """Close the full segment (synced under every policy: rolling is rare) and start

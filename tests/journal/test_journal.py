@@ -273,3 +273,21 @@ async def test_fsync_does_not_queue_behind_a_busy_default_executor(tmp_path: Pat
     finally:
         release.set()
         await asyncio.gather(*blockers)
+
+
+@pytest.mark.parametrize("policy", ["fsync", "os", "none"])
+async def test_reused_batch_buffers_grow_and_shrink_between_batches(tmp_path: Path, policy: str) -> None:
+    """Batches of very different sizes alternate between the two reused buffers."""
+    cmds = mixed_commands(3_000)
+    j = LocalJournal(tmp_path, policy)  # type: ignore[arg-type]
+    await j.start()
+    seq = 0
+    for size in (1, 900, 2, 1_500, 1, 3, 590, 3):
+        for _ in range(size):
+            seq += 1
+            j.append(seq, cmds[seq - 1])
+        await j.wait_durable(seq)
+        await asyncio.sleep(0)
+    await j.close()
+    assert j.batches >= 8 and j.records == seq == 3_000
+    assert list(read_records(tmp_path)) == list(enumerate(cmds, 1))
