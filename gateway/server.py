@@ -133,6 +133,8 @@ class Sequencer:
 
     def submit(self, cmd: Command, done: Done | None = None, recv_ns: int = 0) -> int:
         """Apply and journal ``cmd``; ``done(events)`` runs once it is durable."""
+        if cmd.ts < self.engine.ts:  # the wall clock stepped back (NTP): engine time never does
+            cmd.ts = self.engine.ts
         try:
             events = self.engine.apply(cmd)
         except Exception:  # an engine bug: journal it anyway so replay reproduces it

@@ -392,3 +392,14 @@ async def test_session_clock_changes_become_journaled_ticks(tmp_path: Path) -> N
     assert (status["instrument"], status["phase"]) == ("CCER", "open")
     assert any(isinstance(cmd, Tick) for _, cmd in journal.appended), "the phase change went through the journal"
     await h.gw.shutdown()
+
+
+async def test_engine_time_never_goes_backwards(tmp_path: Path) -> None:
+    from engine.schema import Tick
+
+    journal = ManualJournal()
+    h = await start(tmp_path, journal=journal)
+    now = h.gw.engine.ts
+    h.gw.seq.submit(Tick(ts=now - 10**9))  # a clock step back by one second
+    assert journal.appended[-1][1].ts == now == h.gw.engine.ts
+    await h.gw.shutdown()
