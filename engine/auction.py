@@ -739,6 +739,23 @@ def _forget(auction: Auction, bid: Bid) -> None:
 # ---------------------------------------------------------------------- queries (not journaled)
 
 
+def due(eng: Engine, ts: int) -> list[Command]:
+    """The window edges that have come by ``ts``: open a scheduled auction whose
+    ``start_ts`` has come (unless its instrument is already suspended by another
+    round, which the operator must sort out), close — clear, settle, publish — an open
+    auction whose ``end_ts`` has passed. The gateway's clock applies these as ordinary
+    journaled commands, so the engine itself stays clock-free and replay is exact."""
+    out: list[Command] = []
+    for auction in eng.auctions.auctions.values():
+        info = auction.info
+        if info.state == "scheduled" and info.start_ts is not None and ts >= info.start_ts:
+            if not (info.suspend_trading and eng.instruments[info.instrument].suspended_by):
+                out.append(AuctionOpen(ts=ts, auction_id=info.auction_id))
+        elif info.state == "open" and info.end_ts is not None and ts >= info.end_ts:
+            out.append(AuctionClose(ts=ts, auction_id=info.auction_id))
+    return out
+
+
 def list_auctions(eng: Engine) -> list[AuctionInfo]:
     """Every auction's public record, by id."""
     return [a.info for a in eng.auctions.auctions.values()]

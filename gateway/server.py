@@ -400,8 +400,11 @@ class Gateway:
                 self._fatal(failure)
                 return
             now = time.time_ns()
-            if not self.closing and self.engine.needs_tick(now):
-                self.seq.submit(Tick(ts=now))
+            if not self.closing:
+                if self.engine.needs_tick(now):
+                    self.seq.submit(Tick(ts=now))
+                for due in auctions.due(self.engine, now):  # bidding windows that opened/ended
+                    self.seq.submit(due)
             every = self.settings.server.snapshot_every
             if every and self.snapshots is not None and self.engine.seq - self.last_snapshot_seq >= every:
                 try:

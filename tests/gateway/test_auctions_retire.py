@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,24 @@ async def test_auction_reserve_from_listing_history(h: Harness) -> None:
     assert created["reserve_inputs"]["lookback_days"] == 5
     bad = await op.fail("admin.auction.create", **{**params, "reserve": {"lookback_days": 5, "factor": 1.2}})
     assert bad.field == "reserve.factor", "a float factor is refused: decimals travel as strings"
+
+
+async def test_bidding_window_opens_and_closes_on_the_clock(h: Harness) -> None:
+    """An auction with a window needs no operator at its edges: the gateway's clock
+    opens it at start_ts and closes, clears and settles it at end_ts (journaled)."""
+    op, a, watcher = await h.operator(), await h.broker("a"), await h.client()
+    await watcher.ok("subscribe", channels=["auctions"])
+    now = time.time_ns()
+    created = await op.ok(
+        "admin.auction.create", instrument="SHEA", vintage=2025, quantity=100, reserve_price="55.00",
+        start_ts=now + 300_000_000, end_ts=now + 1_500_000_000, seed=7,
+    )  # fmt: skip
+    aid = created["auction_id"]
+    assert created["state"] == "scheduled"
+    states = [(await watcher.note("auctions"))["params"]["state"] for _ in range(2)]
+    assert states == ["scheduled", "open"]
+    await a.ok("auction.bid", auction_id=aid, account="A-001", price="56.00", quantity=40)
+    states = [(await watcher.note("auctions", timeout=5.0))["params"]["state"] for _ in range(2)]
+    assert states == ["closed", "cleared"]
+    done = await watcher.ok("auction.get", auction_id=aid)
+    assert (done["results"]["quantity_sold"], done["results"]["clearing_price"]) == (40, "56.00")
