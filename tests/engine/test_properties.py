@@ -99,6 +99,9 @@ quantities = st.sampled_from(QUANTITIES)
 
 
 class ExchangeMachine(RuleBasedStateMachine):
+    """The engine and the reference model side by side; every rule applies one command
+    to both and compares, every invariant runs after every step (see module docstring)."""
+
     def __init__(self) -> None:
         super().__init__()
         self.config = market()
@@ -162,7 +165,7 @@ class ExchangeMachine(RuleBasedStateMachine):
             "upper": upper,
             "below": lower - tick,
             "above": upper + tick,
-            "offtick": ref + 1 if tick > 1 else ref + 3,
+            "offtick": ref + 1 if tick > 1 else ref + 3,  # with a 1-fen tick every price is on it
             "zero": 0,
         }[shape]
 
