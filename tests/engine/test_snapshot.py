@@ -3,6 +3,10 @@ to the same digest and the restored engine carries on exactly like the original.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 from engine.config import MarketConfig
 from engine.engine import Engine
 from engine.schema import (
@@ -20,7 +24,7 @@ from engine.schema import (
     command_decoder,
     command_encoder,
 )
-from tests.conftest import T0
+from tests.conftest import ROOT, T0
 
 DAY_NS = 86_400 * 10**9
 
@@ -117,3 +121,26 @@ def test_restored_engine_keeps_queries(demo_config: MarketConfig) -> None:
     assert [t.trade_id for t in restored.trades_of("M2", "B1")] == [t.trade_id for t in original.trades_of("M2", "B1")]
     assert restored.orders_of("M2", "B1", open_only=True) == original.orders_of("M2", "B1", open_only=True)
     assert restored.accounts == original.accounts
+
+
+DIGEST_SCRIPT = """
+from engine.config import load_market_text
+from engine.engine import Engine
+from tests.conftest import DEMO
+from tests.engine.test_snapshot import session
+config = load_market_text(DEMO.read_text())
+eng = Engine(config)
+events = [eng.apply(c) for c in session(config)]
+import hashlib, msgspec
+print(eng.digest(), hashlib.sha256(msgspec.msgpack.encode(events)).hexdigest())
+"""
+
+
+def test_digest_and_events_do_not_depend_on_hash_randomisation() -> None:
+    """Replay happens in another process: nothing may iterate a set of strings."""
+    outputs = set()
+    for seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(ROOT)}
+        done = subprocess.run([sys.executable, "-c", DIGEST_SCRIPT], env=env, cwd=ROOT, capture_output=True, text=True, check=True)
+        outputs.add(done.stdout.strip())
+    assert len(outputs) == 1, outputs
