@@ -81,6 +81,7 @@ class EngineSnapshot(msgspec.Struct, kw_only=True):
     auctions: auction.AuctionDesk
     blocks: blocks.BlockDesk
     registry: retirement.Registry
+    cod_sessions: dict[str, str] = {}
 
 
 # Insertion order is itself deterministic (same commands, same order) and survives a
@@ -124,6 +125,7 @@ class Engine:
             self.books[sym] = Book(sym)
         self.orders: dict[int, Order] = {}
         self.live_coid: dict[tuple[str, str], int] = {}  # (account, client_order_id) of live orders
+        self.cod_sessions: dict[str, str] = {}  # session -> member: cancel its orders on disconnect
         self.trades: list[Trade] = []
         self.account_trades: dict[str, list[Trade]] = {}
         self.auctions = auction.AuctionDesk()
@@ -314,6 +316,7 @@ class Engine:
             auctions=self.auctions,
             blocks=self.blocks,
             registry=self.registry,
+            cod_sessions=self.cod_sessions,
         )
 
     def snapshot(self) -> bytes:
@@ -351,4 +354,5 @@ class Engine:
             if t.sell_account != t.buy_account:
                 eng.account_trades.setdefault(t.sell_account, []).append(t)
         eng.auctions, eng.blocks, eng.registry = snap.auctions, snap.blocks, snap.registry
+        eng.cod_sessions = snap.cod_sessions
         return eng

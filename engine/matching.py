@@ -36,6 +36,7 @@ from engine.schema import (
     CancelOrder,
     ExecReport,
     PlaceOrder,
+    SetCancelOnDisconnect,
     Trade,
 )
 
@@ -422,6 +423,8 @@ def cancel_all(eng: Engine, cmd: CancelAll) -> None:
     if cmd.instrument is not None and cmd.instrument not in eng.specs:
         eng.reject(cmd, UNKNOWN_INSTRUMENT, f"unknown instrument {cmd.instrument!r}", "instrument")
         return
+    if cmd.session is not None:
+        eng.cod_sessions.pop(cmd.session, None)
     for o in [o for o in eng.orders.values() if is_live(o)]:
         if (
             (not cmd.member or o.member == cmd.member)
@@ -431,6 +434,18 @@ def cancel_all(eng: Engine, cmd: CancelAll) -> None:
             and (cmd.session is None or o.session == cmd.session)
         ):
             cancel(eng, o)
+
+
+def set_cancel_on_disconnect(eng: Engine, cmd: SetCancelOnDisconnect) -> None:
+    """Remember (or forget) that ``session``'s orders go when its connection does.
+    ``eng.cod_sessions`` is what a restarted gateway cancels: no session survives a
+    restart, so every flagged session was disconnected by it."""
+    if not cmd.session or len(cmd.session) > 64:
+        eng.reject(cmd, INVALID_ORDER, "session id must be 1-64 characters", "session")
+    elif cmd.enabled:
+        eng.cod_sessions[cmd.session] = cmd.member
+    else:
+        eng.cod_sessions.pop(cmd.session, None)
 
 
 # ---------------------------------------------------------------------- amend
@@ -534,4 +549,5 @@ HANDLERS: dict[type, Any] = {
     AmendOrder: amend,
     CancelOrder: cancel_order,
     CancelAll: cancel_all,
+    SetCancelOnDisconnect: set_cancel_on_disconnect,
 }

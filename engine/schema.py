@@ -92,6 +92,16 @@ class CancelAll(Command, tag="cancel_all", kw_only=True):
     session: str | None = None  # cancel-on-disconnect
 
 
+class SetCancelOnDisconnect(Command, tag="cod", kw_only=True):
+    """A session asked that its open orders be cancelled when its connection drops.
+    Journaled, so orders of sessions that a crash disconnected are cancelled at
+    start-up too (a ``CancelAll`` with ``session`` clears the flag)."""
+
+    member: str
+    session: str
+    enabled: bool
+
+
 # -- operator: members, accounts, money --
 
 
@@ -279,6 +289,7 @@ AnyCommand = (
     | AmendOrder
     | CancelOrder
     | CancelAll
+    | SetCancelOnDisconnect
     | CreateMember
     | CreateAccount
     | Deposit

@@ -86,6 +86,7 @@ from engine.schema import (
     Reject,
     Retire,
     SetBlocked,
+    SetCancelOnDisconnect,
     SetHalt,
     SetReference,
     SnapshotMark,
@@ -338,6 +339,9 @@ class Gateway:
                 n += self._boot(Deposit(ts=now, account=a.account, instrument=h.instrument, quantity=h.quantity, vintage=h.vintage))
         if self.settings.server.auto_open_day and not eng.day_open:
             n += self._boot(DayOpen(ts=now))
+        for session, member in list(eng.cod_sessions.items()):  # sessions a crash disconnected
+            log.warning("cancelling open orders of session %s (%s): cancel-on-disconnect, the exchange restarted", session, member)
+            n += self._boot(CancelAll(ts=now, member=member, session=session))
         if n:
             await self.journal.wait_durable(eng.seq)
         return n
@@ -613,7 +617,9 @@ class Gateway:
 
     def m_logout(self, call: Call, p: wire.NoParams) -> None:
         s = call.session
-        s.cancel_on_disconnect = False  # logout is deliberate: orders stay
+        if s.cancel_on_disconnect and s.member is not None:  # logout is deliberate: orders stay
+            self.seq.submit(SetCancelOnDisconnect(ts=call.recv_ns, member=s.member, session=s.session_id, enabled=False))
+        s.cancel_on_disconnect = False
         self.market.unsubscribe(s, "orders")
         s.subscriptions.discard("orders")
         self.registry.unbind_member(s)
@@ -621,9 +627,12 @@ class Gateway:
         call.reply({"logged_out": True})
 
     def m_cancel_on_disconnect(self, call: Call, p: wire.CancelOnDisconnectParams) -> None:
-        self._broker(call)
+        """Journaled (not just a session flag): if the exchange crashes, the restarted
+        gateway cancels the orders of every session that had asked for it."""
+        member = self._broker(call)
         call.session.cancel_on_disconnect = p.enabled
-        call.reply({"enabled": p.enabled})
+        cmd = SetCancelOnDisconnect(ts=call.recv_ns, member=member, session=call.session.session_id, enabled=p.enabled)
+        call.command(cmd, lambda events: {"enabled": p.enabled})
 
     def m_ping(self, call: Call, p: wire.NoParams) -> None:
         call.reply({"ts": time.time_ns()})
