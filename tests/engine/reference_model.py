@@ -301,6 +301,14 @@ class Model:
                     done.add(o.oid)
         return done
 
+    def set_reference(self, sym: str, price: int) -> str | None:
+        """Operator override of the reference (and so the band); resting orders stay."""
+        self.fills = []
+        if price <= 0 or price % self.specs[sym].tick:
+            return R.INVALID_TICK
+        self.specs[sym].reference = price
+        return None
+
     def set_halt(self, sym: str, halted: bool) -> str | None:
         self.fills = []
         if self.halted[sym] == halted:

@@ -2,7 +2,7 @@
 
 A hypothesis ``RuleBasedStateMachine`` drives a small market (two instruments, four
 accounts in two members) with places of every type/TIF/STP mode, amends, cancels,
-mass cancels, the kill switch, halts and day close/open, using prices around the reference including
+mass cancels, the kill switch, halts, reference changes and day close/open, using prices around the reference including
 band edges, out-of-band and off-tick prices, and quantities including invalid ones.
 
 After every step it checks that the engine agrees with ``reference_model.Model``
@@ -44,6 +44,7 @@ from engine.schema import (
     Reject,
     SetBlocked,
     SetHalt,
+    SetReference,
     Trade,
 )
 from tests.conftest import T0
@@ -342,6 +343,16 @@ class ExchangeMachine(RuleBasedStateMachine):
         self.expect(events, None)
         assert {e.order_id for e in events if isinstance(e, ExecReport)} == done
         assert all(e.reason == "ACCOUNT_BLOCKED" for e in events if isinstance(e, ExecReport))
+
+    @rule(sym=instruments, ticks=st.sampled_from([-3, -2, -1, 1, 2, 3, -650, 650]), off_tick=st.sampled_from([False] * 5 + [True]))
+    def set_reference(self, sym: str, ticks: int, off_tick: bool) -> None:
+        """Move the reference: orders resting outside the new band stay, new ones and
+        market orders are held to it."""
+        spec = self.model.specs[sym]
+        price = max(spec.reference + ticks * spec.tick, spec.tick) + (1 if off_tick and spec.tick > 1 else 0)
+        predicted = self.model.set_reference(sym, price)
+        self.expect(self.apply(SetReference(ts=self.next_ts(), instrument=sym, price=price)), predicted)
+        assert (self.engine.instruments[sym].lower, self.engine.instruments[sym].upper) == self.model.band(sym)
 
     @rule(sym=instruments, repeat=st.sampled_from([False] * 9 + [True]))
     def halt_or_resume(self, sym: str, repeat: bool) -> None:
