@@ -1089,7 +1089,7 @@ async def run(settings: Settings, opts: ServeOptions, stop: asyncio.Event | None
     engine = recovered.engine
     journal = LocalJournal(data_dir, policy=opts.fsync_policy or srv.fsync_policy, next_seq=engine.seq + 1)  # type: ignore[arg-type]
     await journal.start()
-    gw = Gateway(settings, engine, journal, SnapshotStore(data_dir))
+    gw = Gateway(settings, engine, journal, SnapshotStore(data_dir, fork=srv.snapshot_fork))
     gw.registry_metrics = make_registry(gw)
     holder["gw"] = gw
     booted = await gw.bootstrap()
