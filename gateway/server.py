@@ -25,6 +25,7 @@ import hmac
 import logging
 import secrets
 import signal
+import socket
 import ssl
 import sys
 import time
@@ -468,6 +469,9 @@ class Gateway:
     # ------------------------------------------------------------------ connections
 
     async def _connection(self, ws: ServerConnection, admin: bool) -> None:
+        sock = ws.transport.get_extra_info("socket")
+        if sock is not None and self.limits.socket_send_buffer:  # so the slow-consumer guard sees backlog early
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.limits.socket_send_buffer)
         session = Session(self.limits, admin=admin, binary=ws.subprotocol == MSGPACK_SUBPROTOCOL, connection=ws)
         if self.closing:
             await ws.close(1001, "server shutting down")

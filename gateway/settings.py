@@ -68,6 +68,9 @@ class Limits:
     max_connections_per_member: int = 16
     max_connections: int = 4096
     write_buffer_bytes: int = 4 * 1024 * 1024  # slow-consumer limit per connection
+    # Kernel send buffer per connection. Without a cap Linux autotunes it to several MB,
+    # and the slow-consumer limit above only starts counting once that is full.
+    socket_send_buffer: int = 256 * 1024
 
 
 @dataclass(frozen=True)
