@@ -146,6 +146,34 @@ def release_tonnes(acct: Account, instrument: str, alloc: list[list[int]]) -> li
     return touched
 
 
+def settle_dvp(
+    buyer: Account,
+    seller: Account,
+    instrument: str,
+    delivered: list[tuple[int, int]],
+    released: int,
+    notional: int,
+    fees: tuple[int, int],
+    t1_resale: bool,
+) -> None:
+    """Delivery versus payment of one trade (listing fill or block): the buyer's hold
+    shrinks by ``released`` and pays ``notional`` + its fee out of it; the seller's frozen
+    tonnes ``delivered`` [(vintage, tonnes)] go to the buyer (``locked`` until the next
+    trading day under T+1 resale) and the seller receives ``notional`` less its fee.
+    ``fees`` = (buyer's, seller's); the caller books them as exchange revenue."""
+    fee_b, fee_s = fees
+    buyer.frozen -= released
+    buyer.available += released - notional - fee_b
+    for vintage, n in delivered:
+        position(seller, instrument, vintage).frozen -= n
+        pos = position(buyer, instrument, vintage)
+        if t1_resale:
+            pos.locked += n
+        else:
+            pos.tradable += n
+    seller.available += notional - fee_s
+
+
 def buy_hold(price: int, qty: int, rate_e8: int) -> int:
     """Cash a buy of ``qty`` at ``price`` must keep frozen: notional plus fee."""
     notional = price * qty

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from engine import reasons as R
-from engine.accounts import Account, cash_event, fee, freeze_tonnes, holding_event, position, release_tonnes, total_held
+from engine.accounts import Account, cash_event, fee, freeze_tonnes, holding_event, release_tonnes, settle_dvp, total_held
 from engine.matching import buy_hold, record_trade
 from engine.schema import BlockAccept, BlockCancel, BlockDecline, BlockPropose, BlockUpdate, Trade
 
@@ -376,17 +376,8 @@ def _settle(eng: Engine, spec: InstrumentSpec, p: Proposal, buyer: Account, sell
     notional = p.price * p.quantity
     fee_b = fee(notional, spec.fee_buy_e8)
     fee_s = fee(notional, spec.fee_sell_e8)
-    buyer.frozen -= hold
-    buyer.available += hold - notional - fee_b
     delivered = [(v, n) for v, n in alloc if n]
-    for vintage, n in delivered:
-        position(seller, sym, vintage).frozen -= n
-        pos = position(buyer, sym, vintage)
-        if spec.t1_resale:
-            pos.locked += n
-        else:
-            pos.tradable += n
-    seller.available += notional - fee_s
+    settle_dvp(buyer, seller, sym, delivered, hold, notional, (fee_b, fee_s), spec.t1_resale)
     eng.fees_collected += fee_b + fee_s
     p.trade_id = eng.next_trade_id
     eng.next_trade_id += 1

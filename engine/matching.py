@@ -25,6 +25,7 @@ from engine.accounts import (
     holding_event,
     position,
     release_tonnes,
+    settle_dvp,
     take_from_alloc,
 )
 from engine.book import Book, Order
@@ -239,21 +240,11 @@ def fill(eng: Engine, spec: InstrumentSpec, agg: Order, rest: Order, price: int,
     new_hold = buy_hold(buy.price, buy.leaves_qty, spec.fee_buy_e8)
     released = buy.frozen_cash - new_hold
     buy.frozen_cash = new_hold
-    buyer.frozen -= released
-    buyer.available += released - notional - fee_b
     if spec.holding_limits:
         buyer.open_buy[sym] -= qty
-    # seller: frozen tonnes go to the buyer, proceeds less fee to available cash
     assert sell.alloc is not None
     delivered = take_from_alloc(sell.alloc, qty)
-    for vintage, n in delivered:
-        position(seller, sym, vintage).frozen -= n
-        pos = position(buyer, sym, vintage)
-        if spec.t1_resale:
-            pos.locked += n
-        else:
-            pos.tradable += n
-    seller.available += notional - fee_s
+    settle_dvp(buyer, seller, sym, delivered, released, notional, (fee_b, fee_s), spec.t1_resale)
     eng.fees_collected += fee_b + fee_s
     # the resting order's level
     side = eng.books[sym].opposite(agg.side)
