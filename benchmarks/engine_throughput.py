@@ -26,9 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.config import MarketConfig, load_market_text  # noqa: E402
-from engine.engine import Engine  # noqa: E402
-from engine.schema import (  # noqa: E402
+from engine.config import MarketConfig, load_market_text
+from engine.engine import Engine
+from engine.schema import (
     CancelOrder,
     Command,
     CreateAccount,
