@@ -27,7 +27,12 @@ def funded_engine(config: MarketConfig, cash: int = 100_000_000, tonnes: int = 1
     eng = Engine(config)
     for m in ("M1", "M2"):
         eng.apply(CreateMember(ts=T0, member=m, key_id=f"key-{m}", secret_hash="x"))
-    for acct, member, kind in (("A1", "M1", "institution"), ("A2", "M1", "covered_entity"), ("B1", "M2", "covered_entity"), ("B2", "M2", "individual")):
+    for acct, member, kind in (
+        ("A1", "M1", "institution"),
+        ("A2", "M1", "covered_entity"),
+        ("B1", "M2", "covered_entity"),
+        ("B2", "M2", "individual"),
+    ):
         eng.apply(CreateAccount(ts=T0, account=acct, member=member, type=kind))  # type: ignore[arg-type]
         eng.apply(Deposit(ts=T0, account=acct, cash=cash))
         for sym, spec in config.instruments.items():
