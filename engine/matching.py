@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from engine import risk
 from engine.accounts import (
     Account,
     buy_hold,  # re-exported: blocks and auctions hold cash the same way
@@ -30,6 +29,7 @@ from engine.accounts import (
 )
 from engine.book import Book, Order
 from engine.reasons import INVALID_ORDER, NOT_AUTHORIZED, UNKNOWN_INSTRUMENT, UNKNOWN_ORDER
+from engine.risk import check_amend, check_place
 from engine.schema import (
     AmendOrder,
     BookLevel,
@@ -92,21 +92,23 @@ def place(eng: Engine, cmd: PlaceOrder) -> None:
             instrument=cmd.instrument,
         )
         return
-    failure = risk.check_place(eng, spec, acct, cmd)
+    st = eng.instruments[cmd.instrument]
+    book = eng.books[cmd.instrument]
+    failure = check_place(eng, spec, st, book, acct, cmd)
     if failure is not None:
         reason, message, field = failure
         eng.reject(cmd, reason, message, field, account=cmd.account, client_order_id=cmd.client_order_id, instrument=cmd.instrument)
         return
-    st = eng.instruments[cmd.instrument]
     is_buy = cmd.side == "buy"
     price = cmd.price if cmd.type == "limit" else (st.upper if is_buy else st.lower)
-    book = eng.books[cmd.instrument]
+    qty = cmd.quantity
+    order_id = eng.next_order_id
+    eng.next_order_id = order_id + 1
     order = Order(
-        eng.next_order_id, cmd.client_order_id, cmd.member, cmd.account, cmd.instrument, cmd.side, cmd.type, price,
-        cmd.quantity, cmd.tif, cmd.post_only, cmd.stp, cmd.session, cmd.ts, cmd.quantity,
+        order_id, cmd.client_order_id, cmd.member, cmd.account, cmd.instrument, cmd.side, cmd.type, price,
+        qty, cmd.tif, cmd.post_only, cmd.stp, cmd.session, cmd.ts, qty,
     )  # fmt: skip
-    eng.next_order_id += 1
-    eng.orders[order.order_id] = order
+    eng.orders[order_id] = order
     eng.stat_orders[cmd.instrument] += 1
     out = eng.out
     if cmd.tif == "fok" and not fok_fillable(book, order):
@@ -115,23 +117,24 @@ def place(eng: Engine, cmd: PlaceOrder) -> None:
         order.status = "cancelled"
         out.append(report(eng, order, "cancelled", reason=NO_LIQUIDITY))
         return
-    # risk hold
+    # risk hold, then the "new" report and the balance it changed
     if is_buy:
-        hold = buy_hold(price, cmd.quantity, spec.fee_buy_e8)
+        hold = buy_hold(price, qty, spec.fee_buy_e8)
         acct.available -= hold
         acct.frozen += hold
         order.frozen_cash = hold
         if spec.holding_limits:
-            acct.open_buy[cmd.instrument] = acct.open_buy.get(cmd.instrument, 0) + cmd.quantity
-    else:
-        order.alloc = freeze_tonnes(acct, cmd.instrument, cmd.quantity)
-    if cmd.client_order_id:
-        eng.live_coid[(cmd.account, cmd.client_order_id)] = order.order_id
-    out.append(report(eng, order, "new"))
-    if is_buy:
+            acct.open_buy[cmd.instrument] = acct.open_buy.get(cmd.instrument, 0) + qty
+        if cmd.client_order_id:
+            eng.live_coid[(cmd.account, cmd.client_order_id)] = order_id
+        out.append(report(eng, order, "new"))
         out.append(cash_event(acct, eng.seq, eng.ts))
     else:
-        _holding_events(eng, acct, cmd.instrument, order.alloc)
+        order.alloc = alloc = freeze_tonnes(acct, cmd.instrument, qty)
+        if cmd.client_order_id:
+            eng.live_coid[(cmd.account, cmd.client_order_id)] = order_id
+        out.append(report(eng, order, "new"))
+        _holding_events(eng, acct, cmd.instrument, alloc)
     execute(eng, spec, book, order)
 
 
@@ -151,8 +154,8 @@ def execute(eng: Engine, spec: InstrumentSpec, book: Book, order: Order) -> None
         crosses = opp_best is not None and order.price <= opp_best
     if crosses:
         match(eng, spec, book, order)
-    if order.leaves_qty and order.status not in ("cancelled", "filled"):
-        if order.type == "market" or order.tif in ("ioc", "fok"):
+    if order.leaves_qty:  # cancelled and filled orders have none left
+        if order.type == "market" or order.tif == "ioc" or order.tif == "fok":
             cancel(eng, order, "cancelled", UNFILLED if order.cum_qty else NO_LIQUIDITY)
         else:
             qty = own.add(order)
@@ -354,7 +357,8 @@ def cancel(eng: Engine, o: Order, exec_type: str = "cancelled", reason: str = ""
     out = eng.out
     if o.resting:
         o.resting = False
-        qty = eng.books[o.instrument].side(o.side).reduce(o.price, leaves, True)
+        book = eng.books[o.instrument]
+        qty = (book.bids if o.side == "buy" else book.asks).reduce(o.price, leaves, True)
         out.append(BookLevel(eng.seq, eng.ts, o.instrument, o.side, o.price, qty))  # type: ignore[arg-type]
     o.leaves_qty = 0
     o.status = "expired" if exec_type == "expired" else "cancelled"
@@ -374,7 +378,9 @@ def cancel(eng: Engine, o: Order, exec_type: str = "cancelled", reason: str = ""
 
 
 def is_live(o: Order) -> bool:
-    return o.leaves_qty > 0 and o.status in ("new", "partially_filled")
+    """New or partially filled: every path that ends an order (fill, cancel, expiry,
+    re-queue of an amended copy) sets its leaves_qty to 0."""
+    return o.leaves_qty > 0
 
 
 def _find_live(eng: Engine, cmd: AmendOrder | CancelOrder) -> Order | None:
@@ -389,7 +395,7 @@ def _find_live(eng: Engine, cmd: AmendOrder | CancelOrder) -> Order | None:
         return None
     order_id = cmd.order_id or eng.live_coid.get((cmd.account, cmd.client_order_id), 0)
     o = eng.orders.get(order_id)
-    if o is None or o.account != cmd.account or not is_live(o):
+    if o is None or o.account != cmd.account or o.leaves_qty <= 0:
         what = "is not open" if o is not None and o.account == cmd.account else "does not exist"
         eng.reject(cmd, UNKNOWN_ORDER, f"order {what}", "order_id" if cmd.order_id else "client_order_id",
                    account=cmd.account, order_id=cmd.order_id, client_order_id=cmd.client_order_id)  # fmt: skip
@@ -450,7 +456,7 @@ def amend(eng: Engine, cmd: AmendOrder) -> None:
         return
     spec = eng.specs[o.instrument]
     acct = eng.accounts[o.account]
-    failure = risk.check_amend(eng, spec, acct, o, cmd)
+    failure = check_amend(eng, spec, acct, o, cmd)
     if failure is not None:
         reason, message, field = failure
         eng.reject(
