@@ -88,6 +88,8 @@ def _types(value: Any, where: str) -> tuple[str, ...]:
 
 
 def _money(value: Any, where: str) -> int:
+    if isinstance(value, float):  # a binary float is not an amount: make the author write "60.00"
+        raise ConfigError(f'{where}: write amounts as quoted decimal strings, e.g. "60.00", not {value!r}')
     try:
         return parse_fen(str(value))
     except UnitError as exc:

@@ -630,6 +630,8 @@ def certificate_view(c: Any) -> dict[str, Any]:
         "purpose": c.purpose,
         "beneficiary": c.beneficiary,
         "event_id": c.event_id,
+        "vintages": [{"vintage": v, "quantity": n} for v, n in c.vintages] if c.vintages else None,
+        "covers": [str(i) for i in c.covers] if c.covers else None,  # neutrality certificate: its retirements
         "seq": c.seq,
         "ts": c.ts,
     }

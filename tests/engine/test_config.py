@@ -162,3 +162,10 @@ def test_invalid_toml() -> None:
 )
 def test_band_rounding(reference: int, band_bp: int, tick: int, expected: tuple[int, int]) -> None:
     assert band(reference, band_bp, tick) == expected
+
+
+@pytest.mark.parametrize("key", ["reference_price", "tick"])
+def test_amounts_must_be_decimal_strings_not_floats(key: str) -> None:
+    """TOML ``60.5`` is a binary float: amounts are written as "60.50" or refused."""
+    message = instrument_error(**{key: 60.5})
+    assert f"instrument X.{key}" in message and "quoted decimal" in message

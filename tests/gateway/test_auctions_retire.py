@@ -60,8 +60,11 @@ async def test_retirement_certificate_and_event_coverage(h: Harness) -> None:
     )
     assert (cert["account"], cert["quantity"], cert["vintage"], cert["event_id"]) == ("A-001", 50, 2025, "expo-2026")
     assert await anyone.ok("retire.certificate", certificate_id=cert["certificate_id"]) == cert
+    assert cert["vintages"] == [{"vintage": 2025, "quantity": 50}] and cert["covers"] is None
     covered = await anyone.ok("event.get", event_id="expo-2026")
     assert covered["retired"] == 50 and covered["certificate_id"] is not None
+    neutral = await anyone.ok("retire.certificate", certificate_id=covered["certificate_id"])
+    assert (neutral["purpose"], neutral["event_id"], neutral["covers"]) == ("event_neutrality", "expo-2026", [cert["certificate_id"]])
     acct = await a.ok("account.get", account="A-001")
     assert acct["holdings"]["SHEA"]["tradable"] == 100_000 - 50
     assert (
