@@ -433,7 +433,10 @@ class Gateway:
         seq = self.engine.seq
         path = await self.snapshots.save(self.engine, self.journal)
         self.last_snapshot_seq = seq
-        return {"seq": seq, "path": str(path)}
+        archived: list[Path] = []
+        if self.settings.server.archive_segments:  # segments the snapshot covers are not needed to start
+            archived = await asyncio.get_running_loop().run_in_executor(None, self.snapshots.archive_segments_before, seq)
+        return {"seq": seq, "path": str(path), "archived_segments": len(archived)}
 
     # ------------------------------------------------------------------ shutdown
 
@@ -1091,7 +1094,12 @@ async def run(settings: Settings, opts: ServeOptions, stop: asyncio.Event | None
     loop = asyncio.get_running_loop()
     recovered = await loop.run_in_executor(None, recover, data_dir, settings.market)
     engine = recovered.engine
-    journal = LocalJournal(data_dir, policy=opts.fsync_policy or srv.fsync_policy, next_seq=engine.seq + 1)  # type: ignore[arg-type]
+    journal = LocalJournal(
+        data_dir,
+        policy=opts.fsync_policy or srv.fsync_policy,  # type: ignore[arg-type]
+        segment_bytes=srv.segment_bytes,
+        next_seq=engine.seq + 1,
+    )
     await journal.start()
     gw = Gateway(settings, engine, journal, SnapshotStore(data_dir, fork=srv.snapshot_fork))
     gw.registry_metrics = make_registry(gw)

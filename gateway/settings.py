@@ -51,6 +51,10 @@ class ServerSettings:
     # Snapshots encode in a forked child (the engine pauses ~15 ms for the fork instead of
     # ~300 ms encoding a 55 MB state on its own thread). POSIX only.
     snapshot_fork: bool = hasattr(os, "fork")
+    # After each snapshot, move the journal segments it covers into DIR/archive/ (start-up
+    # then reads only the snapshot and the live tail; verify/dump still read the archive).
+    archive_segments: bool = True
+    segment_bytes: int = 64 * 1024 * 1024  # a journal segment rolls once it passes this size
 
 
 @dataclass(frozen=True)
