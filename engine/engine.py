@@ -105,7 +105,7 @@ class Engine:
         self.config = config
         self.specs = config.instruments
         self.clock = SessionClock(config.calendar)
-        self._windows: dict[str, tuple[int, int, str]] = {}  # calendar phase cache per instrument
+        self.windows: dict[str, tuple[int, int, str]] = {}  # calendar phase cache per instrument
         self.seq = 0
         self.ts = 0
         self.out: list[Event] = []
@@ -216,9 +216,9 @@ class Engine:
             return "auction"
         if not self.day_open:
             return "closed"
-        window = self._windows.get(symbol)
+        window = self.windows.get(symbol)
         if window is None or not window[0] <= ts < window[1]:
-            window = self._windows[symbol] = self.clock.window(self.specs[symbol], ts)
+            window = self.windows[symbol] = self.clock.window(self.specs[symbol], ts)
         return window[2]
 
     def publish_phases(self) -> None:

@@ -88,7 +88,10 @@ def check_place(eng: Engine, spec: InstrumentSpec, st: InstrumentState, book: Bo
         return R.ACCOUNT_BLOCKED, "account or member is blocked (kill switch)", "account"
     if acct.type not in spec.eligible:
         return R.NOT_ELIGIBLE, f"{acct.type} accounts may not trade {spec.symbol}", "account"
-    if eng.phase(spec.symbol, eng.ts) != "open":
+    window = eng.windows.get(spec.symbol)  # inline fast path of eng.phase(): open, in session
+    if (
+        window is None or not window[0] <= eng.ts < window[1] or window[2] != "open" or st.halted or st.suspended_by or not eng.day_open
+    ) and eng.phase(spec.symbol, eng.ts) != "open":
         return _phase_failure(eng, spec.symbol)
     coid = cmd.client_order_id
     if coid:
@@ -125,6 +128,11 @@ def check_place(eng: Engine, spec: InstrumentSpec, st: InstrumentState, book: Bo
         if acct.available < need:
             return R.INSUFFICIENT_FUNDS, f"needs {need / 100:.2f} CNY available, account has {acct.available / 100:.2f}", "quantity"
         return None
+    by_vintage = acct.holdings.get(spec.symbol)
+    if by_vintage is not None and len(by_vintage) == 1:  # fast path: one vintage, enough tradable
+        for pos in by_vintage.values():
+            if pos.tradable >= qty:
+                return None
     return _holdings_failure(spec, acct, qty)
 
 
