@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import msgspec
 
 from engine import reasons as R
-from engine.accounts import Account, cash_event, holding_event, position, total_held
-from engine.risk import valid_client_id
+from engine.accounts import Account, cash_event, holding_event, position
+from engine.risk import Failure, funds_failure, holding_limit_failure, valid_client_id
 from engine.schema import (
     PARTICIPANT_TYPES,
     AuctionAmendBid,
@@ -571,7 +571,7 @@ def _window_open(info: AuctionInfo, ts: int) -> bool:
     return info.state == "open" and (info.start_ts is None or ts >= info.start_ts) and (info.end_ts is None or ts < info.end_ts)
 
 
-def _terms_failure(eng: Engine, auction: Auction, acct: Account, price: int, qty: int, old: Bid | None) -> tuple[str, str, str] | None:
+def _terms_failure(eng: Engine, auction: Auction, acct: Account, price: int, qty: int, old: Bid | None) -> Failure | None:
     """The first rule a bid's terms break (price, lot, cap, holding limit, cash), or None. ``old`` is
     the bid being amended: its declared tonnes and frozen cash count as available."""
     info = auction.info
@@ -590,15 +590,10 @@ def _terms_failure(eng: Engine, auction: Auction, acct: Account, price: int, qty
     declared = auction.declared.get(acct.account, 0) - (old.quantity if old else 0) + qty
     if cap is not None and declared > cap:
         return R.BIDDER_CAP, f"would declare {declared} t in total, cap for {acct.type} is {cap} t", "quantity"
-    limit = eng.specs[info.instrument].holding_limits.get(acct.type)
-    if limit is not None:  # won tonnes count as held: winning every live bid must stay within the limit
-        projected = total_held(acct, info.instrument) + acct.open_buy.get(info.instrument, 0) + declared
-        if projected > limit:
-            return R.HOLDING_LIMIT, f"could hold up to {projected} t, limit for {acct.type} is {limit} t", "quantity"
-    need = price * qty - (old.frozen if old else 0)
-    if need > acct.available:
-        return R.INSUFFICIENT_FUNDS, f"needs {need / 100:.2f} CNY available, account has {acct.available / 100:.2f}", "quantity"
-    return None
+    # won tonnes count as held: winning every live bid must stay within the limit
+    return holding_limit_failure(eng.specs[info.instrument], acct, declared) or funds_failure(
+        acct, price * qty - (old.frozen if old else 0)
+    )
 
 
 def _client_id_failure(auction: Auction, account: str, client_bid_id: str) -> tuple[str, str, str] | None:
@@ -684,7 +679,7 @@ def amend_bid(eng: Engine, cmd: AuctionAmendBid) -> None:
     acct = eng.accounts[bid.account]
     price = bid.price if cmd.price is None else cmd.price
     qty = bid.quantity if cmd.quantity is None else cmd.quantity
-    failure: tuple[str, str, str] | None = None
+    failure: Failure | None = None
     if cmd.price is None and cmd.quantity is None:
         failure = R.INVALID_ORDER, "amend needs a new price or quantity", "price"
     elif eng.is_blocked(acct):

@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from engine import reasons as R
-from engine.accounts import Account, cash_event, fee, freeze_tonnes, holding_event, release_tonnes, settle_dvp, total_held
+from engine.accounts import Account, cash_event, fee, freeze_tonnes, holding_event, release_tonnes, settle_dvp
 from engine.matching import buy_hold, record_trade
+from engine.risk import funds_failure, holding_limit_failure
 from engine.schema import BlockAccept, BlockCancel, BlockDecline, BlockPropose, BlockUpdate, Trade
 
 if TYPE_CHECKING:
@@ -169,24 +170,6 @@ def _vintage_failure(spec: InstrumentSpec, vintage: int | None) -> Failure | Non
     return None
 
 
-def _limit_failure(spec: InstrumentSpec, buyer: Account, qty: int, whose: str) -> Failure | None:
-    """The buyer's holding limit, counting its live listing buys (MARKET_RULES §3)."""
-    limit = spec.holding_limits.get(buyer.type)
-    if limit is None:
-        return None
-    projected = total_held(buyer, spec.symbol) + buyer.open_buy.get(spec.symbol, 0) + qty
-    if projected > limit:
-        return R.HOLDING_LIMIT, f"{whose} would hold up to {projected} t, limit for {buyer.type} is {limit} t", "quantity"
-    return None
-
-
-def _funds_failure(spec: InstrumentSpec, buyer: Account, price: int, qty: int) -> Failure | None:
-    need = buy_hold(price, qty, spec.fee_buy_e8)
-    if buyer.available < need:
-        return R.INSUFFICIENT_FUNDS, f"needs {need / 100:.2f} CNY available, account has {buyer.available / 100:.2f}", "quantity"
-    return None
-
-
 def _tonnes_failure(spec: InstrumentSpec, seller: Account, vintage: int | None, qty: int) -> Failure:
     """Why ``freeze_tonnes`` could not freeze ``qty`` (called after it returned None)."""
     by_vintage = seller.holdings.get(spec.symbol, {})
@@ -220,7 +203,9 @@ def _propose_failure(eng: Engine, spec: InstrumentSpec, acct: Account, cmd: Bloc
     failure = _size_failure(spec, cmd.quantity) or _price_failure(eng, spec, cmd.price) or _vintage_failure(spec, cmd.vintage)
     if failure or cmd.side == "sell":
         return failure
-    return _limit_failure(spec, acct, cmd.quantity, "account") or _funds_failure(spec, acct, cmd.price, cmd.quantity)
+    return holding_limit_failure(spec, acct, cmd.quantity, "account") or funds_failure(
+        acct, buy_hold(cmd.price, cmd.quantity, spec.fee_buy_e8)
+    )
 
 
 def propose(eng: Engine, cmd: BlockPropose) -> None:
@@ -336,8 +321,8 @@ def _accept_failure(eng: Engine, spec: InstrumentSpec, acct: Account, p: Proposa
     if failure:
         return failure
     if p.side == "buy":
-        return _limit_failure(spec, proposer, p.quantity, "the proposing account")
-    return _limit_failure(spec, acct, p.quantity, "account") or _funds_failure(spec, acct, p.price, p.quantity)
+        return holding_limit_failure(spec, proposer, p.quantity, "the proposing account")
+    return holding_limit_failure(spec, acct, p.quantity, "account") or funds_failure(acct, buy_hold(p.price, p.quantity, spec.fee_buy_e8))
 
 
 def accept(eng: Engine, cmd: BlockAccept) -> None:

@@ -60,13 +60,24 @@ def _quantity_failure(spec: InstrumentSpec, qty: int) -> Failure | None:
     return None
 
 
-def _holding_limit_failure(spec: InstrumentSpec, acct: Account, extra: int) -> Failure | None:
+def holding_limit_failure(spec: InstrumentSpec, acct: Account, extra: int, whose: str = "") -> Failure | None:
+    """MARKET_RULES §3 holding limit: what the account holds, plus its live listing buys,
+    plus ``extra`` tonnes it may now receive, must stay within its type's limit. Shared
+    by listing orders, block trades (``whose`` names the party) and auction bids."""
     limit = spec.holding_limits.get(acct.type)
     if limit is None:
         return None
     projected = total_held(acct, spec.symbol) + acct.open_buy.get(spec.symbol, 0) + extra
     if projected > limit:
-        return R.HOLDING_LIMIT, f"would hold up to {projected} t, limit for {acct.type} is {limit} t", "quantity"
+        prefix = f"{whose} " if whose else ""
+        return R.HOLDING_LIMIT, f"{prefix}would hold up to {projected} t, limit for {acct.type} is {limit} t", "quantity"
+    return None
+
+
+def funds_failure(acct: Account, need: int) -> Failure | None:
+    """Full pre-funding: ``need`` fen must be available (shared by orders, blocks, bids)."""
+    if acct.available < need:
+        return R.INSUFFICIENT_FUNDS, f"needs {need / 100:.2f} CNY available, account has {acct.available / 100:.2f}", "quantity"
     return None
 
 
@@ -121,13 +132,10 @@ def check_place(eng: Engine, spec: InstrumentSpec, st: InstrumentState, book: Bo
             return R.POST_ONLY_WOULD_CROSS, "post-only order would trade on arrival", "price"
     if is_buy:
         if spec.holding_limits:
-            failure = _holding_limit_failure(spec, acct, qty)
+            failure = holding_limit_failure(spec, acct, qty)
             if failure:
                 return failure
-        need = buy_hold(price, qty, spec.fee_buy_e8)
-        if acct.available < need:
-            return R.INSUFFICIENT_FUNDS, f"needs {need / 100:.2f} CNY available, account has {acct.available / 100:.2f}", "quantity"
-        return None
+        return funds_failure(acct, buy_hold(price, qty, spec.fee_buy_e8))
     by_vintage = acct.holdings.get(spec.symbol)
     if by_vintage is not None and len(by_vintage) == 1:  # fast path: one vintage, enough tradable
         for pos in by_vintage.values():
@@ -166,7 +174,7 @@ def check_amend(eng: Engine, spec: InstrumentSpec, acct: Account, o: Order, cmd:
             return R.POST_ONLY_WOULD_CROSS, "post-only order would trade at the new price", "price"
     if o.side == "buy":
         if spec.holding_limits and leaves > o.leaves_qty:
-            failure = _holding_limit_failure(spec, acct, leaves - o.leaves_qty)
+            failure = holding_limit_failure(spec, acct, leaves - o.leaves_qty)
             if failure:
                 return failure
         extra = buy_hold(price, leaves, spec.fee_buy_e8) - o.frozen_cash
