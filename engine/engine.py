@@ -280,9 +280,7 @@ class Engine:
         return [
             o
             for o in self.orders.values()
-            if o.account == account_id
-            and (instrument is None or o.instrument == instrument)
-            and (not open_only or (o.leaves_qty > 0 and o.status in ("new", "partially_filled")))
+            if o.account == account_id and (instrument is None or o.instrument == instrument) and (not open_only or matching.is_live(o))
         ]
 
     def trades_of(self, member: str | None, account_id: str, instrument: str | None = None, since_ts: int = 0) -> list[Trade]:
