@@ -10,6 +10,7 @@ from engine import blocks
 from engine import reasons as R
 from engine.accounts import Account, Member, cash_event, holding_event, position
 from engine.matching import cancel, is_live
+from engine.ranges import CASH, QUANTITY
 from engine.schema import (
     AccountCreated,
     BlockedChanged,
@@ -108,6 +109,14 @@ def deposit(eng: Engine, cmd: Deposit) -> None:
     acct, vintage = _money_move_failure(eng, cmd)
     if acct is None:
         return
+    if acct.available + acct.frozen + cmd.cash > CASH.hi:  # balances stay in range too (engine.ranges)
+        eng.reject(cmd, R.INVALID_AMOUNT, f"the account's cash would exceed {CASH.show(CASH.hi)} CNY", "cash", account=cmd.account)
+        return
+    if vintage is not None and cmd.instrument is not None:
+        held = acct.holdings.get(cmd.instrument, {}).get(vintage)
+        if held is not None and held.tradable + held.frozen + held.compliance_only + held.locked + cmd.quantity > QUANTITY.hi:
+            eng.reject(cmd, R.INVALID_AMOUNT, f"the account would hold more than {QUANTITY.show(QUANTITY.hi)}", "quantity", account=cmd.account)
+            return
     if cmd.cash:
         acct.available += cmd.cash
         eng.out.append(cash_event(acct, eng.seq, eng.ts))

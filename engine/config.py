@@ -14,6 +14,8 @@ from typing import Any
 
 import msgspec
 
+from engine import ranges
+from engine.ranges import Range
 from engine.schema import PARTICIPANT_TYPES
 from engine.units import UnitError, parse_decimal_scaled, parse_fen
 
@@ -87,13 +89,27 @@ def _types(value: Any, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _money(value: Any, where: str) -> int:
+# Ranges of configuration integers that are not command fields (engine.ranges has those).
+HOLDING_LIMIT = Range("holding limit", 0, ranges.QUANTITY.hi, "", "t")
+UTC_OFFSET_MINUTES = Range("UTC offset", -12 * 60, 14 * 60, "")
+
+
+def _in_range(value: int, rng: Range, where: str) -> int:
+    message = ranges.check_int(value, rng, where)
+    if message is not None:
+        raise ConfigError(message)
+    return value
+
+
+def _money(value: Any, where: str, rng: Range = ranges.PRICE) -> int:
+    """A quoted decimal amount of CNY, as fen within ``rng``."""
     if isinstance(value, float):  # a binary float is not an amount: make the author write "60.00"
         raise ConfigError(f'{where}: write amounts as quoted decimal strings, e.g. "60.00", not {value!r}')
     try:
-        return parse_fen(str(value))
+        fen = parse_fen(str(value))
     except UnitError as exc:
         raise ConfigError(f"{where}: {exc}") from None
+    return _in_range(fen, rng, where)
 
 
 def _scaled(value: Any, scale: int, where: str) -> int:
@@ -103,10 +119,16 @@ def _scaled(value: Any, scale: int, where: str) -> int:
         raise ConfigError(f"{where}: {exc}") from None
 
 
-def _int(value: Any, where: str) -> int:
-    """A whole number: TOML floats, strings and booleans are refused, never truncated."""
+def _int(value: Any, where: str, rng: Range) -> int:
+    """A whole number within ``rng``: TOML floats, strings and booleans are refused, never truncated."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"{where}: expected a whole number, got {value!r}")
+    return _in_range(value, rng, where)
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: expected a list")
     return value
 
 
@@ -149,19 +171,19 @@ def _instrument(raw: dict[str, Any], i: int) -> InstrumentSpec:
         symbol=symbol,
         name=str(raw.get("name", "")),
         tick=_money(raw.get("tick", "0.01"), f"{where}.tick"),
-        lot=_int(raw.get("lot", 1), f"{where}.lot"),
+        lot=_int(raw.get("lot", 1), f"{where}.lot", ranges.QUANTITY),
         band_bp=_scaled(raw.get("band_pct", "10"), 2, f"{where}.band_pct"),
-        min_qty=_int(raw.get("min_qty", 1), f"{where}.min_qty"),
-        max_qty=_int(raw.get("max_qty", 99_999), f"{where}.max_qty"),
+        min_qty=_int(raw.get("min_qty", 1), f"{where}.min_qty", ranges.QUANTITY),
+        max_qty=_int(raw.get("max_qty", 99_999), f"{where}.max_qty", ranges.QUANTITY),
         reference_price=_money(raw["reference_price"], f"{where}.reference_price"),
         eligible=_types(raw.get("eligible", list(PARTICIPANT_TYPES)), f"{where}.eligible"),
         fee_buy_e8=_scaled(raw.get("fee_buy", "0"), 8, f"{where}.fee_buy"),
         fee_sell_e8=_scaled(raw.get("fee_sell", "0"), 8, f"{where}.fee_sell"),
         t1_resale=bool(raw.get("t1_resale", False)),
-        holding_limits={k: _int(v, f"{where}.holding_limits.{k}") for k, v in limits.items()},
-        vintages=tuple(_int(v, f"{where}.vintages") for v in raw.get("vintages", [])),
+        holding_limits={k: _int(v, f"{where}.holding_limits.{k}", HOLDING_LIMIT) for k, v in limits.items()},
+        vintages=tuple(_int(v, f"{where}.vintages", ranges.VINTAGE) for v in _list(raw.get("vintages", []), f"{where}.vintages")),
         sessions=_sessions(raw["sessions"], f"{where}.sessions") if "sessions" in raw else (),
-        block_min_qty=_int(raw.get("block_min_qty", 100_000), f"{where}.block_min_qty"),
+        block_min_qty=_int(raw.get("block_min_qty", 100_000), f"{where}.block_min_qty", ranges.QUANTITY),
         block_band_bp=_scaled(raw.get("block_band_pct", "30"), 2, f"{where}.block_band_pct"),
         block_sessions=_sessions(raw.get("block_sessions", [["13:00", "15:00"]]), f"{where}.block_sessions"),
     )
@@ -186,7 +208,7 @@ def parse_market(data: dict[str, Any]) -> MarketConfig:
     if not isinstance(days, list) or not all(d in weekday_names for d in days):
         raise ConfigError(f"calendar.weekdays: expected names from {weekday_names}")
     calendar = CalendarSpec(
-        utc_offset_s=_int(cal_raw.get("utc_offset_minutes", 480), "calendar.utc_offset_minutes") * 60,
+        utc_offset_s=_int(cal_raw.get("utc_offset_minutes", 480), "calendar.utc_offset_minutes", UTC_OFFSET_MINUTES) * 60,
         weekdays=frozenset(weekday_names.index(d) for d in days),
         sessions=_sessions(cal_raw.get("sessions", [["10:30", "11:30"], ["13:00", "15:00"]]), "calendar.sessions"),
         holidays=_holidays(cal_raw.get("holidays", [])),
@@ -201,9 +223,9 @@ def parse_market(data: dict[str, Any]) -> MarketConfig:
             raise ConfigError(f"instrument {spec.symbol} is defined twice")
         instruments[spec.symbol] = spec
     caps_raw = data.get("auction", {}).get("bidder_caps", {"covered_entity": 100_000, "institution": 50_000})
-    if not all(k in PARTICIPANT_TYPES for k in caps_raw):
+    if not isinstance(caps_raw, dict) or not all(k in PARTICIPANT_TYPES for k in caps_raw):
         raise ConfigError("auction.bidder_caps: keys must be participant types")
-    caps = {k: _int(v, f"auction.bidder_caps.{k}") for k, v in caps_raw.items()}
+    caps = {k: _int(v, f"auction.bidder_caps.{k}", HOLDING_LIMIT) for k, v in caps_raw.items()}
     return MarketConfig(instruments=instruments, calendar=calendar, bidder_caps=caps)
 
 

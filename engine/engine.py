@@ -27,6 +27,7 @@ from engine.accounts import Account, Member
 from engine.book import Book, Order
 from engine.calendar import SessionClock, local_date
 from engine.config import MarketConfig
+from engine.ranges import command_failure
 from engine.reasons import NOT_AUTHORIZED, UNKNOWN_INSTRUMENT
 from engine.schema import Command, Event, InstrumentStatus, ReferencePrice, Reject, Trade
 
@@ -149,8 +150,25 @@ class Engine:
             handler = self.handlers[type(cmd)]
         except KeyError:
             raise TypeError(f"not a command: {type(cmd).__name__}") from None
+        failure = command_failure(cmd)  # every integer within its documented range (engine.ranges)
+        if failure is not None:
+            self._reject_out_of_range(cmd, failure)
+            return out
         handler(self, cmd)
         return out
+
+    def _reject_out_of_range(self, cmd: Command, failure: tuple[str, str, str]) -> None:
+        reason, message, field = failure
+        account = getattr(cmd, "account", "")
+        self.reject(
+            cmd,
+            reason,
+            message,
+            field,
+            account=account if isinstance(account, str) else "",
+            client_order_id=getattr(cmd, "client_order_id", "") or "",
+            instrument=instrument if (instrument := getattr(cmd, "instrument", None)) in self.specs else "",
+        )
 
     @property
     def stat_commands(self) -> int:

@@ -73,6 +73,10 @@ class JournalError(RuntimeError):
     """The journal cannot be used as asked (misuse, failed write, inconsistent files)."""
 
 
+class UnencodableCommand(ValueError):
+    """``append`` could not encode the command; nothing was appended and the journal is fine."""
+
+
 class JournalCorruption(JournalError):
     """A record that should be valid is not. Never skipped: start-up must stop here."""
 
@@ -327,7 +331,11 @@ class Journal(abc.ABC):
 
     @abc.abstractmethod
     def append(self, seq: int, cmd: AnyCommand) -> None:
-        """Add the command to the pending batch. ``seq`` must be the previous + 1."""
+        """Add the command to the pending batch. ``seq`` must be the previous + 1.
+
+        Raises ``UnencodableCommand`` (and appends nothing: the same ``seq`` may be
+        appended next) if the command cannot be encoded, e.g. an integer outside
+        MessagePack's 64 bits; ``JournalError`` if the journal failed or is closed."""
 
     @abc.abstractmethod
     async def wait_durable(self, seq: int) -> None:
@@ -418,7 +426,10 @@ class LocalJournal(Journal):
             if self._wake is not None:
                 self._wake.set()
         body = start + 8  # HEADER.size
-        _encode_into((seq, cmd), buf, body)
+        try:
+            _encode_into((seq, cmd), buf, body)
+        except (OverflowError, TypeError, ValueError) as exc:  # nothing appended: _used is unchanged
+            raise UnencodableCommand(f"{type(cmd).__name__} seq {seq} cannot be journaled: {exc}") from None
         end = len(buf)
         _pack_into(buf, start, end - body, _crc32(buf[body:end]))
         self._used = end

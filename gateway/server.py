@@ -96,6 +96,7 @@ from engine.schema import (
     Withdraw,
 )
 from gateway import wire
+from gateway.journal import UnencodableCommand
 from gateway.marketdata import ChannelError, Fanout, MarketData
 from gateway.metrics import HttpEndpoint, LatencyHistogram, LoopLag, make_registry
 from gateway.sessions import ConnectionRegistry, Session, hash_secret, verify_secret
@@ -134,22 +135,33 @@ class Sequencer:
         journal.add_listener(self.on_durable)
 
     def submit(self, cmd: Command, done: Done | None = None, recv_ns: int = 0) -> int:
-        """Apply and journal ``cmd``; ``done(events)`` runs once it is durable."""
+        """Journal, then apply ``cmd``; ``done(events)`` runs once it is durable.
+
+        Journal first (docs/journal.md): appending encodes the command, so a command the
+        journal cannot record is refused (RpcError -32602) before the engine sees it:
+        nothing changes, no sequence number is used, the exchange keeps running. Appending
+        only buffers; the engine applies the command at once, before anything can be
+        released, and the reply still waits for durability."""
         if cmd.ts < self.engine.ts:  # the wall clock stepped back (NTP): engine time never does
             cmd.ts = self.engine.ts
-        try:
-            events = self.engine.apply(cmd)
-        except Exception:  # an engine bug: journal it anyway so replay reproduces it
-            log.exception("engine failed on %r", cmd)
-            events = []
-        seq = self.engine.seq
-        self.pending.append((seq, events, done, recv_ns))
+        seq = self.engine.seq + 1
         try:
             self.journal.append(seq, cmd)
-        except Exception as exc:  # the engine is now ahead of the journal: stop serving
+        except UnencodableCommand as exc:  # a value escaped its range check (engine.ranges): refuse it
+            log.warning("refused a command the journal cannot encode: %s", exc)
+            raise RpcError(
+                wire.INVALID_PARAMS, "invalid params: a value is out of range", {"reason": wire.INVALID_PARAMS_REASON}
+            ) from None
+        except Exception as exc:  # the journal failed: nothing more can be made durable, stop serving
             if self.on_fatal is not None:
                 self.on_fatal(exc)
             raise RpcError(wire.INTERNAL_ERROR, "internal error: the journal failed; the exchange is stopping") from None
+        try:
+            events = self.engine.apply(cmd)
+        except Exception:  # an engine bug: it is journaled anyway, so replay reproduces it
+            log.exception("engine failed on %r", cmd)
+            events = []
+        self.pending.append((seq, events, done, recv_ns))
         return seq
 
     def after_durable(self, fn: Callable[[], None]) -> None:
@@ -215,8 +227,9 @@ class Call:
         """Reply with a read result once everything applied before it is durable."""
         self.gw.seq.after_durable(lambda: self.reply(result))
 
-    def command(self, cmd: Command, build: Callable[[list[Event]], Any]) -> None:
-        """Submit ``cmd``; reply with ``build(events)`` (or the Reject) once durable."""
+    def command(self, cmd: Command, build: Callable[[list[Event]], Any]) -> int:
+        """Submit ``cmd``; reply with ``build(events)`` (or the Reject) once durable.
+        Returns the command's seq (known before ``build`` runs)."""
         if self.gw.closing:
             raise RpcError.business(wire.SHUTTING_DOWN, "the exchange is shutting down")
 
@@ -230,7 +243,7 @@ class Call:
             except RpcError as err:
                 self.error(err)
 
-        self.gw.seq.submit(cmd, done, self.recv_ns)
+        return self.gw.seq.submit(cmd, done, self.recv_ns)
 
 
 def _first(events: list[Event], kind: type) -> Any:
@@ -705,7 +718,7 @@ class Gateway:
 
     def m_cancel_all(self, call: Call, p: wire.CancelAllParams) -> None:
         cmd = CancelAll(ts=call.recv_ns, member=self._broker(call), account=p.account, instrument=p.instrument, side=p.side)
-        call.command(cmd, _cancelled_count)
+        _cancel_all(call, cmd)
 
     def m_order_get(self, call: Call, p: wire.OrderRefParams) -> None:
         oid, coid = _ref(p)
@@ -897,7 +910,7 @@ class Gateway:
 
     def m_admin_cancel_all(self, call: Call, p: wire.AdminCancelAllParams) -> None:
         cmd = CancelAll(ts=call.recv_ns, member=p.member or "", account=p.account, instrument=p.instrument, side=p.side)
-        call.command(cmd, _cancelled_count)
+        _cancel_all(call, cmd)
 
     def m_snapshot(self, call: Call, p: wire.NoParams) -> Awaitable[None]:
         return self._snapshot(call)
@@ -974,9 +987,19 @@ def _pick(ev: Any, *names: str) -> dict[str, Any]:
     return {n: getattr(ev, n) for n in names}
 
 
-def _cancelled_count(events: list[Event]) -> dict[str, Any]:
-    n = sum(1 for ev in events if type(ev) is ExecReport and ev.exec_type == "cancelled")
-    return {"cancelled": n, "seq": events[0].seq if events else None}
+
+
+
+def _cancel_all(call: Call, cmd: CancelAll) -> None:
+    """Mass cancel; the reply's ``seq`` is the command's even when nothing was cancelled
+    (the command was journaled and used its sequence number all the same)."""
+    seq = 0
+
+    def build(events: list[Event]) -> dict[str, Any]:
+        n = sum(1 for ev in events if type(ev) is ExecReport and ev.exec_type == "cancelled")
+        return {"cancelled": n, "seq": seq}
+
+    seq = call.command(cmd, build)
 
 
 def _auction_result(events: list[Event]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import MarketConfig, load_market_text
+from engine import ranges
 from engine.schema import PARTICIPANT_TYPES
 from engine.units import UnitError, parse_fen
 
@@ -116,6 +117,42 @@ class Settings:
     accounts: tuple[AccountSetting, ...] = ()
 
 
+_MIB = 1024 * 1024
+# The range (inclusive) of every number in [server] and [limits]: a value outside is refused
+# with the key and the range. Every numeric field must have one (tests/gateway/test_bounds.py).
+RANGES: dict[str, dict[str, tuple[float, float]]] = {
+    "server": {
+        "port": (0, 65535),
+        "admin_port": (0, 65535),
+        "metrics_port": (0, 65535),
+        "heartbeat_s": (0, 3600),
+        "keepalive_s": (0, 3600),
+        "coalesce_ms": (0, 10_000),
+        "tick_s": (0.01, 60),
+        "snapshot_every": (0, 10**12),
+        "segment_bytes": (64 * 1024, 64 * 1024 * _MIB),
+    },
+    "limits": {
+        "max_frame_bytes": (1024, 16 * _MIB),
+        "requests_per_s": (0.001, 1_000_000),
+        "request_burst": (1, 1_000_000),
+        "orders_per_s": (0.001, 1_000_000),
+        "order_burst": (1, 1_000_000),
+        "max_violations": (1, 1_000_000),
+        "max_login_failures": (1, 1_000_000),
+        "max_subscriptions": (1, 10_000),
+        "max_connections_per_member": (1, 1_000_000),
+        "max_connections": (1, 1_000_000),
+        "write_buffer_bytes": (1024, 1024 * _MIB),
+        "socket_send_buffer": (0, 1024 * _MIB),  # 0 = the kernel's default (autotuned)
+    },
+}
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
 def _typed(cls: type, raw: Any, where: str) -> Any:
     """Build a flat dataclass from a TOML table, checking key names and value types."""
     if not isinstance(raw, dict):
@@ -134,6 +171,9 @@ def _typed(cls: type, raw: Any, where: str) -> Any:
             raise SettingsError(f"{where}.{name}: expected {expected.__name__}, got {value!r}")
         if expected in (int, float) and value < 0:
             raise SettingsError(f"{where}.{name}: must not be negative")
+        bounds = RANGES.get(where, {}).get(name)
+        if bounds is not None and not bounds[0] <= value <= bounds[1]:
+            raise SettingsError(f"{where}.{name}: {value!r} is outside the range {_num(bounds[0])} to {_num(bounds[1])}")
         values[name] = value
     return cls(**values)
 
@@ -173,10 +213,14 @@ def _hash(raw: dict[str, Any], where: str) -> str:
 def _holding(raw: Any, where: str) -> HoldingSetting:
     raw = _check_keys(raw, {"instrument", "quantity", "vintage"}, where)
     quantity, vintage = raw.get("quantity"), raw.get("vintage")
-    if not isinstance(quantity, int) or quantity <= 0:
+    if not isinstance(quantity, int) or isinstance(quantity, bool) or quantity <= 0:
         raise SettingsError(f"{where}.quantity: expected a positive integer")
-    if vintage is not None and not isinstance(vintage, int):
+    if (message := ranges.check_int(quantity, ranges.QUANTITY, f"{where}.quantity")) is not None:
+        raise SettingsError(message)
+    if vintage is not None and (not isinstance(vintage, int) or isinstance(vintage, bool)):
         raise SettingsError(f"{where}.vintage: expected an integer year")
+    if vintage is not None and (message := ranges.check_int(vintage, ranges.VINTAGE, f"{where}.vintage")) is not None:
+        raise SettingsError(message)
     return HoldingSetting(_text(raw, "instrument", where), quantity, vintage)
 
 
@@ -192,6 +236,8 @@ def _accounts(raw: Any) -> tuple[AccountSetting, ...]:
             cash = parse_fen(str(item.get("cash", "0")))
         except UnitError as exc:
             raise SettingsError(f"{where}.cash: {exc}") from None
+        if (message := ranges.check_int(cash, ranges.CASH, f"{where}.cash")) is not None:
+            raise SettingsError(message)
         holdings = tuple(_holding(h, f"{where}.holdings[{j}]") for j, h in enumerate(item.get("holdings", [])))
         out.append(AccountSetting(_text(item, "account", where), _text(item, "member", where), kind, cash, holdings))
     return tuple(out)

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from engine import ranges
 from engine import reasons as R
 from engine.units import UnitError, format_fen, parse_fen
 
@@ -179,36 +180,47 @@ AccountId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Symbol = Annotated[str, msgspec.Meta(min_length=1, max_length=16)]
 Price = Annotated[str, msgspec.Meta(min_length=1, max_length=24)]
 Money = Annotated[str, msgspec.Meta(min_length=1, max_length=24)]
-Qty = Annotated[int, msgspec.Meta(ge=-(10**12), le=10**12)]  # sign checked by the engine: its reason is specific
+# Integers are bounded here by their engine.ranges magnitude (outside: -32602 naming the field);
+# the sign and the instrument's own limits are checked by the engine, whose reasons are specific.
+Qty = Annotated[int, msgspec.Meta(ge=-ranges.QUANTITY.hi, le=ranges.QUANTITY.hi)]
 WireId = Annotated[str, msgspec.Meta(min_length=1, max_length=24)]
 ClientId = Annotated[str, msgspec.Meta(max_length=36)]
 Text = Annotated[str, msgspec.Meta(max_length=128)]
-Year = Annotated[int, msgspec.Meta(ge=0, le=9999)]
-Ts = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+Year = Annotated[int, msgspec.Meta(ge=0, le=ranges.VINTAGE.hi)]
+Ts = Annotated[int, msgspec.Meta(ge=ranges.TS.lo, le=ranges.TS.hi)]
 
 
 def parse_id(value: str) -> int:
-    """Wire id -> engine id. A string that is not a positive int is an unknown id (-1)."""
-    if value.isdigit() and len(value) <= 18 and value.isascii():
+    """Wire id -> engine id in ``ranges.ID``. A string that is not a positive int of at
+    most 18 digits is an unknown id (-1): the engine answers UNKNOWN_ORDER/_AUCTION/..."""
+    if value.isdigit() and len(value) <= ranges.ID_DIGITS and value.isascii():
         n = int(value)
         return n if n > 0 else -1
     return -1
 
 
 def parse_price(value: str, field: str = "price") -> int:
-    """Decimal string -> fen; more than two decimals is off the 0.01 tick."""
+    """Decimal string -> fen; more than two decimals is off the 0.01 tick; above
+    ``ranges.PRICE.hi`` is INVALID_PRICE (0 passes: the engine's rule check refuses it)."""
     try:
-        return parse_fen(value)
+        fen = parse_fen(value)
     except UnitError as exc:
         reason = R.INVALID_TICK if "decimals" in str(exc) else R.INVALID_PRICE
         raise RpcError.business(reason, f"{field} {exc}", field) from None
+    if fen > ranges.PRICE.hi:
+        raise RpcError.business(R.INVALID_PRICE, ranges.PRICE.too_large(field), field)
+    return fen
 
 
 def parse_money(value: str, field: str) -> int:
+    """Decimal string -> fen in ``ranges.CASH``; anything else is INVALID_AMOUNT."""
     try:
-        return parse_fen(value)
+        fen = parse_fen(value)
     except UnitError as exc:
         raise RpcError.business(R.INVALID_AMOUNT, f"{field} {exc}", field) from None
+    if fen > ranges.CASH.hi:
+        raise RpcError.business(R.INVALID_AMOUNT, ranges.CASH.too_large(field), field)
+    return fen
 
 
 def check_client_id(value: str, field: str) -> str:
@@ -411,7 +423,7 @@ class AdminCancelAllParams(CancelAllParams):
 
 
 class ReserveParams(Params):
-    lookback_days: Annotated[int, msgspec.Meta(ge=1, le=365)]
+    lookback_days: Annotated[int, msgspec.Meta(ge=ranges.LOOKBACK_DAYS.lo, le=ranges.LOOKBACK_DAYS.hi)]
     factor: Literal["1.0", "1.2", "100", "120", 100, 120] = "1.0"  # x1.0 or x1.2 of the lookback VWAP
     cap: Price | None = None
 
@@ -430,7 +442,7 @@ class AuctionCreateParams(Params):
     suspend_trading: bool = False
     start_ts: Ts | None = None
     end_ts: Ts | None = None
-    seed: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | None = None
+    seed: Annotated[int, msgspec.Meta(ge=ranges.SEED.lo, le=ranges.SEED.hi)] | None = None
 
 
 class EventCreateParams(Params):
