@@ -115,7 +115,9 @@ def deposit(eng: Engine, cmd: Deposit) -> None:
     if vintage is not None and cmd.instrument is not None:
         held = acct.holdings.get(cmd.instrument, {}).get(vintage)
         if held is not None and held.tradable + held.frozen + held.compliance_only + held.locked + cmd.quantity > QUANTITY.hi:
-            eng.reject(cmd, R.INVALID_AMOUNT, f"the account would hold more than {QUANTITY.show(QUANTITY.hi)}", "quantity", account=cmd.account)
+            eng.reject(
+                cmd, R.INVALID_AMOUNT, f"the account would hold more than {QUANTITY.show(QUANTITY.hi)}", "quantity", account=cmd.account
+            )
             return
     if cmd.cash:
         acct.available += cmd.cash

@@ -109,7 +109,7 @@ _Check = tuple[str, int, str, bool]  # (field, hi, reason, is a dict of ints)
 
 
 def _int_kind(annotation: Any) -> str | None:
-    """"scalar" for int / int | None, "dict" for dict[str, int] (| None), else None."""
+    """Kind of integer field: "scalar" for int / int | None, "dict" for dict[str, int] (| None), else None."""
     args = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
     for arg in args:
         if arg is int:
@@ -154,4 +154,3 @@ def check_int(value: int, rng: Range, where: str) -> str | None:
     if value in rng:
         return None
     return f"{where}: {rng.show(value)} is outside the range {rng.describe()}"
-

@@ -149,9 +149,7 @@ class Sequencer:
             self.journal.append(seq, cmd)
         except UnencodableCommand as exc:  # a value escaped its range check (engine.ranges): refuse it
             log.warning("refused a command the journal cannot encode: %s", exc)
-            raise RpcError(
-                wire.INVALID_PARAMS, "invalid params: a value is out of range", {"reason": wire.INVALID_PARAMS_REASON}
-            ) from None
+            raise RpcError(wire.INVALID_PARAMS, "invalid params: a value is out of range", {"reason": wire.INVALID_PARAMS_REASON}) from None
         except Exception as exc:  # the journal failed: nothing more can be made durable, stop serving
             if self.on_fatal is not None:
                 self.on_fatal(exc)
@@ -985,9 +983,6 @@ class Gateway:
 
 def _pick(ev: Any, *names: str) -> dict[str, Any]:
     return {n: getattr(ev, n) for n in names}
-
-
-
 
 
 def _cancel_all(call: Call, cmd: CancelAll) -> None:

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from engine.config import MarketConfig, load_market_text
 from engine import ranges
+from engine.config import MarketConfig, load_market_text
 from engine.schema import PARTICIPANT_TYPES
 from engine.units import UnitError, parse_fen
 
