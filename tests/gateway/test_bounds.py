@@ -110,6 +110,8 @@ class Rig:
         session.binary = binary
         if method == "session.login":  # logging in again on a logged-in session is INVALID_STATE: use a fresh one
             session = Session(self.settings.limits, admin=admin, binary=binary)
+        elif method == "session.logout":  # keep the shared sessions logged in
+            session = Session(self.settings.limits, admin=admin, binary=binary, member=None if admin else "broker-a", operator=admin)
         self.loop.run_until_complete(self._deliver(session, codec, frame))
         mine = [r for r in self.replies if r.get("id") == req_id]
         assert len(mine) == 1, f"{method}: expected one reply, got {mine}"
