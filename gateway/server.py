@@ -3,7 +3,8 @@
 Flow of every command (the durability contract):
 
     receive -> validate params -> build the schema command (ts = time.time_ns())
-    -> engine.apply -> journal.append -> ... group commit ... -> journal listener
+    -> journal.append (encodes it: refused here if it cannot be) -> engine.apply
+    -> ... group commit ... -> journal listener
     -> release, strictly in seq order: the reply to the requester, then the events
        to the fan-out (``EventSink``)
 
