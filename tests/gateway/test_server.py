@@ -424,3 +424,16 @@ async def test_snapshot_archives_the_segments_it_covers_and_restart_still_recove
     digest = h.gw.engine.digest()
     await h.gw.shutdown()
     assert recover(tmp_path, h.gw.settings.market).engine.digest() == digest
+
+
+async def test_cancel_all_answers_its_seq_even_when_nothing_was_cancelled(h: Harness) -> None:
+    """The mass cancel is journaled and uses a seq whether or not it found orders (issue 9 item 8)."""
+    a = await h.broker("a")
+    res = await a.ok("order.cancel_all", account="A-001")
+    assert res == {"cancelled": 0, "seq": h.gw.engine.seq} and isinstance(res["seq"], int)
+    ops = await h.operator()
+    res = await ops.ok("admin.order.cancel_all", member="broker-a")
+    assert res == {"cancelled": 0, "seq": h.gw.engine.seq}
+    await a.ok("order.place", **sell("64.00", 1))
+    res = await a.ok("order.cancel_all", account="A-001")
+    assert res == {"cancelled": 1, "seq": h.gw.engine.seq}
