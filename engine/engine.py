@@ -27,7 +27,7 @@ from engine.accounts import Account, Member
 from engine.book import Book, Order
 from engine.calendar import SessionClock, local_date
 from engine.config import MarketConfig
-from engine.ranges import command_failure
+from engine.ranges import CHECKERS as range_checks
 from engine.reasons import NOT_AUTHORIZED, UNKNOWN_INSTRUMENT
 from engine.schema import Command, Event, InstrumentStatus, ReferencePrice, Reject, Trade
 
@@ -150,7 +150,7 @@ class Engine:
             handler = self.handlers[type(cmd)]
         except KeyError:
             raise TypeError(f"not a command: {type(cmd).__name__}") from None
-        failure = command_failure(cmd)  # every integer within its documented range (engine.ranges)
+        failure = range_checks[type(cmd)](cmd)  # every integer within its documented range (engine.ranges)
         if failure is not None:
             self._reject_out_of_range(cmd, failure)
             return out

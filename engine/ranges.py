@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,17 +137,35 @@ def _checks_for(cls: type) -> tuple[_Check, ...]:
 CHECKS: dict[type, tuple[_Check, ...]] = {cls: _checks_for(cls) for cls in typing.get_args(AnyCommand)}
 
 
+def _failure(name: str, hi: int, reason: str) -> Failure:
+    return reason, f"{name} is out of range (magnitude at most {FIELDS[name].show(hi)})", name
+
+
+def _compile(cls: type, checks: tuple[_Check, ...]) -> Callable[[Any], Failure | None]:
+    """One straight-line function per command type (this runs once per command: a generic
+    loop over the fields cost ~0.35 us, ~7% of an order's time in the engine)."""
+    lines = ["def check(cmd):"]
+    for name, hi, reason, is_dict in checks:
+        lines.append(f"    v = cmd.{name}")
+        if is_dict:
+            lines.append(f"    if v is not None and any(not -{hi} <= x <= {hi} for x in v.values()):")
+        else:
+            lines.append(f"    if v is not None and not -{hi} <= v <= {hi}:")
+        lines.append(f"        return _failure({name!r}, {hi}, {reason!r})")
+    lines.append("    return None")
+    namespace: dict[str, Any] = {"_failure": _failure}
+    exec("\n".join(lines), namespace)  # generated from the fixed tables above, never from input
+    fn: Callable[[Any], Failure | None] = namespace["check"]
+    fn.__qualname__ = f"range_check_{cls.__name__}"
+    return fn
+
+
+CHECKERS: dict[type, Callable[[Any], Failure | None]] = {cls: _compile(cls, checks) for cls, checks in CHECKS.items()}
+
+
 def command_failure(cmd: Command) -> Failure | None:
     """(reason, message, field) if an integer of ``cmd`` is outside its range's magnitude."""
-    for name, hi, reason, is_dict in CHECKS[type(cmd)]:
-        value = getattr(cmd, name)
-        if value is None:
-            continue
-        values = value.values() if is_dict else (value,)
-        for v in values:
-            if not -hi <= v <= hi:
-                return reason, f"{name} is out of range (magnitude at most {FIELDS[name].show(hi)})", name
-    return None
+    return CHECKERS[type(cmd)](cmd)
 
 
 def check_int(value: int, rng: Range, where: str) -> str | None:

@@ -368,13 +368,13 @@ async def test_sequencer_refuses_an_unencodable_command_before_applying_it() -> 
     fatal: list[BaseException] = []
     sq = Sequencer(eng, journal, sink=None, latency_durable=None, latency_reply=None, on_fatal=fatal.append)  # type: ignore[arg-type]
     bad = Deposit(ts=1, account="A-001", cash=10**30)
-    ranges.CHECKS[Deposit] = ()  # simulate a range the bounds forgot
+    checker = ranges.CHECKERS[Deposit]
+    ranges.CHECKERS[Deposit] = lambda cmd: None  # simulate a range the bounds forgot
     try:
         with pytest.raises(wire.RpcError) as exc:
             sq.submit(bad)
     finally:
-        del ranges.CHECKS[Deposit]
-        ranges.CHECKS[Deposit] = ranges._checks_for(Deposit)
+        ranges.CHECKERS[Deposit] = checker
     assert exc.value.code == wire.INVALID_PARAMS and eng.seq == 0 and not journal.appended and not fatal
     assert sq.submit(Deposit(ts=2, account="A-001", cash=1)) == 1, "the next command gets the seq the refused one did not use"
 
