@@ -43,7 +43,7 @@ from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response
 
 from engine import auction as auctions
-from engine import blocks, retirement
+from engine import blocks, ranges, retirement
 from engine import reasons as R
 from engine.engine import Engine
 from engine.schema import (
@@ -231,6 +231,9 @@ class Call:
         Returns the command's seq (known before ``build`` runs)."""
         if self.gw.closing:
             raise RpcError.business(wire.SHUTTING_DOWN, "the exchange is shutting down")
+        failure = ranges.command_failure(cmd)  # the engine's own range check, before a seq is spent
+        if failure is not None:
+            raise RpcError.business(failure[0], failure[1], failure[2])
 
         def done(events: list[Event]) -> None:
             for ev in events:

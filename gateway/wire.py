@@ -180,9 +180,11 @@ AccountId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Symbol = Annotated[str, msgspec.Meta(min_length=1, max_length=16)]
 Price = Annotated[str, msgspec.Meta(min_length=1, max_length=24)]
 Money = Annotated[str, msgspec.Meta(min_length=1, max_length=24)]
-# Integers are bounded here by their engine.ranges magnitude (outside: -32602 naming the field);
-# the sign and the instrument's own limits are checked by the engine, whose reasons are specific.
-Qty = Annotated[int, msgspec.Meta(ge=-ranges.QUANTITY.hi, le=ranges.QUANTITY.hi)]
+# Quantities: beyond ±10^12 is -32602 naming the field (as ever); the built command's range
+# check (engine.ranges.QUANTITY, 10^9 t, in ``Call.command``) answers INVALID_QUANTITY /
+# INVALID_LOT / INVALID_AMOUNT beyond it; the engine's rules check the sign and the instrument's limits.
+QTY_WIRE_LIMIT = 10**12
+Qty = Annotated[int, msgspec.Meta(ge=-QTY_WIRE_LIMIT, le=QTY_WIRE_LIMIT)]
 WireId = Annotated[str, msgspec.Meta(min_length=1, max_length=24)]
 ClientId = Annotated[str, msgspec.Meta(max_length=36)]
 Text = Annotated[str, msgspec.Meta(max_length=128)]

@@ -42,7 +42,8 @@ OPERATOR_ATTACKS: list[tuple[str, dict[str, Any], str]] = [
         {"instrument": "SHEA", "quantity": 1000, "vintage": 2025, "reserve": {"lookback_days": 5, "cap": HUGE}},
         "INVALID_PRICE",
     ),
-    ("admin.auction.create", {"instrument": "SHEA", "quantity": 2**40, "vintage": 2025, "reserve_price": "60.00"}, "INVALID_PARAMS"),
+    ("admin.auction.create", {"instrument": "SHEA", "quantity": 10**11, "vintage": 2025, "reserve_price": "60.00"}, "INVALID_QUANTITY"),
+    ("admin.account.deposit", {"account": "A-001", "instrument": "SHEA", "vintage": 2025, "quantity": 10**12}, "INVALID_AMOUNT"),
 ]
 JSON_ONLY: list[tuple[str, dict[str, Any], str]] = [  # integers MessagePack cannot even carry
     ("order.place", {"account": "A-001", "instrument": "SHEA", "side": "buy", "price": "60.00", "quantity": 10**20}, "INVALID_PARAMS"),

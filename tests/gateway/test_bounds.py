@@ -470,3 +470,23 @@ def test_market_config_utc_offset_and_bidder_caps() -> None:
         load_market_text("[calendar]\nutc_offset_minutes = 100000\n" + base)
     with pytest.raises(ConfigError, match=r"auction.bidder_caps.institution: -1 t is outside the range 0 t to 1000000000 t"):
         load_market_text("[auction]\nbidder_caps = { institution = -1 }\n" + base)
+
+
+@pytest.mark.parametrize(
+    ("method", "admin", "params", "reason", "field"),
+    [
+        ("order.place", False, {"account": "A-001", "instrument": "SHEA", "side": "buy", "price": "60.00", "quantity": 10**10}, R.INVALID_QUANTITY, "quantity"),
+        ("retire", False, {"account": "A-001", "instrument": "SHEA", "quantity": -(10**12), "purpose": "public_welfare", "beneficiary": "x"}, R.INVALID_QUANTITY, "quantity"),
+        ("admin.account.deposit", True, {"account": "A-001", "instrument": "CCER", "quantity": 10**9 + 1}, R.INVALID_AMOUNT, "quantity"),
+        ("admin.auction.create", True, {"instrument": "SHEA", "quantity": 10, "reserve_price": "60.00", "caps": {"institution": 10**11}}, R.INVALID_QUANTITY, "caps"),
+        ("admin.auction.create", True, {"instrument": "SHEA", "quantity": 10, "reserve_price": "60.00", "min_lot": 10**12}, R.INVALID_LOT, "min_lot"),
+        ("admin.event.create", True, {"event_id": "e", "name": "n", "footprint": 10**12}, R.INVALID_QUANTITY, "footprint"),
+    ],
+)  # fmt: skip
+def test_integers_beyond_their_range_get_the_fields_reason_before_a_seq_is_spent(
+    rig: Rig, method: str, admin: bool, params: dict[str, Any], reason: str, field: str
+) -> None:
+    seq = rig.gw.engine.seq
+    reply = rig.call(method, params, admin=admin, binary=False)
+    assert reply["error"]["data"] == {"reason": reason, "field": field}, reply
+    assert rig.gw.engine.seq == seq
