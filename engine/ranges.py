@@ -1,9 +1,10 @@
 """The documented range of every integer that enters the exchange (wire, configuration, commands).
 
 One place for the bounds, used by the wire parsers (``gateway.wire``), the configuration
-loaders (``engine.config``, ``gateway.settings``) and the engine itself (``command_failure``,
-called by ``Engine.apply`` for every command, because cluster mode and replay feed it
-commands that never passed the wire parser).
+loaders (``engine.config``, ``gateway.settings``), the gateway for every command it builds
+(``command_failure``: refused before a seq is spent) and the engine itself (``CHECKERS``,
+run by ``Engine.apply`` on every command, because cluster mode and replay feed it commands
+that never passed the wire parser).
 
 The bounds are realistic and keep every derived number far inside a signed 64-bit integer
 (MessagePack, the journal and snapshots end there):
