@@ -35,7 +35,7 @@ def test_anonymous_connections_are_bounded_per_address() -> None:
     with pytest.raises(Refused) as refused:
         _admit(reg, "10.0.0.1")
     assert refused.value.kind == "address" and "this address" in str(refused.value)
-    s, victim = _admit(reg, "10.0.0.2")  # another address is not affected
+    _, victim = _admit(reg, "10.0.0.2")  # another address is not affected
     assert victim is None and reg.anonymous_total == 4
     assert reg.refused == {"address": 1}
 
@@ -60,7 +60,7 @@ def test_full_anonymous_budget_evicts_the_oldest_of_the_heaviest_address_for_a_l
     light = [_admit(reg, "10.0.0.2")[0] for _ in range(2)]
     _admit(reg, "10.0.0.3")
     assert reg.anonymous_total == 6
-    newcomer, victim = _admit(reg, "10.0.0.4")
+    _, victim = _admit(reg, "10.0.0.4")
     assert victim is heavy[0] and victim.evicted, "the oldest connection of the address holding the most"
     assert reg.anonymous_total == 6 and len(reg.anonymous["10.0.0.1"]) == 2
     assert not reg.bind_member(victim, "m"), "an evicted connection cannot log in any more"

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from gateway.sessions import ConnectionRegistry, Refused, Session, TokenBucket, address_key, hash_secret, verify_secret
+from gateway.sessions import ConnectionRegistry, Refused, Session, TokenBucket, hash_secret, verify_secret
 from gateway.settings import Limits, SettingsError, parse_settings, with_env_operator
 from tests.gateway.support import DEMO_TEXT
 
