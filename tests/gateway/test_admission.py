@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 
 import pytest
@@ -235,6 +236,8 @@ async def test_after_a_failure_only_one_attempt_at_a_time_is_verified() -> None:
     ],
 )
 def test_admission_limits_are_validated(limits: str, message: str) -> None:
-    text = DEMO_TEXT.replace("[limits]\n", f"[limits]\n{limits}\n", 1)
+    name = limits.split(" = ")[0]
+    text, n = re.subn(rf"^{name} = .*$", limits, DEMO_TEXT, count=1, flags=re.M)
+    assert n == 1, f"the demo configuration lists {name}"
     with pytest.raises(SettingsError, match=message):
         parse_settings(text)
