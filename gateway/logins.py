@@ -18,7 +18,8 @@ memory. ``LoginGuard`` bounds both:
 - **Known-good pairs.** A (key id, address) pair that has logged in successfully is not
   held back by the key's or the address's back-off (only by its own): an attacker guessing
   a broker's key from elsewhere, or a mistyping neighbour behind the same NAT, does not lock
-  the broker out.
+  the broker out. Its logins also wait for a hashing lane ahead of all others and are never
+  refused as busy, so a storm of guesses from many addresses does not slow them down.
 
 Unknown key ids are counted exactly like known ones (they are verified against a dummy
 hash), so throttling reveals nothing about which key ids exist. All tables are bounded
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -111,7 +112,10 @@ class LoginGuard:
         self.entries = entries
         self.in_flight: dict[tuple[int, Hashable], int] = {}  # (table, key) -> attempts being verified
         self.executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=name)
-        self._slots: asyncio.Semaphore | None = None
+        # Waiting for a lane: known-good pairs first (a storm of new guesses never delays a
+        # broker logging in from where it logged in before), then everyone else, in order.
+        self._waiting: tuple[deque[asyncio.Future[None]], deque[asyncio.Future[None]]] = (deque(), deque())
+        self._handed = 0  # lanes handed to woken waiters that have not started yet
         self.pending = 0  # admitted: waiting for a slot or hashing
         self.hashing = 0
         self.peak_hashing = 0  # highest number of concurrent verifications seen
@@ -155,7 +159,7 @@ class LoginGuard:
         for f in flights:
             self.in_flight[f] = self.in_flight.get(f, 0) + 1
         try:
-            ok = await self.run(check)
+            ok = await self.run(check, first=(key_id, address) in self.known_good)
         finally:
             for f in flights:
                 left = self.in_flight[f] - 1
@@ -178,25 +182,52 @@ class LoginGuard:
             self.by_pair.fail(pair, now)
         return ok
 
-    async def run(self, fn: Callable[[], T]) -> T:
+    async def run(self, fn: Callable[[], T], first: bool = False) -> T:
         """Run the scrypt job ``fn`` on the guard's threads, at most ``concurrency`` at once;
-        ``Busy`` at once if ``queue`` jobs are already waiting."""
-        if self.pending >= self.concurrency + self.queue:
+        ``Busy`` at once if ``queue`` jobs are already waiting (``first``: a known-good login,
+        which waits ahead of the others and is never refused as busy)."""
+        if not first and self.pending >= self.concurrency + self.queue:
             self.busy += 1
             raise Busy("too many logins being verified: retry in a moment")
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self.concurrency)
         self.pending += 1
         try:
-            async with self._slots:
-                self.hashing += 1
-                self.peak_hashing = max(self.peak_hashing, self.hashing)
-                try:
-                    return await asyncio.get_running_loop().run_in_executor(self.executor, fn)
-                finally:
-                    self.hashing -= 1
+            await self._lane(first)
+            self.hashing += 1
+            self.peak_hashing = max(self.peak_hashing, self.hashing)
+            try:
+                return await asyncio.get_running_loop().run_in_executor(self.executor, fn)
+            finally:
+                self.hashing -= 1
+                self._wake()
         finally:
             self.pending -= 1
+
+    async def _lane(self, first: bool) -> None:
+        """Wait until a hashing lane is free (it is then this caller's)."""
+        if self.hashing + self._handed < self.concurrency and not any(self._waiting):
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue = self._waiting[0 if first else 1]
+        queue.append(fut)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():  # woken, then cancelled: pass the lane on
+                self._handed -= 1
+                self._wake()
+            elif fut in queue:
+                queue.remove(fut)
+            raise
+        self._handed -= 1
+
+    def _wake(self) -> None:
+        """Hand free lanes to the next waiters (known-good first)."""
+        for queue in self._waiting:
+            while queue and self.hashing + self._handed < self.concurrency:
+                fut = queue.popleft()
+                if not fut.done():
+                    self._handed += 1
+                    fut.set_result(None)
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import threading
+from collections.abc import Callable
 
 import pytest
 
@@ -241,3 +242,35 @@ def test_admission_limits_are_validated(limits: str, message: str) -> None:
     assert n == 1, f"the demo configuration lists {name}"
     with pytest.raises(SettingsError, match=message):
         parse_settings(text)
+
+
+async def test_known_good_logins_wait_ahead_of_a_storm_and_are_never_busy() -> None:
+    clock = Clock()
+    guard = _guard(clock, concurrency=1, queue=2)
+    assert await guard.verify("broker", "10.0.0.1", lambda: True)
+    gate, order = threading.Event(), []
+
+    def job(name: str, ok: bool) -> Callable[[], bool]:
+        def run() -> bool:
+            gate.wait(5)
+            order.append(name)
+            return ok
+
+        return run
+
+    storm = [asyncio.create_task(guard.verify(f"guess{i}", f"10.9.0.{i}", job(f"guess{i}", False))) for i in range(3)]
+    await asyncio.sleep(0.05)
+    with pytest.raises(Busy):
+        await guard.verify("guess-late", "10.9.1.1", job("late", False))
+    abandoned = asyncio.create_task(guard.run(job("abandoned", True), first=True))
+    await asyncio.sleep(0.01)
+    abandoned.cancel()  # a waiter that goes away must not keep its place or a lane
+    broker = asyncio.create_task(guard.verify("broker", "10.0.0.1", job("broker", True)))
+    await asyncio.sleep(0.05)
+    gate.set()
+    assert await broker
+    assert [r for r in await asyncio.gather(*storm)] == [False, False, False]
+    assert order[:2] == ["guess0", "broker"], "the known-good login goes right after the running hash"
+    assert "abandoned" not in order and guard.hashing == 0 and guard.pending == 0 and guard._handed == 0
+    assert guard.peak_hashing == 1
+    guard.close()
