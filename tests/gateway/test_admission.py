@@ -8,6 +8,8 @@ import threading
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.logins import Backoff, Busy, LoginGuard, Throttled
 from gateway.sessions import ConnectionRegistry, Refused, Session, address_key
@@ -274,3 +276,61 @@ async def test_known_good_logins_wait_ahead_of_a_storm_and_are_never_busy() -> N
     assert "abandoned" not in order and guard.hashing == 0 and guard.pending == 0 and guard._handed == 0
     assert guard.peak_hashing == 1
     guard.close()
+
+
+_OPS = st.lists(
+    st.tuples(st.sampled_from(["connect", "admin", "login", "logout", "drop"]), st.integers(0, 5), st.integers(0, 40)), max_size=120
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_OPS)
+def test_registry_counts_always_match_the_sessions_and_admission_respects_the_budgets(ops: list[tuple[str, int, int]]) -> None:
+    """Random connects (from 6 addresses), logins, logouts and disconnects: the registry's
+    counters always equal what its sessions say, admission never exceeds a budget, and the
+    evictions it asks for only ever hit anonymous trading connections of a heavier address."""
+    limits = Limits(max_connections=12, max_anonymous_connections=6, max_anonymous_per_address=3, max_admin_connections=3)
+    reg = ConnectionRegistry(limits)
+    live: list[Session] = []
+    for op, addr, pick in ops:
+        address = f"10.0.0.{addr}"
+        if op in ("connect", "admin"):
+            s = Session(limits, admin=op == "admin", address=address)
+            before = {a: len(held) for a, held in reg.anonymous.items()}
+            try:
+                victim = reg.admit(s)
+            except Refused:
+                continue
+            live.append(s)
+            if victim is not None:
+                assert not victim.admin and not victim.authenticated and victim.evicted
+                assert before[victim.address] > before.get(address, 0)
+                live.remove(victim)
+                reg.drop(victim)  # its handler ends
+            if not s.admin:
+                assert len(reg.anonymous[address]) <= max(limits.max_anonymous_per_address, before.get(address, 0))
+        elif live:
+            s = live[pick % len(live)]
+            if op == "login" and not s.authenticated:
+                if s.admin:
+                    assert reg.logged_in(s)
+                    s.operator = True
+                else:
+                    reg.bind_member(s, f"m{pick % 3}")
+            elif op == "logout" and s.authenticated:
+                reg.unbind_member(s)
+                s.operator = False
+                reg.logged_out(s)
+            elif op == "drop":
+                live.remove(s)
+                reg.drop(s)
+        assert reg.sessions == set(live)
+        for listener in ("trading", "admin"):
+            assert reg.connections[listener] == sum(1 for s in live if s.admin == (listener == "admin"))
+        assert reg.connections["trading"] <= limits.max_connections and reg.connections["admin"] <= limits.max_admin_connections
+        anonymous = [s for s in live if not s.admin and not s.authenticated]
+        assert reg.anonymous_total == len(anonymous) == sum(len(held) for held in reg.anonymous.values())
+        assert all(held and all(s.address == a for s in held) for a, held in reg.anonymous.items())
+        assert reg.anonymous_admin == sum(1 for s in live if s.admin and not s.authenticated)
+        assert all(n <= limits.max_connections_per_member for n in reg.per_member.values())
+        assert sum(reg.per_member.values()) == sum(1 for s in live if s.member is not None)
