@@ -33,7 +33,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -231,6 +231,3 @@ class LoginGuard:
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
-
-    def stats(self) -> dict[str, Any]:
-        return {"pending": self.pending, "hashing": self.hashing, "peak_hashing": self.peak_hashing}
