@@ -594,6 +594,9 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "request_burst": 1_000_000,
         "max_connections_per_member": 10_000,
         "max_connections": 10_000,
+        "max_anonymous_connections": 9_000,  # the fan-out subscribers are anonymous, all from loopback
+        "max_anonymous_per_address": 9_000,
+        "login_timeout_s": 3600.0,
         "write_buffer_bytes": args.slow_limit_kib * 1024,
     }
     config = write_config(workdir / "bench.toml", limits=limits)

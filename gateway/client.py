@@ -222,6 +222,7 @@ class Client:
         resubscribe_on_gap: bool = True,
         open_timeout: float = 10.0,
         ssl: ssl_module.SSLContext | None = None,
+        local_addr: tuple[str, int] | None = None,
     ) -> None:
         if subprotocol not in (None, MSGPACK):
             raise ValueError(f"unknown subprotocol {subprotocol!r}; only {MSGPACK!r} is defined")
@@ -231,6 +232,7 @@ class Client:
         self.max_size = max_size
         self.open_timeout = open_timeout
         self.ssl = ssl
+        self.local_addr = local_addr  # source (host, port) to connect from; None: the OS picks
         self.checksum = checksum
         self.resubscribe_on_gap = resubscribe_on_gap
         self.books: dict[str, Book] = {}
@@ -265,10 +267,12 @@ class Client:
         """Open the WebSocket (no proxy, no compression) and start the reader task.
         ``wss://`` URLs use the ``ssl`` context given (default: the system's trust store)."""
         subprotocols = [Subprotocol(self.subprotocol)] if self.subprotocol else None
-        tls: dict[str, Any] = {"ssl": self.ssl} if self.ssl is not None else {}
+        extra: dict[str, Any] = {"ssl": self.ssl} if self.ssl is not None else {}
+        if self.local_addr is not None:
+            extra["local_addr"] = self.local_addr
         self._ws = await connect(
             self.url,
-            **tls,
+            **extra,
             subprotocols=subprotocols,
             compression=None,
             proxy=None,

@@ -122,14 +122,7 @@ class GatewayCollector:
     def _gateway(self, gw: Any) -> Iterator[Metric]:
         yield _histogram("carbonx_command_latency_seconds", "Receive -> durable", gw.latency_durable, {"stage": "durable"})
         yield _histogram("carbonx_command_reply_latency_seconds", "Receive -> reply written", gw.latency_reply, {"stage": "reply"})
-        sessions = GaugeMetricFamily("carbonx_sessions", "Open connections", labels=["listener", "state"])
-        counts: dict[tuple[str, str], int] = {}
-        for s in gw.registry.sessions:
-            key = ("admin" if s.admin else "trading", "authenticated" if s.authenticated else "anonymous")
-            counts[key] = counts.get(key, 0) + 1
-        for (listener, state), n in sorted(counts.items()):
-            sessions.add_metric([listener, state], n)
-        yield sessions
+        yield from self._admission(gw)
         subs = GaugeMetricFamily("carbonx_subscriptions", "Subscriptions by channel kind", labels=["kind"])
         for kind, n in sorted(gw.market.subscription_count().items()):
             subs.add_metric([kind], n)
@@ -153,6 +146,46 @@ class GatewayCollector:
         yield GaugeMetricFamily("carbonx_event_loop_lag_max_seconds", "Max event-loop lag since the last scrape", value=lag.max)
         lag.max = 0.0
         yield _histogram("carbonx_event_loop_lag", "Event-loop lag samples", lag.histogram)
+
+    def _admission(self, gw: Any) -> Iterator[Metric]:
+        """Connection budgets and login throttling (plain integers of the registry and guards)."""
+        reg = gw.registry
+        anonymous = {"trading": reg.anonymous_total, "admin": reg.anonymous_admin}
+        sessions = GaugeMetricFamily("carbonx_sessions", "Open connections", labels=["listener", "state"])
+        for listener, n in sorted(reg.connections.items()):
+            sessions.add_metric([listener, "anonymous"], anonymous[listener])
+            sessions.add_metric([listener, "authenticated"], n - anonymous[listener])
+        yield sessions
+        yield GaugeMetricFamily(
+            "carbonx_anonymous_addresses", "Source addresses holding anonymous trading connections", value=len(reg.anonymous)
+        )
+        refused = CounterMetricFamily("carbonx_connections_refused", "Connections refused at connect (close 1013)", labels=["budget"])
+        for kind, n in sorted(reg.refused.items()):
+            refused.add_metric([kind], n)
+        yield refused
+        yield CounterMetricFamily(
+            "carbonx_anonymous_evictions", "Anonymous connections closed to make room for another address", value=reg.evictions
+        )
+        yield CounterMetricFamily("carbonx_login_timeouts", "Connections closed for not logging in in time (1008)", value=gw.login_timeouts)
+        yield CounterMetricFamily(
+            "carbonx_abuse_disconnects", "Connections closed for too many refused requests (1008)", value=gw.abuse_disconnects
+        )
+        logins = CounterMetricFamily("carbonx_logins", "Login attempts by outcome", labels=["listener", "outcome"])
+        throttled = CounterMetricFamily(
+            "carbonx_logins_throttled", "Logins refused unhashed (LOGIN_THROTTLED)", labels=["listener", "scope"]
+        )
+        hashing = GaugeMetricFamily("carbonx_login_hashing", "Password verifications running / admitted", labels=["listener", "state"])
+        for admin, guard in sorted(gw.logins.items()):
+            listener = "admin" if admin else "trading"
+            logins.add_metric([listener, "success"], guard.succeeded)
+            logins.add_metric([listener, "failure"], guard.failed)
+            logins.add_metric([listener, "busy"], guard.busy)
+            for scope, n in sorted(guard.throttled.items()):
+                throttled.add_metric([listener, scope], n)
+            hashing.add_metric([listener, "running"], guard.hashing)
+            hashing.add_metric([listener, "admitted"], guard.pending)
+            hashing.add_metric([listener, "peak"], guard.peak_hashing)
+        yield from (logins, throttled, hashing)
 
 
 def make_registry(gateway: Any) -> CollectorRegistry:

@@ -98,9 +98,10 @@ from engine.schema import (
 )
 from gateway import wire
 from gateway.journal import UnencodableCommand
+from gateway.logins import Busy, LoginGuard, Throttled
 from gateway.marketdata import ChannelError, Fanout, MarketData
 from gateway.metrics import HttpEndpoint, LatencyHistogram, LoopLag, make_registry
-from gateway.sessions import ConnectionRegistry, Session, hash_secret, verify_secret
+from gateway.sessions import ConnectionRegistry, Refused, Session, address_key, hash_secret, verify_secret
 from gateway.settings import Settings
 from gateway.wire import RpcError
 
@@ -112,6 +113,8 @@ PATH = "/v1"
 _DUMMY_HASH = "scrypt$" + "00" * 16 + "$" + "00" * 32
 
 Done = Callable[[list[Event]], None]
+# Errors that say the request itself was malformed: each counts against max_violations.
+_MALFORMED = frozenset({wire.PARSE_ERROR, wire.INVALID_REQUEST, wire.METHOD_NOT_FOUND, wire.INVALID_PARAMS})
 
 
 class Sequencer:
@@ -314,6 +317,17 @@ class Gateway:
         self.loop_lag = LoopLag()
         self.seq = Sequencer(engine, journal, self.market, self.latency_durable, self.latency_reply, self._fatal)
         self.registry = ConnectionRegistry(self.limits)
+        lim = self.limits
+        backoff = (lim.login_backoff_base_s, lim.login_backoff_max_s, lim.login_throttle_entries)
+        # Operators get a hashing lane of their own: a login storm on the trading listener
+        # never makes the operator's login wait or fail as busy.
+        self.logins = {
+            False: LoginGuard(lim.login_hash_concurrency, lim.login_hash_queue, *backoff),
+            True: LoginGuard(1, lim.max_admin_connections, *backoff, name="carbonx-scrypt-admin"),
+        }
+        self.login_timeouts = 0
+        self._closers: set[asyncio.Task[None]] = set()
+        self.abuse_disconnects = 0
         self.rate_limited = 0
         self.closing = False
         self.ready = False
@@ -479,6 +493,8 @@ class Gateway:
             await self.journal.close()
         except Exception:
             log.exception("journal close failed")
+        for guard in self.logins.values():
+            guard.close()
         conns = [s.connection for s in self.registry.sessions if s.connection is not None]
         await asyncio.gather(*(c.close(1001, "server shutting down") for c in conns), return_exceptions=True)
         for server in self.servers:
@@ -490,13 +506,20 @@ class Gateway:
         sock = ws.transport.get_extra_info("socket")
         if sock is not None and self.limits.socket_send_buffer:  # so the slow-consumer guard sees backlog early
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.limits.socket_send_buffer)
-        session = Session(self.limits, admin=admin, binary=ws.subprotocol == MSGPACK_SUBPROTOCOL, connection=ws)
+        session = Session(
+            self.limits, admin=admin, binary=ws.subprotocol == MSGPACK_SUBPROTOCOL, connection=ws, address=address_key(ws.remote_address)
+        )
         if self.closing:
             await ws.close(1001, "server shutting down")
             return
-        if not self.registry.admit(session):
-            await ws.close(1013, "too many connections")
+        try:
+            victim = self.registry.admit(session)
+        except Refused as refused:
+            await ws.close(1013, str(refused))
             return
+        if victim is not None and victim.connection is not None:
+            self._close_later(victim, 1013, "anonymous connections are full: log in to keep a connection")
+        self._arm_login_timeout(session)
         codec = wire.MSGPACK if session.binary else wire.JSON
         try:
             while True:
@@ -505,6 +528,7 @@ class Gateway:
                 if result is not None:
                     await result
                 if session.abusive:
+                    self.abuse_disconnects += 1
                     await ws.close(1008, "too many rejected requests (rate limit or malformed input)")
                     break
         except ConnectionClosed:
@@ -512,7 +536,40 @@ class Gateway:
         finally:
             self._disconnect(session)
 
+    def _arm_login_timeout(self, session: Session) -> None:
+        """Check ``login_timeout_s`` from now that the connection has logged in (see
+        ``_login_deadline``)."""
+        if session.login_timer is not None:
+            session.login_timer.cancel()
+        session.login_timer = asyncio.get_running_loop().call_later(self.limits.login_timeout_s, self._login_deadline, session)
+
+    def _login_deadline(self, session: Session) -> None:
+        """Close a connection still anonymous after ``login_timeout_s`` (1008). On the trading
+        listener with public market data, an anonymous connection holding subscriptions is a
+        market-data subscriber: it stays (counted in the anonymous budget) and is checked again
+        every ``login_timeout_s``."""
+        session.login_timer = None
+        if session.authenticated or session not in self.registry.sessions or session.connection is None:
+            return
+        if not session.admin and not self.settings.server.market_data_requires_login and session.subscriptions:
+            self._arm_login_timeout(session)
+            return
+        self.login_timeouts += 1
+        reason = f"login timeout: not logged in within {self.limits.login_timeout_s:g} s"
+        if not session.admin and not self.settings.server.market_data_requires_login:
+            reason += " (or subscribe to market data)"
+        self._close_later(session, 1008, reason)
+
+    def _close_later(self, session: Session, code: int, reason: str) -> None:
+        """Close another connection than the one being handled (its own handler cleans up)."""
+        task = asyncio.get_running_loop().create_task(session.connection.close(code, reason))
+        self._closers.add(task)
+        task.add_done_callback(self._closers.discard)
+
     def _disconnect(self, session: Session) -> None:
+        if session.login_timer is not None:
+            session.login_timer.cancel()
+            session.login_timer = None
         self._cancel_on_disconnect(session)
         self.market.drop(session)
         self.registry.drop(session)
@@ -533,14 +590,20 @@ class Gateway:
             return None
         call = Call(self, session, req.id, recv_ns)
         try:
-            method = self._method(session, req.method)
-            if not session.allow(method.order):
+            if not session.allow(False):  # every frame is charged, before anything else
                 self.rate_limited += 1
                 raise RpcError.business(R.RATE_LIMITED, "request rate limit exceeded: slow down")
+            method = self._method(session, req.method)
+            if method.order and not session.allow_order():
+                self.rate_limited += 1
+                raise RpcError.business(R.RATE_LIMITED, "order rate limit exceeded: slow down")
             self._check_access(session, method)
             params = codec.params(req, method.params)
+            session.well_formed()
             result = getattr(self, method.handler)(call, params)
         except RpcError as err:
+            if err.code in _MALFORMED:  # unknown method, invalid params: every malformed request counts
+                session.refused()
             call.error(err)
             return None
         except Exception:
@@ -611,13 +674,24 @@ class Gateway:
             found = self.engine.member_of_key(p.key_id)
             if found is not None:
                 stored, member = found.secret_hash, found.member
-        ok = await asyncio.to_thread(verify_secret, p.secret, stored or _DUMMY_HASH)
-        if not ok or stored is None:
-            s.login_failures += 1
-            if s.login_failures >= self.limits.max_login_failures:
-                s.violations = self.limits.max_violations  # closes the connection after this reply
+        secret, against = p.secret, stored or _DUMMY_HASH
+        try:
+            ok = await self.logins[s.admin].verify(p.key_id, s.address, lambda: verify_secret(secret, against)) and stored is not None
+        except Throttled as throttled:
+            self._login_failed(s)
+            raise RpcError.business(
+                wire.LOGIN_THROTTLED, str(throttled), retry_after_ms=max(1, int(throttled.retry_after * 1000)), scope=throttled.scope
+            ) from None
+        except Busy as busy:
+            self.rate_limited += 1
+            raise RpcError.business(R.RATE_LIMITED, f"{busy}", retry_after_ms=1000) from None
+        if not ok:
+            self._login_failed(s)
             raise RpcError.business(R.NOT_AUTHENTICATED, "invalid key id or secret", "secret")
+        if s.evicted:  # made room for another address's connection while the secret was checked
+            raise RpcError.business(wire.TOO_MANY_CONNECTIONS, "this connection was closed to make room for another")
         if s.admin:
+            self.registry.logged_in(s)
             s.operator = True
             call.reply(
                 {
@@ -637,6 +711,11 @@ class Gateway:
         accounts = self.engine.accounts_of(member)
         call.reply({"member": member, "accounts": accounts, "session_id": s.session_id, "heartbeat_s": self.settings.server.heartbeat_s})
 
+    def _login_failed(self, s: Session) -> None:
+        s.login_failures += 1
+        if s.login_failures >= self.limits.max_login_failures:
+            s.violations = self.limits.max_violations  # closes the connection after this reply
+
     def m_logout(self, call: Call, p: wire.NoParams) -> None:
         s = call.session
         if s.cancel_on_disconnect and s.member is not None:  # logout is deliberate: orders stay
@@ -646,6 +725,8 @@ class Gateway:
         s.subscriptions.discard("orders")
         self.registry.unbind_member(s)
         s.operator = False
+        self.registry.logged_out(s)
+        self._arm_login_timeout(s)
         call.reply({"logged_out": True})
 
     def m_cancel_on_disconnect(self, call: Call, p: wire.CancelOnDisconnectParams) -> None:
@@ -848,7 +929,11 @@ class Gateway:
         return self._member_create(call, p)
 
     async def _member_create(self, call: Call, p: wire.MemberCreateParams) -> None:
-        secret_hash = await asyncio.to_thread(hash_secret, p.secret)
+        secret = p.secret
+        try:
+            secret_hash = await self.logins[True].run(lambda: hash_secret(secret))
+        except Busy as busy:
+            raise RpcError.business(R.RATE_LIMITED, str(busy), retry_after_ms=1000) from None
         cmd = CreateMember(ts=time.time_ns(), member=p.member, key_id=p.key_id, secret_hash=secret_hash)
         call.command(cmd, lambda events: _pick(_first(events, MemberCreated), "member", "key_id") | {"seq": events[0].seq})
 

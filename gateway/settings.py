@@ -67,11 +67,34 @@ class Limits:
     request_burst: int = 400
     orders_per_s: float = 100.0
     order_burst: int = 200
-    max_violations: int = 50  # rate-limit rejects in a row before the connection is closed (1008)
+    max_violations: int = 50  # refused requests (rate limit, malformed, unknown method) in a row before close (1008)
     max_login_failures: int = 5
     max_subscriptions: int = 64
     max_connections_per_member: int = 16
-    max_connections: int = 4096
+    max_connections: int = 4096  # trading listener, anonymous and logged-in together
+    # The admin listener has a budget of its own, so a full trading listener never keeps an
+    # operator from reaching halt and the kill switch.
+    max_admin_connections: int = 64
+    # Not-yet-logged-in connections on the trading listener: in total (the rest of
+    # max_connections is reserved for logged-in sessions) and per source address (IPv4
+    # address or IPv6 /64). When the total is full, a newcomer from a lighter address evicts
+    # the oldest anonymous connection of the heaviest one (see docs/operations.md).
+    max_anonymous_connections: int = 1024
+    max_anonymous_per_address: int = 32
+    # Seconds a connection may stay anonymous: always on the admin listener; on the trading
+    # listener only while it holds no subscription, unless market data requires login.
+    login_timeout_s: float = 10.0
+    # Password hashing (scrypt, 16 MiB and ~50 ms each): at most this many at once (so at
+    # most this many x 16 MiB), at most login_hash_queue more waiting; beyond that
+    # RATE_LIMITED at once.
+    login_hash_concurrency: int = 2
+    login_hash_queue: int = 32
+    # After the n-th failed login in a row for a key id or a source address, the next attempt
+    # for it is refused unhashed (LOGIN_THROTTLED) for base * 2^(n-1) seconds, at most max;
+    # failures are forgotten max seconds after the last one. The table is bounded.
+    login_backoff_base_s: float = 1.0
+    login_backoff_max_s: float = 60.0
+    login_throttle_entries: int = 16384
     write_buffer_bytes: int = 4 * 1024 * 1024  # slow-consumer limit per connection
     # Kernel send buffer per connection. Without a cap Linux autotunes it to several MB,
     # and the slow-consumer limit above only starts counting once that is full.
@@ -143,6 +166,15 @@ RANGES: dict[str, dict[str, tuple[float, float]]] = {
         "max_subscriptions": (1, 10_000),
         "max_connections_per_member": (1, 1_000_000),
         "max_connections": (1, 1_000_000),
+        "max_admin_connections": (1, 10_000),
+        "max_anonymous_connections": (1, 1_000_000),
+        "max_anonymous_per_address": (1, 1_000_000),
+        "login_timeout_s": (0.1, 3600),
+        "login_hash_concurrency": (1, 64),
+        "login_hash_queue": (0, 100_000),
+        "login_backoff_base_s": (0.001, 3600),
+        "login_backoff_max_s": (0.001, 86_400),
+        "login_throttle_entries": (1, 10_000_000),
         "write_buffer_bytes": (1024, 1024 * _MIB),
         "socket_send_buffer": (0, 1024 * _MIB),  # 0 = the kernel's default (autotuned)
     },
@@ -267,6 +299,24 @@ def _validate(s: Settings) -> None:
                 raise SettingsError(f"account {a.account}: unknown instrument {h.instrument!r}")
     if s.limits.max_frame_bytes < 1024 or s.limits.requests_per_s <= 0 or s.limits.orders_per_s <= 0:
         raise SettingsError("limits: max_frame_bytes >= 1024 and positive request/order rates are required")
+    _validate_admission(s.limits)
+
+
+def _validate_admission(lim: Limits) -> None:
+    """Connection budgets and login throttling must leave room for the sessions they protect."""
+    if lim.max_admin_connections < 1 or lim.max_anonymous_per_address < 1:
+        raise SettingsError("limits: max_admin_connections and max_anonymous_per_address must be at least 1")
+    if not lim.max_anonymous_per_address <= lim.max_anonymous_connections < lim.max_connections:
+        raise SettingsError(
+            "limits: need max_anonymous_per_address <= max_anonymous_connections < max_connections "
+            "(the difference is reserved for logged-in sessions)"
+        )
+    if lim.login_timeout_s <= 0:
+        raise SettingsError("limits.login_timeout_s: must be positive")
+    if lim.login_hash_concurrency < 1 or lim.login_throttle_entries < 1:
+        raise SettingsError("limits: login_hash_concurrency and login_throttle_entries must be at least 1")
+    if not 0 < lim.login_backoff_base_s <= lim.login_backoff_max_s:
+        raise SettingsError("limits: need 0 < login_backoff_base_s <= login_backoff_max_s")
 
 
 def parse_settings(text: str) -> Settings:

@@ -59,6 +59,10 @@ async def test_operator_credentials_from_the_environment(tmp_path: Path) -> None
             with pytest.raises(RpcError) as old:
                 await c.login(*OPERATOR)
             assert old.value.reason == "NOT_AUTHENTICATED"
+            with pytest.raises(RpcError) as wait:  # a failed login backs off its address (docs/protocol.md)
+                await c.login("robot", "robot-secret-123")
+            assert wait.value.reason == "LOGIN_THROTTLED" and 0 < wait.value.data["retry_after_ms"] <= 1000
+            await asyncio.sleep(wait.value.data["retry_after_ms"] / 1000 + 0.05)
             await c.login("robot", "robot-secret-123")
             assert (await c.call("admin.instrument.halt", instrument="CCER")) is not None
         async with broker(server, "a") as a:

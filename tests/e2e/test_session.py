@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import pytest
@@ -38,23 +39,36 @@ async def test_login_returns_member_accounts_and_session(shared_server: Server) 
         assert isinstance(pong["ts"], int)
 
 
+async def _login_error(c: Client, key_id: str, secret: str) -> RpcError:
+    """The error of a failed login, once any back-off from earlier failures has passed."""
+    while True:
+        err = await _error(c.login(key_id, secret))
+        if err.reason != "LOGIN_THROTTLED":
+            return err
+        await asyncio.sleep(err.data["retry_after_ms"] / 1000 + 0.05)
+
+
 @pytest.mark.parametrize(
-    ("key_id", "secret"),
+    ("case", "key_id", "secret"),
     [
-        ("demo-a", "wrong-secret"),
-        ("no-such-key", "demo-a-secret"),
-        ("demo-a", "demo-a-secret "),
-        ("demo-b", "demo-a-secret"),
-        ("ops", "ops-secret"),
+        (1, "demo-a", "wrong-secret"),
+        (2, "no-such-key", "demo-a-secret"),
+        (3, "demo-a", "demo-a-secret "),
+        (4, "demo-b", "demo-a-secret"),
+        (5, "ops", "ops-secret"),
     ],
 )
-async def test_login_failures_are_uniform_and_leave_the_session_anonymous(shared_server: Server, key_id: str, secret: str) -> None:
+async def test_login_failures_are_uniform_and_leave_the_session_anonymous(
+    shared_server: Server, case: int, key_id: str, secret: str
+) -> None:
     """A wrong secret, an unknown key, or operator credentials on the trading listener all
-    fail the same way (no key enumeration) and the session stays unauthenticated."""
-    async with Client(shared_server.trading) as c:
-        err = await _error(c.login(key_id, secret))
+    fail the same way (no key enumeration) and the session stays unauthenticated. (From
+    source addresses of their own: failed logins back off their address, see test_admission.)"""
+    address = f"127.0.1.{case}"
+    async with Client(shared_server.trading, local_addr=(address, 0)) as c, Client(shared_server.trading, local_addr=(address, 0)) as d:
+        err = await _login_error(c, key_id, secret)
         assert 1000 <= err.code <= 1999 or err.code == -32602, err
-        wrong = await _error(c.login("no-such-key", "x"))
+        wrong = await _login_error(d, f"no-such-key-{case}", "x")
         assert (err.code, err.reason, err.message) == (wrong.code, wrong.reason, wrong.message)
         after = await _error(c.account("A-001"))
         assert after.reason == "NOT_AUTHENTICATED"

@@ -45,8 +45,10 @@ async def test_bootstrap_funds_demo_accounts_once(tmp_path: Path) -> None:
 
 async def test_login_failures_look_alike_and_private_methods_need_login(h: Harness) -> None:
     c = await h.client()
-    wrong_secret = await c.fail("session.login", key_id="demo-a", secret="nope")
-    unknown_key = await c.fail("session.login", key_id="nobody", secret="nope")
+    # from other source addresses: a failed login backs off its key id and address (test_admission)
+    other, another = await h.client(local_addr=("127.0.0.2", 0)), await h.client(local_addr=("127.0.0.3", 0))
+    wrong_secret = await other.fail("session.login", key_id="demo-b", secret="nope")
+    unknown_key = await another.fail("session.login", key_id="nobody", secret="nope")
     assert wrong_secret.error == unknown_key.error
     assert wrong_secret.reason == R.NOT_AUTHENTICATED and wrong_secret.code == wire.REASON_CODES[R.NOT_AUTHENTICATED]
     assert (await c.fail("order.place", **sell())).reason == R.NOT_AUTHENTICATED
@@ -72,7 +74,7 @@ async def test_operator_only_on_admin_listener(h: Harness) -> None:
     c = await h.client()
     assert (await c.fail("session.login", key_id="ops", secret="ops-secret")).reason == R.NOT_AUTHENTICATED
     assert (await c.fail("admin.day.close")).code == wire.METHOD_NOT_FOUND
-    a = await h.client(admin=True)
+    a = await h.client(admin=True, local_addr=("127.0.0.2", 0))  # its failed login backs off that address
     assert (await a.fail("session.login", key_id="demo-a", secret="demo-a-secret")).reason == R.NOT_AUTHENTICATED
     assert (await a.fail("admin.status")).reason == R.NOT_AUTHENTICATED
     assert (await a.fail("order.place", **sell())).code == wire.METHOD_NOT_FOUND, "no trading on the admin listener"

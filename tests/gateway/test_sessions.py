@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from gateway.sessions import ConnectionRegistry, Session, TokenBucket, hash_secret, verify_secret
+from gateway.sessions import ConnectionRegistry, Refused, Session, TokenBucket, hash_secret, verify_secret
 from gateway.settings import Limits, SettingsError, parse_settings, with_env_operator
 from tests.gateway.support import DEMO_TEXT
 
@@ -47,17 +47,34 @@ def test_session_counts_consecutive_violations_and_orders_separately() -> None:
     assert s.allow(True, 0.0) and s.allow(True, 0.0)
     assert not s.allow(True, 0.0), "third order in the same instant is over the order budget"
     assert s.allow(False, 0.0), "non-order requests have their own budget"
+    assert s.violations == 1, "allowed is not yet well formed: only a well-formed request resets the count"
+    s.well_formed()
     assert s.violations == 0
     for _ in range(3):
         s.allow(True, 0.0)
     assert s.abusive
 
 
+def test_malformed_requests_count_as_violations_until_a_well_formed_one() -> None:
+    s = Session(Limits(max_violations=3))
+    s.refused()
+    s.refused()
+    s.well_formed()
+    assert s.violations == 0
+    for _ in range(3):
+        assert s.allow(False)
+        s.refused()  # e.g. an unknown method: charged and counted
+    assert s.abusive
+
+
 def test_connection_registry_limits_per_member_and_total() -> None:
     limits = Limits(max_connections=3, max_connections_per_member=2)
     reg = ConnectionRegistry(limits)
-    sessions = [Session(limits) for _ in range(4)]
-    assert [reg.admit(s) for s in sessions] == [True, True, True, False]
+    sessions = [Session(limits, address=f"10.0.0.{i}") for i in range(4)]
+    for s in sessions[:3]:
+        assert reg.admit(s) is None
+    with pytest.raises(Refused, match="too many connections"):
+        reg.admit(sessions[3])
     assert reg.bind_member(sessions[0], "m") and reg.bind_member(sessions[1], "m")
     assert not reg.bind_member(sessions[2], "m") and sessions[2].member is None
     reg.drop(sessions[0])
