@@ -485,7 +485,7 @@ class Gateway:
         codec = wire.MSGPACK if session.binary else wire.JSON
         try:
             while True:
-                frame = await ws.recv(decode=False)  # text frames as UTF-8 bytes: msgspec decodes them directly
+                frame = await ws.recv()  # str for a text frame (websockets closes with 1007 if it is not UTF-8), bytes for binary
                 result = self._on_frame(session, codec, frame)
                 if result is not None:
                     await result
@@ -514,7 +514,7 @@ class Gateway:
             req = codec.request(frame)
         except RpcError as err:
             session.violations += 1
-            self.fanout.send_one(session, wire.error_reply(None, err))
+            self.fanout.send_one(session, wire.error_reply(getattr(err, "req_id", None), err))
             return None
         call = Call(self, session, req.id, recv_ns)
         try:
