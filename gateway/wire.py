@@ -123,6 +123,12 @@ class _Shape(msgspec.Struct, forbid_unknown_fields=True):
     params: _Value | msgspec.UnsetType = msgspec.UNSET
 
 
+class _IdOnly(msgspec.Struct):
+    """Just the id, to answer a request whose envelope is broken elsewhere."""
+
+    id: _Value = None
+
+
 class _Envelope(msgspec.Struct, forbid_unknown_fields=True):
     """The typed envelope; ``params`` stays raw until the method is known."""
 
@@ -269,6 +275,7 @@ class Codec:
             self._encode_value: Any = self.encode
             self._request: Any = msgspec.msgpack.Decoder(_Envelope)
             self._shape: Any = msgspec.msgpack.Decoder(_Shape)
+            self._id_only: Any = msgspec.msgpack.Decoder(_IdOnly)
             self._generic: Any = msgspec.msgpack
             self._wrong_frame = "this connection speaks MessagePack (subprotocol carbonx.v1.msgpack): send binary frames"
         else:
@@ -276,6 +283,7 @@ class Codec:
             self._encode_value = _json_encoder.encode
             self._request = msgspec.json.Decoder(_Envelope)
             self._shape = msgspec.json.Decoder(_Shape)
+            self._id_only = msgspec.json.Decoder(_IdOnly)
             self._generic = msgspec.json
             self._wrong_frame = "JSON requests go in text frames (binary frames need the subprotocol carbonx.v1.msgpack)"
 
@@ -305,9 +313,9 @@ class Codec:
                 return InvalidRequest(INVALID_REQUEST, "invalid request: batches (arrays) are not supported; send one request per frame")
             return InvalidRequest(INVALID_REQUEST, f"invalid request: a request is an object ({text})")
         try:
-            req_id = _readable_id(self._request.decode(frame).id)
-        except Exception:  # the envelope itself is broken: no id to answer with
-            req_id = None
+            req_id = _readable_id(self._id_only.decode(frame).id)
+        except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError):
+            req_id = None  # the id itself is broken (or behind nesting too deep to skip): answer with null
         if text.startswith(_TOO_DEEP):
             text = f"nested deeper than {MAX_DEPTH} levels ({text})"
         in_params = "`$.params" in text
