@@ -143,12 +143,12 @@ class Request:
 
     __slots__ = ("id", "method", "params", "params_duplicates", "params_value")
 
-    def __init__(self, env: _Envelope, shape: _Shape, params_duplicates: bool) -> None:
+    def __init__(self, env: _Envelope, shape: _Shape, params_duplicates: bool | None) -> None:
         self.id: Any = env.id
         self.method: str = env.method
         self.params: msgspec.Raw | msgspec.UnsetType = env.params
         self.params_value: Any = shape.params  # the same params, untyped (for the duplicate-key check)
-        self.params_duplicates = params_duplicates  # known to repeat a key (JSON); MessagePack checks lazily
+        self.params_duplicates = params_duplicates  # whether they repeat a key; None: count once decoded
 
 
 def _readable_id(value: Any) -> Any:
@@ -272,7 +272,6 @@ class Codec:
         self.binary = binary
         if binary:
             self.encode: Any = msgspec.msgpack.Encoder().encode
-            self._encode_value: Any = self.encode
             self._request: Any = msgspec.msgpack.Decoder(_Envelope)
             self._shape: Any = msgspec.msgpack.Decoder(_Shape)
             self._id_only: Any = msgspec.msgpack.Decoder(_IdOnly)
@@ -280,7 +279,6 @@ class Codec:
             self._wrong_frame = "this connection speaks MessagePack (subprotocol carbonx.v1.msgpack): send binary frames"
         else:
             self.encode = _json_text
-            self._encode_value = _json_encoder.encode
             self._request = msgspec.json.Decoder(_Envelope)
             self._shape = msgspec.json.Decoder(_Shape)
             self._id_only = msgspec.json.Decoder(_IdOnly)
@@ -298,14 +296,13 @@ class Codec:
             raise self._shape_error(frame, str(exc)) from None
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError) as exc:
             raise RpcError(PARSE_ERROR, _parse_message(frame, exc)) from None
-        req_id = _readable_id(shape.id)
         try:
             env = self._request.decode(frame)
         except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError) as exc:
-            raise InvalidRequest(INVALID_REQUEST, f"invalid request: {exc}", req_id) from None
+            raise InvalidRequest(INVALID_REQUEST, f"invalid request: {exc}", _readable_id(shape.id)) from None
         if env.jsonrpc != "2.0":
-            raise InvalidRequest(INVALID_REQUEST, 'invalid request: "jsonrpc" must be "2.0"', req_id)
-        return Request(env, shape, self._duplicates(frame, shape, env, req_id))
+            raise InvalidRequest(INVALID_REQUEST, 'invalid request: "jsonrpc" must be "2.0"', _readable_id(shape.id))
+        return Request(env, shape, self._duplicates(frame, shape, env))
 
     def _shape_error(self, frame: bytes | str, text: str) -> RpcError:
         if text.startswith("Expected `object`, got") and " - at `" not in text:  # the frame itself is not an object
@@ -323,15 +320,22 @@ class Codec:
             return InvalidRequest(INVALID_PARAMS, f"invalid params: {text}", req_id, {"reason": INVALID_PARAMS_REASON})
         return InvalidRequest(INVALID_REQUEST, f"invalid request: {text}", req_id)
 
-    def _duplicates(self, frame: bytes | str, shape: _Shape, env: _Envelope, req_id: Any) -> bool:
-        """Refuse an envelope that repeats a key; tell whether the params (JSON) surely do."""
-        present = 2 + (shape.id is not msgspec.UNSET) + (shape.params is not msgspec.UNSET)
-        raw = env.params
+    def _duplicates(self, frame: bytes | str, shape: _Shape, env: _Envelope) -> bool | None:
+        """Refuse an envelope that repeats a key; tell whether the params do (None: not known yet).
+
+        MessagePack: a frame as long as the shortest encoding of what was decoded repeats no key (a
+        repeated entry takes at least 2 bytes; a float, the one value msgspec may write longer than a
+        client did, is refused by the typed decoding anyway). Otherwise the envelope's map header is
+        compared with its fields, and the params are counted once they decoded (``_params_repeat``)."""
         if self.binary:
             assert isinstance(frame, bytes)
+            if len(frame) == len(self.encode(shape)):
+                return False
+            present = 2 + (shape.id is not msgspec.UNSET) + (shape.params is not msgspec.UNSET)
             if _msgpack_map_len(frame) != present:
                 raise InvalidRequest(INVALID_REQUEST, f"invalid request: {_duplicate_error([], 'the request')}", None)
-            return False  # params: see params_duplicates (checked once they decoded)
+            return None
+        raw = env.params
         total, decoded = _colons(frame), _json_encoder.encode(shape).count(b":")
         if total == decoded:
             return False
@@ -341,7 +345,7 @@ class Codec:
             params_decoded = _json_encoder.encode(shape.params).count(b":")
         if total - params_colons != decoded - params_decoded:
             keys = _json_duplicates(frame)
-            echo = None if "id" in keys else req_id
+            echo = None if "id" in keys else _readable_id(shape.id)
             raise InvalidRequest(INVALID_REQUEST, f"invalid request: {_duplicate_error(keys, 'the request')}", echo)
         return True
 
@@ -359,7 +363,7 @@ class Codec:
             value = self._generic.decode(req.params, type=kind)
         except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError) as exc:
             raise params_error(exc) from None
-        if req.params_duplicates or self._params_repeat(req):
+        if req.params_duplicates or (req.params_duplicates is None and self._params_repeat(req)):
             keys = [] if self.binary else _json_duplicates(bytes(req.params))
             data: dict[str, Any] = {"reason": INVALID_PARAMS_REASON}
             if keys:
@@ -368,15 +372,10 @@ class Codec:
         return value
 
     def _params_repeat(self, req: Request) -> bool:
-        """MessagePack: whether the raw params repeat a key. Equal length to the shortest encoding of
-        what was decoded proves they do not (a repeated entry takes at least 2 bytes, and the request
-        decoded, so it holds no floats that could be shorter than msgspec writes them); otherwise count
-        the values, which a repeat makes more than were decoded."""
-        if not self.binary:
-            return False
+        """MessagePack not in the shortest encoding: whether the raw params repeat a key. Counts the
+        values, which a repeat makes more than were decoded; run only once the params decoded into
+        their Struct, so what is counted is bounded by the method's schema, not by the frame."""
         raw = bytes(req.params)  # type: ignore[arg-type]
-        if len(raw) == len(self._encode_value(req.params_value)):
-            return False
         decoded = _value_items(req.params_value)
         return _msgpack_items(raw, decoded) > decoded
 
