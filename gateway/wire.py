@@ -184,8 +184,14 @@ def _colons(text: str | bytes) -> int:
     return text.count(b":")
 
 
-def _json_duplicates(text: str | bytes) -> list[str]:
-    """Keys repeated in the outermost object of ``text`` (error path only: slow but exact)."""
+_NAME_DUPLICATES_BELOW = 4096  # bytes: naming the key re-parses in Python, so only small texts get a name
+
+
+def _json_duplicates(text: str | bytes, outermost: bool) -> list[str]:
+    """Keys repeated in the outermost object of ``text`` (or in any object of it), to name them in
+    the error. Error path only, and only for small texts: exact but a slow (pure Python) parse."""
+    if len(text) > _NAME_DUPLICATES_BELOW:
+        return []
     found: list[list[str]] = []
 
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -194,7 +200,9 @@ def _json_duplicates(text: str | bytes) -> list[str]:
         return dict(items)
 
     json.loads(text, object_pairs_hook=pairs)
-    return found[-1] if found else []
+    if outermost:
+        return found[-1] if found else []
+    return [k for keys in found for k in keys][:1]
 
 
 def _msgpack_map_len(frame: bytes) -> int:
@@ -344,7 +352,7 @@ class Codec:
             params_colons = _colons(bytes(raw))
             params_decoded = _json_encoder.encode(shape.params).count(b":")
         if total - params_colons != decoded - params_decoded:
-            keys = _json_duplicates(frame)
+            keys = _json_duplicates(frame, outermost=True)
             echo = None if "id" in keys else _readable_id(shape.id)
             raise InvalidRequest(INVALID_REQUEST, f"invalid request: {_duplicate_error(keys, 'the request')}", echo)
         return True
@@ -364,7 +372,7 @@ class Codec:
         except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError) as exc:
             raise params_error(exc) from None
         if req.params_duplicates or (req.params_duplicates is None and self._params_repeat(req)):
-            keys = [] if self.binary else _json_duplicates(bytes(req.params))
+            keys = [] if self.binary else _json_duplicates(bytes(req.params), outermost=False)
             data: dict[str, Any] = {"reason": INVALID_PARAMS_REASON}
             if keys:
                 data["field"] = keys[0]

@@ -182,3 +182,17 @@ def test_any_params_value_gives_a_params_error_or_params(params: Any, codec: wir
     assert code in (0, -32700, -32602)
     if twice and isinstance(params, dict) and params and codec is JSON:
         assert code != 0
+
+
+def test_nested_duplicates_are_named_and_big_ones_are_not_reparsed() -> None:
+    create = {"instrument": "SHEA", "quantity": 1}
+    frame = '{"jsonrpc":"2.0","id":1,"method":"admin.auction.create","params":{"reserve":{"lookback_days":5,"lookback_days":6},'
+    with pytest.raises(RpcError) as err:
+        JSON.params(JSON.request(frame + json.dumps(create)[1:] + "}"), wire.AuctionCreateParams)
+    assert err.value.data == {"reason": "INVALID_PARAMS", "field": "lookback_days"}
+    repeats = '"account":"A-001",' * 300  # > 4 KiB of repeats: refused, not named (that would re-parse it in Python)
+    frame = '{"jsonrpc":"2.0","id":1,"method":"order.place","params":{' + repeats + json.dumps(PLACE)[1:] + "}"
+    with pytest.raises(RpcError) as err:
+        JSON.params(JSON.request(frame), wire.PlaceParams)
+    assert err.value.code == -32602 and err.value.data == {"reason": "INVALID_PARAMS"}
+    assert "duplicate key in params" in err.value.message
