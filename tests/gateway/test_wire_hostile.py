@@ -196,3 +196,77 @@ def test_nested_duplicates_are_named_and_big_ones_are_not_reparsed() -> None:
         JSON.params(JSON.request(frame), wire.PlaceParams)
     assert err.value.code == -32602 and err.value.data == {"reason": "INVALID_PARAMS"}
     assert "duplicate key in params" in err.value.message
+
+
+# -- the duplicate-key check against an exact reference ------------------------------------------
+
+
+class _Obj(list):  # type: ignore[type-arg]
+    """An object as its list of (key, value) pairs, so it can repeat a key."""
+
+
+_keys = st.sampled_from(["a", "b", "a:", ":", "\u4e2d", "ab"])
+_leaf = st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.text(alphabet='a:\\"\u4e2d', max_size=4)
+_pairs: Any = st.recursive(
+    _leaf, lambda inner: st.lists(inner, max_size=3) | st.lists(st.tuples(_keys, inner), max_size=4).map(_Obj), max_leaves=10
+)
+
+
+def _has_duplicates(value: Any) -> bool:
+    if isinstance(value, _Obj):
+        keys = [k for k, _ in value]
+        return len(set(keys)) < len(keys) or any(_has_duplicates(v) for _, v in value)
+    if isinstance(value, list):
+        return any(_has_duplicates(v) for v in value)
+    return False
+
+
+def _json_text(value: Any, draw: Any) -> str:
+    """JSON with random spacing and escapes (colons and letters as \\uXXXX)."""
+    if isinstance(value, _Obj):
+        sep = draw(st.sampled_from([":", " : ", ":\n"]))
+        return "{" + ",".join(_json_text(k, draw) + sep + _json_text(v, draw) for k, v in value) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_json_text(v, draw) for v in value) + "]"
+    if isinstance(value, str):
+        out = []
+        for ch in value:
+            if ch in '"\\':
+                out.append("\\" + ch)
+            elif draw(st.booleans()):
+                out.append(f"\\u{ord(ch):04{draw(st.sampled_from(['x', 'X']))}}")
+            else:
+                out.append(ch)
+        return '"' + "".join(out) + '"'
+    return json.dumps(value)
+
+
+def _msgpack(value: Any, draw: Any) -> bytes:
+    """MessagePack, each string and integer in the shortest or a wider encoding."""
+    if isinstance(value, _Obj):
+        return b"\xde" + len(value).to_bytes(2, "big") + b"".join(_msgpack(k, draw) + _msgpack(v, draw) for k, v in value)
+    if isinstance(value, list):
+        return b"\xdc" + len(value).to_bytes(2, "big") + b"".join(_msgpack(v, draw) for v in value)
+    if isinstance(value, str) and draw(st.booleans()):
+        raw = value.encode()
+        return b"\xda" + len(raw).to_bytes(2, "big") + raw
+    if type(value) is int and 0 <= value < 2**32 and draw(st.booleans()):
+        return b"\xce" + value.to_bytes(4, "big")
+    return enc(value)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_pairs.map(lambda v: _Obj(v) if isinstance(v, _Obj) else _Obj([("a", v)])), st.data())
+def test_json_duplicate_check_is_exact(params: Any, data: Any) -> None:
+    frame = '{"jsonrpc":"2.0","id":1,"method":"x","params":' + _json_text(params, data.draw) + "}"
+    req = JSON.request(frame)
+    assert req.params_duplicates is _has_duplicates(params), frame
+
+
+@settings(max_examples=400, deadline=None)
+@given(_pairs.map(lambda v: _Obj(v) if isinstance(v, _Obj) else _Obj([("a", v)])), st.data())
+def test_msgpack_duplicate_check_is_exact(params: Any, data: Any) -> None:
+    frame = _mp_request(_msgpack(params, data.draw))
+    req = MSGPACK.request(frame)
+    repeats = req.params_duplicates if req.params_duplicates is not None else MSGPACK._params_repeat(req)
+    assert repeats is _has_duplicates(params), frame
