@@ -523,7 +523,7 @@ class Gateway:
         codec = wire.MSGPACK if session.binary else wire.JSON
         try:
             while True:
-                frame = await ws.recv(decode=False)  # text frames as UTF-8 bytes: msgspec decodes them directly
+                frame = await ws.recv()  # str for a text frame (websockets closes with 1007 if it is not UTF-8), bytes for binary
                 result = self._on_frame(session, codec, frame)
                 if result is not None:
                     await result
@@ -582,15 +582,17 @@ class Gateway:
     def _on_frame(self, session: Session, codec: wire.Codec, frame: str | bytes) -> Awaitable[None] | None:
         """Handle one request. Returns an awaitable only for the few async methods."""
         recv_ns = time.time_ns()
+        allowed = session.allow(False)  # every frame is charged, before anything else (unparsable ones too)
         try:
             req = codec.request(frame)
         except RpcError as err:
-            session.violations += 1
-            self.fanout.send_one(session, wire.error_reply(None, err))
+            if allowed:  # a refused budget already counted this frame as a violation
+                session.refused()
+            self.fanout.send_one(session, wire.error_reply(getattr(err, "req_id", None), err))
             return None
         call = Call(self, session, req.id, recv_ns)
         try:
-            if not session.allow(False):  # every frame is charged, before anything else
+            if not allowed:
                 self.rate_limited += 1
                 raise RpcError.business(R.RATE_LIMITED, "request rate limit exceeded: slow down")
             method = self._method(session, req.method)

@@ -119,7 +119,8 @@ class Rig:
         return mine[0]
 
     async def _deliver(self, session: Session, codec: wire.Codec, frame: bytes) -> None:
-        pending = self.gw._on_frame(session, codec, frame)
+        # As websockets hands them over: text frames (JSON) as str, binary frames as bytes.
+        pending = self.gw._on_frame(session, codec, frame if codec.binary else frame.decode())
         if pending is not None:
             await pending
         for _ in range(3):  # commands: durable, then replied; reads queue behind them

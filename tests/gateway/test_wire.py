@@ -59,7 +59,7 @@ def test_every_engine_reason_has_a_code() -> None:
 
 
 def _req(params: object) -> wire.Request:
-    return JSON.request(msgspec.json.encode({"jsonrpc": "2.0", "id": 1, "method": "order.place", "params": params}))
+    return JSON.request(msgspec.json.encode({"jsonrpc": "2.0", "id": 1, "method": "order.place", "params": params}).decode())
 
 
 def test_unknown_params_field_is_rejected_with_its_name() -> None:
@@ -91,20 +91,20 @@ def test_float_prices_and_overlong_strings_are_refused() -> None:
 
 
 def test_missing_params_means_empty_object() -> None:
-    req = JSON.request(b'{"jsonrpc":"2.0","id":1,"method":"ping"}')
+    req = JSON.request('{"jsonrpc":"2.0","id":1,"method":"ping"}')
     assert JSON.params(req, wire.NoParams) == wire.NoParams()
 
 
 @pytest.mark.parametrize(
     ("frame", "code"),
     [
-        (b"{not json", wire.PARSE_ERROR),
-        (b'{"jsonrpc":"2.0","id":1}', wire.INVALID_REQUEST),
-        (b'{"jsonrpc":"1.0","id":1,"method":"ping"}', wire.INVALID_REQUEST),
-        (b"[1,2]", wire.INVALID_REQUEST),
+        ("{not json", wire.PARSE_ERROR),
+        ('{"jsonrpc":"2.0","id":1}', wire.INVALID_REQUEST),
+        ('{"jsonrpc":"1.0","id":1,"method":"ping"}', wire.INVALID_REQUEST),
+        ("[1,2]", wire.INVALID_REQUEST),
     ],
 )
-def test_envelope_errors(frame: bytes, code: int) -> None:
+def test_envelope_errors(frame: str, code: int) -> None:
     with pytest.raises(RpcError) as exc:
         JSON.request(frame)
     assert exc.value.code == code
@@ -164,7 +164,9 @@ def test_nested_field_errors_name_the_full_path() -> None:
         ({"lookback_days": "5"}, "reserve.lookback_days"),
     ):
         req = JSON.request(
-            msgspec.json.encode({"jsonrpc": "2.0", "id": 1, "method": "admin.auction.create", "params": {**base, "reserve": reserve}})
+            msgspec.json.encode(
+                {"jsonrpc": "2.0", "id": 1, "method": "admin.auction.create", "params": {**base, "reserve": reserve}}
+            ).decode()
         )
         with pytest.raises(RpcError) as exc:
             JSON.params(req, wire.AuctionCreateParams)
