@@ -55,6 +55,10 @@ class ServerSettings:
     # then reads only the snapshot and the live tail; verify/dump still read the archive).
     archive_segments: bool = True
     segment_bytes: int = 64 * 1024 * 1024  # a journal segment rolls once it passes this size
+    # Storage (gateway/storage.py): refuse to start, and stop taking new orders, with less
+    # free space than this in the data directory; checked every storage_check_s seconds.
+    min_free_bytes: int = 64 * 1024 * 1024
+    storage_check_s: float = 5.0
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ TOO_MANY_SUBSCRIPTIONS = "TOO_MANY_SUBSCRIPTIONS"
 UNKNOWN_CHANNEL = "UNKNOWN_CHANNEL"
 SHUTTING_DOWN = "SHUTTING_DOWN"
 UNKNOWN_CERTIFICATE = "UNKNOWN_CERTIFICATE"
+STORAGE_FULL = "STORAGE_FULL"  # the data directory is (nearly) full: see gateway/storage.py
 
 # Order matters: the code of a reason is 1000 + its index. Append only.
 _REASON_ORDER = (
@@ -50,6 +51,7 @@ _REASON_ORDER = (
     R.UNKNOWN_BID, R.NO_REFERENCE_DATA, R.UNKNOWN_BLOCK, R.BLOCK_TOO_SMALL, R.UNKNOWN_EVENT,
     R.INVALID_PURPOSE, TOO_MANY_CONNECTIONS, TOO_MANY_SUBSCRIPTIONS, UNKNOWN_CHANNEL, SHUTTING_DOWN,
     UNKNOWN_CERTIFICATE,
+    STORAGE_FULL,
 )  # fmt: skip
 REASON_CODES: dict[str, int] = {reason: 1000 + i for i, reason in enumerate(_REASON_ORDER)}
 OTHER_REASON_CODE = 1999  # a reason added to the engine but not yet given a code here
