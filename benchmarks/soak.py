@@ -12,7 +12,9 @@ of running out.
 Every ``--sample-s`` seconds the server's resident set size (``/proc/PID/status`` VmRSS) is
 sampled. Reported: ``rss_start_mb`` (right after start-up), ``rss_warm_mb`` (after
 ``--warmup-s``), ``rss_end_mb``, ``rss_max_mb``, ``slope_mb_per_min`` (least-squares slope
-of RSS over the samples after warm-up), ``commands`` (commands the engine applied, from
+of RSS over the samples after warm-up) and ``slope_last_half_mb_per_min`` (over the second
+half of the run: the engine's history windows, ``[retention]``, fill during the first
+minutes at the default rate, after which memory should be flat), ``commands`` (commands the engine applied, from
 ``/metrics``), ``orders``/``trades`` and the achieved rate. The machine is shared with
 other jobs: the CPU the rest of the machine used is reported too. The last line of output
 is one JSON object.
@@ -174,6 +176,7 @@ def main() -> None:
         "rss_end_mb": round(samples[-1][1], 1),
         "rss_max_mb": round(max(v for _, v in samples), 1),
         "slope_mb_per_min": round(slope_per_min(warm), 3),
+        "slope_last_half_mb_per_min": round(slope_per_min([x for x in samples if x[0] >= samples[-1][0] / 2]), 3),
         "server_cpu_pct": round(100 * server_cpu / wall, 1),
         "other_cpu_pct": round(100 * max(busy - server_cpu, 0.0) / wall, 1),
     }
