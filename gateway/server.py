@@ -428,6 +428,9 @@ class Gateway:
             if every and self.snapshots is not None and self.engine.seq - self.last_snapshot_seq >= every:
                 try:
                     await self.snapshot()
+                except RpcError as exc:  # e.g. STORAGE_FULL: the reason says it all, no traceback
+                    log.error("periodic snapshot failed: %s", exc.message)
+                    self.last_snapshot_seq = self.engine.seq
                 except Exception:  # the journal still has everything; try again next time
                     log.exception("periodic snapshot failed")
                     self.last_snapshot_seq = self.engine.seq
