@@ -213,6 +213,10 @@ def _validate(s: Settings) -> None:
         raise SettingsError(f"server.fsync_policy: expected one of {list(FSYNC_POLICIES)}")
     if bool(s.server.tls_cert) != bool(s.server.tls_key):
         raise SettingsError("server.tls_cert and server.tls_key go together")
+    if not 0 <= s.server.min_free_bytes <= 1 << 50:
+        raise SettingsError("server.min_free_bytes: expected a number of bytes in [0, 2**50]")
+    if not 0 <= s.server.storage_check_s <= 3600:
+        raise SettingsError("server.storage_check_s: expected seconds in [0, 3600] (0 = check only at start)")
     members = {m.member for m in s.members}
     keys = [m.key_id for m in s.members] + ([s.operator.key_id] if s.operator else [])
     if len(members) != len(s.members) or len(set(keys)) != len(keys):

@@ -159,3 +159,12 @@ async def test_a_journal_that_failed_answers_shutting_down_and_the_engine_stays_
         h.gw.seq.submit(Tick(ts=h.gw.engine.ts))
     await h.gw.shutdown()
     assert acked["seq"] <= journal.durable_seq
+
+
+@pytest.mark.parametrize(("key", "value"), [("min_free_bytes", -1), ("storage_check_s", -0.5), ("storage_check_s", 1e9)])
+def test_storage_settings_are_bounded(key: str, value: float) -> None:
+    from gateway.settings import SettingsError, parse_settings
+    from tests.gateway.support import DEMO_TEXT
+
+    with pytest.raises(SettingsError, match=key):
+        parse_settings(DEMO_TEXT.replace("[server]\n", f"[server]\n{key} = {value!r}\n", 1))
