@@ -39,7 +39,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from gateway.client import Client, RpcError  # noqa: E402
-from tests.e2e.support import ACCOUNTS, BROKERS, Server, start_server  # noqa: E402
+from tests.e2e.support import ACCOUNTS, BROKERS, Server, start_server, write_config  # noqa: E402
 
 
 def rss_mb(pid: int) -> float:
@@ -147,11 +147,14 @@ def main() -> None:
     ap.add_argument("--warmup-s", type=float, default=60.0, help="samples before this are left out of the slope")
     ap.add_argument("--fsync", default="os", choices=["os", "fsync"], help="server fsync policy (default os)")
     ap.add_argument("--data-dir", type=Path, help="server data directory (default: a temporary one)")
+    ap.add_argument("--retention", type=int, help="set every [retention] cap to this (default: the demo's defaults)")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="carbonx-soak-") as tmp:
         data_dir = args.data_dir or Path(tmp) / "data"
-        server = start_server(data_dir, fsync=args.fsync)
+        caps = {} if args.retention is None else {k: args.retention for k in ("finished_orders", "trades", "finished_blocks")}
+        config = write_config(Path(tmp) / "soak.toml", retention=caps)
+        server = start_server(data_dir, fsync=args.fsync, config=config)
         try:
             busy0, server_cpu0 = _machine_busy_seconds(), _cpu_seconds(server.pid)
             run = asyncio.run(drive(server, args))
@@ -165,6 +168,7 @@ def main() -> None:
     wall = run["wall_s"]
     result = {
         "seconds": round(wall, 1),
+        "retention": args.retention,
         "rate_target": args.rate,
         "orders_sent": run["orders_sent"],
         "orders_per_s": round(run["orders_sent"] / wall, 1),

@@ -71,9 +71,9 @@ class RetentionSpec(msgspec.Struct, kw_only=True, frozen=True):
     ``UNKNOWN_ORDER``, ``trade.list`` returns only trades still in the window,
     ``block.get`` of an evicted finished proposal is ``UNKNOWN_BLOCK``."""
 
-    finished_orders: int = 20_000  # filled/cancelled/expired orders kept for order.get / order.list
-    trades: int = 20_000  # recent trades kept for trade.list (all accounts together)
-    finished_blocks: int = 5_000  # accepted/declined/cancelled/expired block proposals kept for block.get
+    finished_orders: int = 10_000  # filled/cancelled/expired orders kept for order.get / order.list
+    trades: int = 10_000  # recent trades kept for trade.list (all accounts together)
+    finished_blocks: int = 1_000  # accepted/declined/cancelled/expired block proposals kept for block.get
 
 
 RETENTION_KEYS = ("finished_orders", "trades", "finished_blocks")
