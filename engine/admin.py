@@ -243,6 +243,8 @@ def day_close(eng: Engine, cmd: DayClose) -> None:
     for sym, stats in closes.items():
         eng.set_reference(sym, stats.close)
     eng.orders = {oid: o for oid, o in eng.orders.items() if is_live(o)}  # finished orders leave
+    eng.finished.clear()
+    eng.done_coid.clear()
     eng.day_open = False
     eng.publish_phases()
 

@@ -106,6 +106,8 @@ def _publish(eng: Engine, p: Proposal, state: str) -> None:
     p.state = state
     p.seq, p.ts = eng.seq, eng.ts
     eng.out.append(_update(p))
+    if state != "proposed":  # finished: kept for block.get within retention.finished_blocks
+        eng.finished_blocks.append(p.block_id)
 
 
 # ---------------------------------------------------------------------- shared checks
@@ -423,6 +425,7 @@ def on_day_close(eng: Engine) -> None:
             _publish(eng, p, "expired")
             _release(eng, p)
     desk.proposals = {}
+    eng.finished_blocks.clear()
 
 
 HANDLERS: dict[type, Any] = {

@@ -56,6 +56,42 @@ class MarketConfig(msgspec.Struct, kw_only=True):
     instruments: dict[str, InstrumentSpec]
     calendar: CalendarSpec
     bidder_caps: dict[str, int] = msgspec.field(default_factory=lambda: {"covered_entity": 100_000, "institution": 50_000})
+    retention: RetentionSpec = msgspec.field(default_factory=lambda: RetentionSpec())
+
+
+# ----------------------------------------------------------------------------- retention
+# How much finished history the engine keeps in memory ([retention] table). Separate from
+# the market rules above: these caps bound memory, they change no trading rule.
+
+
+class RetentionSpec(msgspec.Struct, kw_only=True, frozen=True):
+    """Caps on the finished history the engine keeps in memory (live orders and open
+    block proposals are never dropped). Each is a FIFO window, evicted as the command
+    that overflows it is applied, so replaying the journal drops exactly what the live
+    run dropped. What falls out is still in the journal (``carbonx journal dump``)
+    but no longer answered by the queries: ``order.get`` of an evicted order is
+    ``UNKNOWN_ORDER``, ``trade.list`` returns only trades still in the window,
+    ``block.get`` of an evicted finished proposal is ``UNKNOWN_BLOCK``."""
+
+    finished_orders: int = 10_000  # filled/cancelled/expired orders kept for order.get / order.list
+    trades: int = 10_000  # recent trades kept for trade.list (all accounts together)
+    finished_blocks: int = 1_000  # accepted/declined/cancelled/expired block proposals kept for block.get
+
+
+RETENTION_KEYS = ("finished_orders", "trades", "finished_blocks")
+RETENTION_MAX = 10_000_000  # ~ several GB of history: beyond that the cap no longer bounds anything useful
+RETENTION = Range("retention", 0, RETENTION_MAX, "INVALID_CONFIG")
+
+
+def parse_retention(raw: Any) -> RetentionSpec:
+    """The ``[retention]`` table: every key optional, a whole number in [0, 10,000,000]."""
+    if not isinstance(raw, dict):
+        raise ConfigError("retention: expected a table")
+    unknown = set(raw) - set(RETENTION_KEYS)
+    if unknown:
+        raise ConfigError(f"retention: unknown keys {sorted(unknown)}")
+    values = {k: _int(v, f"retention.{k}", RETENTION) for k, v in raw.items()}
+    return RetentionSpec(**values)
 
 
 def _hhmm(value: Any, where: str) -> int:
@@ -226,7 +262,7 @@ def parse_market(data: dict[str, Any]) -> MarketConfig:
     if not isinstance(caps_raw, dict) or not all(k in PARTICIPANT_TYPES for k in caps_raw):
         raise ConfigError("auction.bidder_caps: keys must be participant types")
     caps = {k: _int(v, f"auction.bidder_caps.{k}", HOLDING_LIMIT) for k, v in caps_raw.items()}
-    return MarketConfig(instruments=instruments, calendar=calendar, bidder_caps=caps)
+    return MarketConfig(instruments=instruments, calendar=calendar, bidder_caps=caps, retention=parse_retention(data.get("retention", {})))
 
 
 def load_market_text(text: str) -> MarketConfig:

@@ -17,6 +17,7 @@ SHA-256 over a canonical encoding so two engines fed the same commands can be co
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -26,7 +27,7 @@ from engine import admin, auction, blocks, matching, retirement
 from engine.accounts import Account, Member
 from engine.book import Book, Order
 from engine.calendar import SessionClock, local_date
-from engine.config import MarketConfig
+from engine.config import MarketConfig, RetentionSpec
 from engine.ranges import CHECKERS as range_checks
 from engine.reasons import NOT_AUTHORIZED, UNKNOWN_INSTRUMENT
 from engine.schema import Command, Event, InstrumentStatus, ReferencePrice, Reject, Trade
@@ -76,13 +77,17 @@ class EngineSnapshot(msgspec.Struct, kw_only=True):
     members: list[Member]
     accounts: list[Account]
     instruments: list[InstrumentState]
-    orders: list[Order]  # today's orders (and live GTC), by order id
+    orders: list[Order]  # live orders and the window of finished ones, by order id
     books: dict[str, list[int]]  # live order ids in priority order, per instrument
-    trades: list[Trade]
+    trades: list[Trade]  # the window of recent trades, oldest first
     auctions: auction.AuctionDesk
     blocks: blocks.BlockDesk
     registry: retirement.Registry
     cod_sessions: dict[str, str] = {}
+    # Retention (absent from snapshots written before it existed: restore derives them)
+    retention: RetentionSpec | None = None  # the caps in force when the snapshot was taken
+    finished: list[int] | None = None  # finished order ids, in the order they finished
+    finished_blocks: list[int] | None = None  # finished block ids, in the order they finished
 
 
 # Insertion order is itself deterministic (same commands, same order) and survives a
@@ -127,8 +132,13 @@ class Engine:
         self.orders: dict[int, Order] = {}
         self.live_coid: dict[tuple[str, str], int] = {}  # (account, client_order_id) of live orders
         self.cod_sessions: dict[str, str] = {}  # session -> member: cancel its orders on disconnect
-        self.trades: list[Trade] = []
-        self.account_trades: dict[str, list[Trade]] = {}
+        # Bounded history (config.retention): see ``finish_order``, ``matching.record_trade``.
+        self.retention = config.retention
+        self.finished: deque[int] = deque()  # finished order ids still in self.orders, oldest first
+        self.done_coid: dict[tuple[str, str], int] = {}  # (account, client_order_id) -> newest finished order
+        self.finished_blocks: deque[int] = deque()  # finished block ids still on the desk, oldest first
+        self.trades: deque[Trade] = deque()
+        self.account_trades: dict[str, deque[Trade]] = {}
         self.auctions = auction.AuctionDesk()
         self.blocks = blocks.BlockDesk()
         self.registry = retirement.Registry()
@@ -155,6 +165,10 @@ class Engine:
             self._reject_out_of_range(cmd, failure)
             return out
         handler(self, cmd)
+        if len(self.finished) > self.retention.finished_orders:
+            self.evict_orders()
+        if len(self.finished_blocks) > self.retention.finished_blocks:
+            self.evict_blocks()
         return out
 
     def _reject_out_of_range(self, cmd: Command, failure: tuple[str, str, str]) -> None:
@@ -174,6 +188,49 @@ class Engine:
     def stat_commands(self) -> int:
         """Commands applied (= the sequence number; kept as a name for metrics)."""
         return self.seq
+
+    # ------------------------------------------------------------------ bounded history
+
+    def finish_order(self, o: Order) -> None:
+        """Record that ``o`` just finished (filled, cancelled, expired): it stays queryable
+        (by id, and by client order id through ``done_coid``) until
+        ``retention.finished_orders`` newer orders have finished. Every path that ends an
+        order calls this once (``matching.cancel``, ``matching.fill``, FOK kill)."""
+        self.finished.append(o.order_id)
+        if o.client_order_id:
+            self.done_coid[(o.account, o.client_order_id)] = o.order_id
+
+    def evict_orders(self) -> None:
+        """Drop the oldest finished orders beyond the cap (run after each command, so the
+        handler that finished them never finds them gone mid-command)."""
+        finished, orders, done_coid = self.finished, self.orders, self.done_coid
+        while len(finished) > self.retention.finished_orders:
+            o = orders.pop(finished.popleft())
+            if o.client_order_id:
+                key = (o.account, o.client_order_id)
+                if done_coid.get(key) == o.order_id:  # a newer order may reuse the id
+                    del done_coid[key]
+
+    def evict_blocks(self) -> None:
+        proposals = self.blocks.proposals
+        while len(self.finished_blocks) > self.retention.finished_blocks:
+            proposals.pop(self.finished_blocks.popleft(), None)
+
+    def keep_trade(self, trade: Trade) -> None:
+        """Add a trade to the window (global and per account); past ``retention.trades``
+        the oldest leaves both at once (FIFO: it is the oldest of its accounts too)."""
+        trades, by_account = self.trades, self.account_trades
+        trades.append(trade)
+        by_account.setdefault(trade.buy_account, deque()).append(trade)
+        if trade.sell_account != trade.buy_account:
+            by_account.setdefault(trade.sell_account, deque()).append(trade)
+        while len(trades) > self.retention.trades:
+            old = trades.popleft()
+            for account in {old.buy_account, old.sell_account}:
+                mine = by_account[account]
+                mine.popleft()
+                if not mine:
+                    del by_account[account]
 
     # ------------------------------------------------------------------ helpers for handlers
 
@@ -283,11 +340,9 @@ class Engine:
         if self.account_of(member, account_id) is None:
             return None
         if not order_id and client_order_id:
-            order_id = self.live_coid.get((account_id, client_order_id), 0)
-            if not order_id:  # finished orders: newest first
-                for o in reversed(list(self.orders.values())):
-                    if o.account == account_id and o.client_order_id == client_order_id:
-                        return o
+            key = (account_id, client_order_id)
+            order_id = self.live_coid.get(key) or self.done_coid.get(key, 0)  # live first, then newest finished
+            if not order_id:
                 return None
         order = self.orders.get(order_id)
         return order if order is not None and order.account == account_id else None
@@ -328,11 +383,14 @@ class Engine:
             instruments=list(self.instruments.values()),
             orders=list(self.orders.values()),
             books={sym: [o.order_id for o in book.orders_in_priority()] for sym, book in self.books.items()},
-            trades=self.trades,
+            trades=list(self.trades),
             auctions=self.auctions,
             blocks=self.blocks,
             registry=self.registry,
             cod_sessions=self.cod_sessions,
+            retention=self.retention,
+            finished=list(self.finished),
+            finished_blocks=list(self.finished_blocks),
         )
 
     def snapshot(self) -> bytes:
@@ -364,11 +422,25 @@ class Engine:
                 book.side(order.side).add(order)
                 if order.client_order_id:
                     eng.live_coid[(order.account, order.client_order_id)] = oid
-        eng.trades = snap.trades
-        for t in eng.trades:
-            eng.account_trades.setdefault(t.buy_account, []).append(t)
-            if t.sell_account != t.buy_account:
-                eng.account_trades.setdefault(t.sell_account, []).append(t)
         eng.auctions, eng.blocks, eng.registry = snap.auctions, snap.blocks, snap.registry
         eng.cod_sessions = snap.cod_sessions
+        # A snapshot from before retention existed has no finish order: take finished
+        # orders and proposals by id (creation order), the best order it implies.
+        finished = snap.finished
+        if finished is None:
+            finished = sorted(o.order_id for o in snap.orders if not matching.is_live(o))
+        eng.finished = deque(finished)
+        for oid in finished:
+            o = eng.orders[oid]
+            if o.client_order_id:
+                eng.done_coid[(o.account, o.client_order_id)] = oid
+        finished_blocks = snap.finished_blocks
+        if finished_blocks is None:
+            finished_blocks = sorted(b for b, p in eng.blocks.proposals.items() if p.state != "proposed")
+        eng.finished_blocks = deque(finished_blocks)
+        for t in snap.trades:
+            eng.keep_trade(t)
+        # The configuration's caps apply from now on (a lowered cap trims at once).
+        eng.evict_orders()
+        eng.evict_blocks()
         return eng

@@ -115,6 +115,7 @@ def place(eng: Engine, cmd: PlaceOrder) -> None:
         out.append(report(eng, order, "new"))  # before cancelling: a "new" report shows the order live
         order.leaves_qty = 0
         order.status = "cancelled"
+        eng.finish_order(order)
         out.append(report(eng, order, "cancelled", reason=NO_LIQUIDITY))
         return
     # risk hold, then the "new" report and the balance it changed
@@ -256,8 +257,10 @@ def fill(eng: Engine, spec: InstrumentSpec, agg: Order, rest: Order, price: int,
         rest.resting = False
     level_qty = side.reduce(price, qty, gone)
     for o in (rest, agg):
-        if not o.leaves_qty and o.client_order_id:
-            eng.live_coid.pop((o.account, o.client_order_id), None)
+        if not o.leaves_qty:
+            if o.client_order_id:
+                eng.live_coid.pop((o.account, o.client_order_id), None)
+            eng.finish_order(o)
     seq, ts, out = eng.seq, eng.ts, eng.out
     trade = Trade(
         seq, ts, trade_id, sym, price, qty, agg.side, buy.order_id, sell.order_id,  # type: ignore[arg-type]
@@ -277,12 +280,10 @@ def fill(eng: Engine, spec: InstrumentSpec, agg: Order, rest: Order, price: int,
 
 
 def record_trade(eng: Engine, trade: Trade, listing: bool) -> None:
-    """Keep the trade for trade.list; listing trades also make the day's statistics
-    (open, high, low, VWAP close). Block trades pass ``listing=False``."""
-    eng.trades.append(trade)
-    eng.account_trades.setdefault(trade.buy_account, []).append(trade)
-    if trade.sell_account != trade.buy_account:
-        eng.account_trades.setdefault(trade.sell_account, []).append(trade)
+    """Keep the trade for trade.list (in the bounded window ``Engine.keep_trade``);
+    listing trades also make the day's statistics (open, high, low, VWAP close). Block
+    trades pass ``listing=False``."""
+    eng.keep_trade(trade)
     sym = trade.instrument
     eng.stat_trades[sym] += 1
     eng.stat_volume[sym] += trade.quantity
@@ -364,6 +365,7 @@ def cancel(eng: Engine, o: Order, exec_type: str = "cancelled", reason: str = ""
     o.status = "expired" if exec_type == "expired" else "cancelled"
     if o.client_order_id:
         eng.live_coid.pop((o.account, o.client_order_id), None)
+    eng.finish_order(o)
     out.append(report(eng, o, exec_type, reason=reason))
     if o.side == "buy":
         acct.frozen -= o.frozen_cash

@@ -67,6 +67,7 @@ def _serve(args: argparse.Namespace) -> int:
         fsync_policy=args.fsync_policy,
     )
     from gateway.journal import JournalError
+    from gateway.storage import StorageUnavailable
 
     try:
         return uvloop.run(run(settings, opts))
@@ -75,6 +76,9 @@ def _serve(args: argparse.Namespace) -> int:
     except JournalError as exc:  # corruption found by recovery: never start on a guess
         print(f"carbonx: cannot start, the data directory needs attention: {exc}", file=sys.stderr)
         return 3
+    except StorageUnavailable as exc:  # a full or read-only disk: the first write would stop the exchange
+        print(f"carbonx: cannot start: {exc} (free space or fix the data directory, then start again)", file=sys.stderr)
+        return 4
     except OSError as exc:  # e.g. a port already in use
         print(f"carbonx: {exc}", file=sys.stderr)
         return 1

@@ -146,6 +146,14 @@ class GatewayCollector:
         yield GaugeMetricFamily("carbonx_event_loop_lag_max_seconds", "Max event-loop lag since the last scrape", value=lag.max)
         lag.max = 0.0
         yield _histogram("carbonx_event_loop_lag", "Event-loop lag samples", lag.histogram)
+        storage = getattr(gw, "storage", None)  # gateway/storage.py, refreshed every storage_check_s
+        if storage is not None:
+            yield GaugeMetricFamily(
+                "carbonx_data_dir_free_bytes", "Free bytes in the data directory's file system", value=storage.free_bytes
+            )
+            yield GaugeMetricFamily(
+                "carbonx_storage_ok", "1 if the data directory is writable with min_free_bytes free", value=int(storage.ok)
+            )
 
     def _admission(self, gw: Any) -> Iterator[Metric]:
         """Connection budgets and login throttling (plain integers of the registry and guards)."""
@@ -200,7 +208,7 @@ class HttpEndpoint:
 
     MAX_REQUEST = 8192
 
-    def __init__(self, registry_fn: Callable[[], CollectorRegistry | None], ready_fn: Callable[[], bool]) -> None:
+    def __init__(self, registry_fn: Callable[[], CollectorRegistry | None], ready_fn: Callable[[], bool | str]) -> None:
         self.registry_fn = registry_fn
         self.ready_fn = ready_fn
         self.server: asyncio.Server | None = None
@@ -230,13 +238,18 @@ class HttpEndpoint:
         writer.close()
 
     def _route(self, parts: list[bytes]) -> tuple[str, str, bytes]:
+        """``ready_fn`` returns True (ready), False (still recovering) or the reason it
+        is not ready (e.g. the data directory is nearly full): the 503 body says which."""
         if len(parts) < 2 or parts[0] != b"GET":
             return "405 Method Not Allowed", "text/plain", b"GET only\n"
         path = parts[1].split(b"?", 1)[0]
         if path == b"/healthz":
             return "200 OK", "text/plain", b"ok\n"
         if path == b"/readyz":
-            return ("200 OK", "text/plain", b"ready\n") if self.ready_fn() else ("503 Service Unavailable", "text/plain", b"recovering\n")
+            ready = self.ready_fn()
+            if ready is True:
+                return "200 OK", "text/plain", b"ready\n"
+            return "503 Service Unavailable", "text/plain", (ready or "recovering").encode() + b"\n"
         if path == b"/metrics":
             registry = self.registry_fn()
             if registry is None:

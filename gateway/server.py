@@ -103,6 +103,8 @@ from gateway.marketdata import ChannelError, Fanout, MarketData
 from gateway.metrics import HttpEndpoint, LatencyHistogram, LoopLag, make_registry
 from gateway.sessions import ConnectionRegistry, Refused, Session, address_key, hash_secret, verify_secret
 from gateway.settings import Settings
+from gateway.snapshots import SnapshotError
+from gateway.storage import StorageStatus, StorageUnavailable, check_storage, free_bytes, is_disk_full
 from gateway.wire import RpcError
 
 log = logging.getLogger("carbonx.gateway")
@@ -145,7 +147,11 @@ class Sequencer:
         journal cannot record is refused (RpcError -32602) before the engine sees it:
         nothing changes, no sequence number is used, the exchange keeps running. Appending
         only buffers; the engine applies the command at once, before anything can be
-        released, and the reply still waits for durability."""
+        released, and the reply still waits for durability. After a journal failure every
+        command is answered ``SHUTTING_DOWN`` and never reaches the engine."""
+        failure = getattr(self.journal, "failure", None)
+        if failure is not None:  # failed since the last check: refuse before the engine gets ahead
+            self._stop(failure)
         if cmd.ts < self.engine.ts:  # the wall clock stepped back (NTP): engine time never does
             cmd.ts = self.engine.ts
         seq = self.engine.seq + 1
@@ -155,9 +161,7 @@ class Sequencer:
             log.warning("refused a command the journal cannot encode: %s", exc)
             raise RpcError(wire.INVALID_PARAMS, "invalid params: a value is out of range", {"reason": wire.INVALID_PARAMS_REASON}) from None
         except Exception as exc:  # the journal failed: nothing more can be made durable, stop serving
-            if self.on_fatal is not None:
-                self.on_fatal(exc)
-            raise RpcError(wire.INTERNAL_ERROR, "internal error: the journal failed; the exchange is stopping") from None
+            self._stop(exc)
         try:
             events = self.engine.apply(cmd)
         except Exception:  # an engine bug: it is journaled anyway, so replay reproduces it
@@ -165,6 +169,13 @@ class Sequencer:
             events = []
         self.pending.append((seq, events, done, recv_ns))
         return seq
+
+    def _stop(self, exc: BaseException) -> None:
+        """The journal failed: report it (the gateway stops) and answer the documented
+        ``SHUTTING_DOWN``; the command was not made durable, so it did not happen."""
+        if self.on_fatal is not None:
+            self.on_fatal(exc)
+        raise RpcError.business(wire.SHUTTING_DOWN, "the exchange is shutting down (its journal failed)")
 
     def after_durable(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` once everything applied so far is durable (and released)."""
@@ -237,6 +248,8 @@ class Call:
         failure = ranges.command_failure(cmd)  # the engine's own range check, before a seq is spent
         if failure is not None:
             raise RpcError.business(failure[0], failure[1], failure[2])
+        if not self.gw.storage.ok and not self.session.operator and type(cmd) not in (CancelOrder, CancelAll):
+            raise RpcError.business(wire.STORAGE_FULL, f"not accepting new commands: {self.gw.storage.problem} (cancels still work)")
 
         def done(events: list[Event]) -> None:
             for ev in events:
@@ -338,6 +351,7 @@ class Gateway:
         self.journal_open = True
         self.fatal: BaseException | None = None
         self.stop_event: asyncio.Event | None = None  # set by ``run``: a fatal error stops the process
+        self.storage = StorageStatus(-1)  # refreshed by ``_storage_watch`` (gateway/storage.py)
 
     def _fatal(self, exc: BaseException) -> None:
         """The journal failed: nothing more can be made durable, so stop taking commands."""
@@ -422,7 +436,7 @@ class Gateway:
         return f"{'wss' if tls else 'ws'}://{host}:{bound[1]}{PATH}"
 
     def start_background(self) -> None:
-        for coro in (self._ticker(), self._heartbeats(), self.loop_lag.run()):
+        for coro in (self._ticker(), self._heartbeats(), self.loop_lag.run(), self._storage_watch()):
             self.tasks.append(asyncio.get_running_loop().create_task(coro))
 
     async def _ticker(self) -> None:
@@ -443,9 +457,30 @@ class Gateway:
             if every and self.snapshots is not None and self.engine.seq - self.last_snapshot_seq >= every:
                 try:
                     await self.snapshot()
+                except RpcError as exc:  # e.g. STORAGE_FULL: the reason says it all, no traceback
+                    log.error("periodic snapshot failed: %s", exc.message)
+                    self.last_snapshot_seq = self.engine.seq
                 except Exception:  # the journal still has everything; try again next time
                     log.exception("periodic snapshot failed")
                     self.last_snapshot_seq = self.engine.seq
+
+    async def _storage_watch(self) -> None:
+        """Re-check the data directory's free space and writability (off the loop)."""
+        srv = self.settings.server
+        directory = getattr(self.journal, "directory", None)
+        if directory is None or not srv.storage_check_s:
+            return
+        loop = asyncio.get_running_loop()
+        while True:
+            srv = self.settings.server
+            status = await loop.run_in_executor(None, check_storage, Path(directory), srv.min_free_bytes)
+            if status.ok != self.storage.ok:
+                if status.ok:
+                    log.warning("storage recovered: %d bytes free; taking new commands again", status.free_bytes)
+                else:
+                    log.error("storage low, refusing new commands and reporting not-ready: %s", status.problem)
+            self.storage = status
+            await asyncio.sleep(srv.storage_check_s)
 
     async def _heartbeats(self) -> None:
         interval = self.settings.server.heartbeat_s
@@ -460,7 +495,18 @@ class Gateway:
         if self.snapshots is None:
             raise RpcError.business(R.INVALID_STATE, "snapshots are not configured")
         seq = self.engine.seq
-        path = await self.snapshots.save(self.engine, self.journal)
+        try:
+            path = await self.snapshots.save(self.engine, self.journal)
+        except OSError as exc:  # the store removed its temporary file: nothing is left behind
+            where = self.snapshots.folder
+            if is_disk_full(exc):
+                free = free_bytes(where) if where.is_dir() else 0
+                raise RpcError.business(
+                    wire.STORAGE_FULL, f"snapshot not written: no space left in {where} ({free} bytes free); nothing was left behind"
+                ) from None
+            raise RpcError.business(R.INVALID_STATE, f"snapshot not written: {exc.strerror or exc}") from None
+        except SnapshotError as exc:
+            raise RpcError.business(R.INVALID_STATE, f"snapshot not written: {exc}") from None
         self.last_snapshot_seq = seq
         archived: list[Path] = []
         if self.settings.server.archive_segments:  # segments the snapshot covers are not needed to start
@@ -1188,6 +1234,13 @@ class ServeOptions:
     fsync_policy: str | None = None
 
 
+def _readiness(gw: Gateway | None) -> bool | str:
+    """/readyz: True once serving with usable storage, else why not (False: recovering)."""
+    if gw is None or not gw.ready:
+        return False
+    return True if gw.storage.ok else f"not ready: {gw.storage.problem}"
+
+
 async def run(settings: Settings, opts: ServeOptions, stop: asyncio.Event | None = None) -> int:
     """Start everything, print the ready line, serve until SIGTERM/SIGINT (or ``stop``)."""
     from gateway.journal import LocalJournal
@@ -1198,10 +1251,14 @@ async def run(settings: Settings, opts: ServeOptions, stop: asyncio.Event | None
     data_dir = Path(opts.data_dir or srv.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     holder: dict[str, Gateway] = {}
-    http = HttpEndpoint(lambda: holder["gw"].registry_metrics if "gw" in holder else None, lambda: "gw" in holder and holder["gw"].ready)
+    http = HttpEndpoint(lambda: holder["gw"].registry_metrics if "gw" in holder else None, lambda: _readiness(holder.get("gw")))
     metrics_port = await http.start(srv.metrics_host, srv.metrics_port if opts.metrics_port is None else opts.metrics_port)
     loop = asyncio.get_running_loop()
     recovered = await loop.run_in_executor(None, recover, data_dir, settings.market)
+    storage = await loop.run_in_executor(None, check_storage, data_dir, srv.min_free_bytes)
+    if not storage.ok:  # the first journal write would fail and stop the exchange: do not start
+        await http.close()
+        raise StorageUnavailable(storage.problem)
     engine = recovered.engine
     journal = LocalJournal(
         data_dir,
@@ -1211,6 +1268,7 @@ async def run(settings: Settings, opts: ServeOptions, stop: asyncio.Event | None
     )
     await journal.start()
     gw = Gateway(settings, engine, journal, SnapshotStore(data_dir, fork=srv.snapshot_fork))
+    gw.storage = storage
     gw.registry_metrics = make_registry(gw)
     holder["gw"] = gw
     booted = await gw.bootstrap()

@@ -56,6 +56,10 @@ class ServerSettings:
     # then reads only the snapshot and the live tail; verify/dump still read the archive).
     archive_segments: bool = True
     segment_bytes: int = 64 * 1024 * 1024  # a journal segment rolls once it passes this size
+    # Storage (gateway/storage.py): refuse to start, and stop taking new orders, with less
+    # free space than this in the data directory; checked every storage_check_s seconds.
+    min_free_bytes: int = 64 * 1024 * 1024
+    storage_check_s: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,8 @@ RANGES: dict[str, dict[str, tuple[float, float]]] = {
         "tick_s": (0.01, 60),
         "snapshot_every": (0, 10**12),
         "segment_bytes": (64 * 1024, 64 * 1024 * _MIB),
+        "min_free_bytes": (0, 1 << 50),
+        "storage_check_s": (0, 3600),  # 0 = check only at start
     },
     "limits": {
         "max_frame_bytes": (1024, 16 * _MIB),

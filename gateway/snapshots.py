@@ -18,6 +18,7 @@ paused) and does hashing and file I/O in a worker thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import itertools
 import logging
@@ -41,6 +42,7 @@ MAGIC = b"CXSNAP01"
 HEADER = struct.Struct("<8sQQI64s")  # magic, seq, payload length, crc32, hex digest
 SUFFIX = ".snap"
 _NAME = re.compile(r"^(\d{20})\.snap$")
+_CHILD_OTHER = 255  # exit status of a snapshot child that failed other than with an OSError
 
 
 class SnapshotError(ValueError):
@@ -116,16 +118,28 @@ class SnapshotStore:
         return self._publish(seq)
 
     def _write_tmp(self, seq: int, data: bytes, digest: str) -> None:
+        """Write the temporary file; on any failure (a full disk: ``ENOSPC``) remove
+        what was written, so a failed snapshot never makes a shortage worse."""
         blob = encode_snapshot(seq, data, digest)
         self.folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self._tmp_for(seq), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        tmp = self._tmp_for(seq)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            view = memoryview(blob)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            try:
+                view = memoryview(blob)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except BaseException:
+            self.discard_tmp(seq)
+            raise
+
+    def discard_tmp(self, seq: int) -> None:
+        """Remove the temporary file of the snapshot at ``seq`` if there is one."""
+        with contextlib.suppress(FileNotFoundError):
+            self._tmp_for(seq).unlink()
 
     def _publish(self, seq: int) -> Path:
         path = self.path_for(seq)
@@ -142,15 +156,19 @@ class SnapshotStore:
         if it does, by setting such a snapshot aside)."""
         seq = engine.seq
         loop = asyncio.get_running_loop()
-        if self.fork:
-            await self._write_tmp_forked(engine, seq)
-        else:
-            data = engine.snapshot()
-            # Engine.digest() is SHA-256 over exactly these bytes (tests pin this).
-            await loop.run_in_executor(None, lambda: self._write_tmp(seq, data, hashlib.sha256(data).hexdigest()))
-        if journal is not None:
-            await journal.wait_durable(seq)
-        return await loop.run_in_executor(None, self._publish, seq)
+        try:
+            if self.fork:
+                await self._write_tmp_forked(engine, seq)
+            else:
+                data = engine.snapshot()
+                # Engine.digest() is SHA-256 over exactly these bytes (tests pin this).
+                await loop.run_in_executor(None, lambda: self._write_tmp(seq, data, hashlib.sha256(data).hexdigest()))
+            if journal is not None:
+                await journal.wait_durable(seq)
+            return await loop.run_in_executor(None, self._publish, seq)
+        except BaseException:  # every failure path: no partial file left behind
+            self.discard_tmp(seq)
+            raise
 
     async def _write_tmp_forked(self, engine: Engine, seq: int) -> None:
         pid = os.fork()
@@ -159,12 +177,15 @@ class SnapshotStore:
         _, status = await asyncio.get_running_loop().run_in_executor(None, os.waitpid, pid, 0)
         code = os.waitstatus_to_exitcode(status)
         if code != 0:
+            self.discard_tmp(seq)  # the child may have died (killed) before removing it
+            if 0 < code < _CHILD_OTHER:  # the child's exit status is the errno of its OSError
+                raise OSError(code, os.strerror(code), str(self._tmp_for(seq)))
             raise SnapshotError(f"{self._tmp_for(seq)}: snapshot child process failed (exit status {code})")
 
     def _child(self, engine: Engine, seq: int) -> None:  # pragma: no cover - runs in the child
         """Encode, hash, write, exit - touching no lock another thread may have held at
         fork time (no logging, no sys.stderr: raw writes only) and never returning."""
-        code = 1
+        code = _CHILD_OTHER
         try:
             signal.set_wakeup_fd(-1)  # signals sent to the child must not wake the parent's loop
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -173,6 +194,8 @@ class SnapshotStore:
             self._write_tmp(seq, data, hashlib.sha256(data).hexdigest())
             code = 0
         except BaseException as exc:
+            if isinstance(exc, OSError) and exc.errno and 0 < exc.errno < _CHILD_OTHER:
+                code = exc.errno  # the parent re-raises it as an OSError (ENOSPC: disk full)
             os.write(2, f"carbonx snapshot child: {exc!r}\n".encode())
         finally:
             os._exit(code)

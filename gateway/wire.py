@@ -40,6 +40,7 @@ UNKNOWN_CHANNEL = "UNKNOWN_CHANNEL"
 SHUTTING_DOWN = "SHUTTING_DOWN"
 UNKNOWN_CERTIFICATE = "UNKNOWN_CERTIFICATE"
 LOGIN_THROTTLED = "LOGIN_THROTTLED"  # failed logins for this key id / address: data.retry_after_ms
+STORAGE_FULL = "STORAGE_FULL"  # the data directory is (nearly) full: see gateway/storage.py
 
 # Order matters: the code of a reason is 1000 + its index. Append only.
 _REASON_ORDER = (
@@ -52,7 +53,7 @@ _REASON_ORDER = (
     R.AUCTION_NOT_OPEN, R.BELOW_RESERVE, R.BIDDER_CAP, R.INVALID_LOT, R.BIDS_IRREVOCABLE,
     R.UNKNOWN_BID, R.NO_REFERENCE_DATA, R.UNKNOWN_BLOCK, R.BLOCK_TOO_SMALL, R.UNKNOWN_EVENT,
     R.INVALID_PURPOSE, TOO_MANY_CONNECTIONS, TOO_MANY_SUBSCRIPTIONS, UNKNOWN_CHANNEL, SHUTTING_DOWN,
-    UNKNOWN_CERTIFICATE, LOGIN_THROTTLED,
+    UNKNOWN_CERTIFICATE, LOGIN_THROTTLED, STORAGE_FULL,
 )  # fmt: skip
 REASON_CODES: dict[str, int] = {reason: 1000 + i for i, reason in enumerate(_REASON_ORDER)}
 OTHER_REASON_CODE = 1999  # a reason added to the engine but not yet given a code here

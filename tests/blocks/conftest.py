@@ -40,7 +40,7 @@ def rejected(events: list[Event]) -> Reject:
 
 def ledger(eng: Engine) -> bytes:
     """Every balance, holding, block and certificate: unchanged by a rejected command."""
-    return msgspec.msgpack.encode((list(eng.accounts.values()), eng.blocks, eng.registry, eng.fees_collected, eng.trades))
+    return msgspec.msgpack.encode((list(eng.accounts.values()), eng.blocks, eng.registry, eng.fees_collected, list(eng.trades)))
 
 
 def cash_total(eng: Engine) -> int:

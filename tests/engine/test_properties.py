@@ -19,11 +19,12 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 
+import msgspec
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from engine.config import MarketConfig
+from engine.config import MarketConfig, RetentionSpec
 from engine.engine import Engine
 from engine.schema import (
     AmendOrder,
@@ -63,11 +64,16 @@ TERMINAL = ("filled", "cancelled", "expired")
 
 
 def market() -> MarketConfig:
-    """X: tick 0.01, fees on both sides. Y: tick 0.05, T+1 resale, no individuals."""
-    return make_config(
+    """X: tick 0.01, fees on both sides. Y: tick 0.05, T+1 resale, no individuals. Tiny
+    history windows so eviction happens in most runs (replay and restore must agree)."""
+    config = make_config(
         instrument("X", reference_price="60.00", fee_buy="0.0005", fee_sell="0.0003"),
         instrument("Y", reference_price="20.15", tick="0.05", t1_resale=True, eligible=["covered_entity", "institution"]),
     )
+    return msgspec.structs.replace(config, retention=RetentionSpec(finished_orders=RETAIN, trades=RETAIN, finished_blocks=RETAIN))
+
+
+RETAIN = 5
 
 
 def model_specs() -> dict[str, Spec]:
@@ -404,6 +410,14 @@ class ExchangeMachine(RuleBasedStateMachine):
                     assert all(a.ts < b.ts for a, b in itertools.pairwise(orders)), "time priority"
                     ids.extend(o.order_id for o in orders)
                 assert ids == [o.oid for o in self.model.book(sym, side_name)], (sym, side_name)
+
+    @invariant()
+    def history_stays_within_its_windows(self) -> None:
+        eng = self.engine
+        assert len(eng.finished) <= RETAIN and len(eng.trades) <= RETAIN
+        assert set(eng.orders) == {oid for oid, o in eng.orders.items() if o.leaves_qty > 0} | set(eng.finished)
+        per_account = sorted((a, t.trade_id) for a, ts in eng.account_trades.items() for t in ts)
+        assert per_account == sorted({(a, t.trade_id) for t in eng.trades for a in (t.buy_account, t.sell_account)})
 
     @invariant()
     def orders_match_the_model(self) -> None:

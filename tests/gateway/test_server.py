@@ -377,7 +377,7 @@ async def test_a_failed_journal_stops_the_exchange(tmp_path: Path) -> None:
 
     journal.append = broken  # type: ignore[method-assign]
     err = await a.fail("order.place", **sell("61.00", 1))
-    assert err.code == wire.INTERNAL_ERROR and "journal" in err.error["message"]
+    assert err.reason == wire.SHUTTING_DOWN and "journal" in err.error["message"], "the documented answer, never -32603"
     assert h.gw.stop_event.is_set() and not h.gw.ready and h.gw.fatal is not None
     assert (await a.fail("order.place", **sell("61.00", 1))).reason == wire.SHUTTING_DOWN, "no more commands once the journal failed"
     await h.gw.shutdown()

@@ -290,9 +290,18 @@ async def test_forked_snapshot_failure_is_reported_and_nothing_is_published(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(store, "_write_tmp", broken)  # the child inherits the patch
+    with pytest.raises(OSError) as info:  # the child's errno comes back: the caller can say "disk full"
+        await store.save(eng)
+    assert info.value.errno == 28
+    assert store.files() == []
+
+    def other(seq: int, data: bytes, digest: str) -> None:
+        raise RuntimeError("not an OSError")
+
+    monkeypatch.setattr(store, "_write_tmp", other)
     with pytest.raises(SnapshotError, match="snapshot child process failed"):
         await store.save(eng)
-    assert store.files() == []
+    assert store.files() == [] and not list(store.folder.glob("*.tmp"))
 
 
 def test_leftover_temporary_files_are_removed_at_recovery_only(tmp_path: Path, demo_config: MarketConfig) -> None:
