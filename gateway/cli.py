@@ -47,6 +47,11 @@ def _serve(args: argparse.Namespace) -> int:
     from gateway.server import ServeOptions, run
 
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # websockets logs every connection's open and close (and every refused upgrade) at INFO:
+    # a connection flood would flood the log. Per-connection lines only at DEBUG; the
+    # counts are in the metrics (carbonx_sessions, carbonx_connections_refused_total).
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        logging.getLogger("websockets").setLevel(logging.WARNING)
     try:
         settings = with_env_operator(load_settings(args.config))
     except (OSError, ConfigError, SettingsError) as exc:

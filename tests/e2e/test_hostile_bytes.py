@@ -126,3 +126,23 @@ async def test_http_upgrade_junk_is_refused_quietly(fresh_server: Server) -> Non
     assert "result" in await _answer(ws)
     await ws.close()
     _no_traceback(server)
+
+
+async def test_a_connection_flood_does_not_flood_the_log(fresh_server: Server) -> None:
+    """Per-connection open/close lines (websockets logs them at INFO) stay out of the log."""
+    server = fresh_server
+    before = len(server.log_path.read_text(errors="replace").splitlines())
+    for _ in range(30):
+        async with connect(server.trading) as ws:
+            await ws.send('{"jsonrpc":"2.0","id":1,"method":"ping"}')
+            assert "result" in await _answer(ws)
+    base = server.trading.rsplit("/", 1)[0]
+    for _ in range(10):
+        try:
+            async with connect(base + "/nope"):
+                raise AssertionError("accepted")
+        except InvalidStatus:
+            pass
+    after = len(server.log_path.read_text(errors="replace").splitlines())
+    assert after - before < 5, server.log_tail(after - before)
+
