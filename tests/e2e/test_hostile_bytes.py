@@ -145,4 +145,3 @@ async def test_a_connection_flood_does_not_flood_the_log(fresh_server: Server) -
             pass
     after = len(server.log_path.read_text(errors="replace").splitlines())
     assert after - before < 5, server.log_tail(after - before)
-
