@@ -21,10 +21,10 @@ import statistics
 import time
 from pathlib import Path
 
-from engine.auction import PRESETS
-from engine.config import load_market_text
-from engine.engine import Engine
-from engine.schema import (
+from carbonx.engine.auction import PRESETS
+from carbonx.engine.config import load_market_text
+from carbonx.engine.engine import Engine
+from carbonx.engine.schema import (
     AuctionBid,
     AuctionClose,
     AuctionCreate,

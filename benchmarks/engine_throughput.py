@@ -26,9 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.config import MarketConfig, load_market_text
-from engine.engine import Engine
-from engine.schema import (
+from carbonx.engine.config import MarketConfig, load_market_text
+from carbonx.engine.engine import Engine
+from carbonx.engine.schema import (
     CancelOrder,
     Command,
     CreateAccount,

@@ -40,12 +40,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.config import MarketConfig  # noqa: E402
-from engine.engine import Engine  # noqa: E402
-from engine.schema import AnyCommand  # noqa: E402
-from gateway.journal import LocalJournal, Policy, read_records  # noqa: E402
-from gateway.recovery import recover  # noqa: E402
-from gateway.snapshots import SnapshotStore  # noqa: E402
+from carbonx.engine.config import MarketConfig  # noqa: E402
+from carbonx.engine.engine import Engine  # noqa: E402
+from carbonx.engine.schema import AnyCommand  # noqa: E402
+from carbonx.gateway.journal import LocalJournal, Policy, read_records  # noqa: E402
+from carbonx.gateway.recovery import recover  # noqa: E402
+from carbonx.gateway.snapshots import SnapshotStore  # noqa: E402
 from tests.journal.workload import demo_config, setup_commands, trading_commands  # noqa: E402
 
 
@@ -197,7 +197,7 @@ _STARTUP_PROBE = """
 import sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[2])
-from gateway.recovery import recover
+from carbonx.gateway.recovery import recover
 from tests.journal.workload import demo_config
 import time
 cpu = time.process_time()

@@ -23,7 +23,7 @@ import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway import wire
+from carbonx.gateway import wire
 
 PLACE = {"account": "A-001", "instrument": "SHEA", "side": "buy", "price": "60.00", "quantity": 10, "time_in_force": "day",
          "client_order_id": "c-123456"}  # fmt: skip

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import msgspec
 
-from engine.schema import Balance, Holding
+from carbonx.engine.schema import Balance, Holding
 
 
 class Position(msgspec.Struct, array_like=True, gc=False):

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from engine import blocks
-from engine import reasons as R
-from engine.accounts import Account, Member, cash_event, holding_event, position
-from engine.matching import cancel, is_live
-from engine.ranges import CASH, QUANTITY
-from engine.schema import (
+from carbonx.engine import blocks
+from carbonx.engine import reasons as R
+from carbonx.engine.accounts import Account, Member, cash_event, holding_event, position
+from carbonx.engine.matching import cancel, is_live
+from carbonx.engine.ranges import CASH, QUANTITY
+from carbonx.engine.schema import (
     AccountCreated,
     BlockedChanged,
     CreateAccount,
@@ -33,7 +33,7 @@ from engine.schema import (
 )
 
 if TYPE_CHECKING:
-    from engine.engine import Engine
+    from carbonx.engine.engine import Engine
 
 MAX_ID = 64
 

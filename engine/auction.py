@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
-from engine import reasons as R
-from engine.accounts import Account, cash_event, holding_event, position
-from engine.risk import Failure, funds_failure, holding_limit_failure, valid_client_id
-from engine.schema import (
+from carbonx.engine import reasons as R
+from carbonx.engine.accounts import Account, cash_event, holding_event, position
+from carbonx.engine.risk import Failure, funds_failure, holding_limit_failure, valid_client_id
+from carbonx.engine.schema import (
     PARTICIPANT_TYPES,
     AuctionAmendBid,
     AuctionBid,
@@ -46,8 +46,8 @@ from engine.schema import (
 )
 
 if TYPE_CHECKING:
-    from engine.config import InstrumentSpec
-    from engine.engine import Engine
+    from carbonx.engine.config import InstrumentSpec
+    from carbonx.engine.engine import Engine
 
 TieRule = Literal["time", "random", "pro_rata"]
 PriceRule = Literal["lowest_filled", "highest_rejected"]

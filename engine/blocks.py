@@ -24,15 +24,15 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from engine import reasons as R
-from engine.accounts import Account, cash_event, fee, freeze_tonnes, holding_event, release_tonnes, settle_dvp
-from engine.matching import buy_hold, record_trade
-from engine.risk import funds_failure, holding_limit_failure
-from engine.schema import BlockAccept, BlockCancel, BlockDecline, BlockPropose, BlockUpdate, Trade
+from carbonx.engine import reasons as R
+from carbonx.engine.accounts import Account, cash_event, fee, freeze_tonnes, holding_event, release_tonnes, settle_dvp
+from carbonx.engine.matching import buy_hold, record_trade
+from carbonx.engine.risk import funds_failure, holding_limit_failure
+from carbonx.engine.schema import BlockAccept, BlockCancel, BlockDecline, BlockPropose, BlockUpdate, Trade
 
 if TYPE_CHECKING:
-    from engine.config import InstrumentSpec
-    from engine.engine import Engine
+    from carbonx.engine.config import InstrumentSpec
+    from carbonx.engine.engine import Engine
 
 Failure = tuple[str, str, str | None]
 
@@ -139,7 +139,7 @@ def _party_failure(eng: Engine, spec: InstrumentSpec, acct: Account) -> Failure 
 
 def _price_failure(eng: Engine, spec: InstrumentSpec, price: int) -> Failure | None:
     """Positive, on the tick, and within the block band around today's reference."""
-    from engine.engine import band  # engine.engine imports this module
+    from carbonx.engine.engine import band  # engine.engine imports this module
 
     if price <= 0:
         return R.INVALID_PRICE, "a block needs a positive price", "price"

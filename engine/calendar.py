@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime
 
-from engine.config import CalendarSpec, InstrumentSpec
+from carbonx.engine.config import CalendarSpec, InstrumentSpec
 
 NS = 1_000_000_000
 _EPOCH_ORDINAL = datetime.date(1970, 1, 1).toordinal()

@@ -14,10 +14,10 @@ from typing import Any
 
 import msgspec
 
-from engine import ranges
-from engine.ranges import Range
-from engine.schema import PARTICIPANT_TYPES
-from engine.units import UnitError, parse_decimal_scaled, parse_fen
+from carbonx.engine import ranges
+from carbonx.engine.ranges import Range
+from carbonx.engine.schema import PARTICIPANT_TYPES
+from carbonx.engine.units import UnitError, parse_decimal_scaled, parse_fen
 
 
 class ConfigError(ValueError):

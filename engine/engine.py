@@ -23,14 +23,14 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from engine import admin, auction, blocks, matching, retirement
-from engine.accounts import Account, Member
-from engine.book import Book, Order
-from engine.calendar import SessionClock, local_date
-from engine.config import MarketConfig, RetentionSpec
-from engine.ranges import CHECKERS as range_checks
-from engine.reasons import NOT_AUTHORIZED, UNKNOWN_INSTRUMENT
-from engine.schema import Command, Event, InstrumentStatus, ReferencePrice, Reject, Trade
+from carbonx.engine import admin, auction, blocks, matching, retirement
+from carbonx.engine.accounts import Account, Member
+from carbonx.engine.book import Book, Order
+from carbonx.engine.calendar import SessionClock, local_date
+from carbonx.engine.config import MarketConfig, RetentionSpec
+from carbonx.engine.ranges import CHECKERS as range_checks
+from carbonx.engine.reasons import NOT_AUTHORIZED, UNKNOWN_INSTRUMENT
+from carbonx.engine.schema import Command, Event, InstrumentStatus, ReferencePrice, Reject, Trade
 
 Handler = Callable[["Engine", Any], None]
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from engine.accounts import (
+from carbonx.engine.accounts import (
     Account,
     buy_hold,  # re-exported: blocks and auctions hold cash the same way
     cash_event,
@@ -27,10 +27,10 @@ from engine.accounts import (
     settle_dvp,
     take_from_alloc,
 )
-from engine.book import Book, Order
-from engine.reasons import INVALID_ORDER, NOT_AUTHORIZED, UNKNOWN_INSTRUMENT, UNKNOWN_ORDER
-from engine.risk import check_amend, check_place
-from engine.schema import (
+from carbonx.engine.book import Book, Order
+from carbonx.engine.reasons import INVALID_ORDER, NOT_AUTHORIZED, UNKNOWN_INSTRUMENT, UNKNOWN_ORDER
+from carbonx.engine.risk import check_amend, check_place
+from carbonx.engine.schema import (
     AmendOrder,
     BookLevel,
     CancelAll,
@@ -42,8 +42,8 @@ from engine.schema import (
 )
 
 if TYPE_CHECKING:
-    from engine.config import InstrumentSpec
-    from engine.engine import Engine
+    from carbonx.engine.config import InstrumentSpec
+    from carbonx.engine.engine import Engine
 
 __all__ = ["HANDLERS", "buy_hold", "cancel", "execute", "is_live", "record_trade", "report"]
 

@@ -32,9 +32,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from engine import reasons as R
-from engine.schema import AnyCommand, Command, Deposit, Withdraw
-from engine.units import format_fen
+from carbonx.engine import reasons as R
+from carbonx.engine.schema import AnyCommand, Command, Deposit, Withdraw
+from carbonx.engine.units import format_fen
 
 INT64_MAX = 2**63 - 1
 

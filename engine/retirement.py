@@ -30,13 +30,13 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from engine import reasons as R
-from engine.accounts import Account, freeze_tonnes, holding_event, position
-from engine.schema import Certificate, EventCreate, NeutralityEvent, Retire
+from carbonx.engine import reasons as R
+from carbonx.engine.accounts import Account, freeze_tonnes, holding_event, position
+from carbonx.engine.schema import Certificate, EventCreate, NeutralityEvent, Retire
 
 if TYPE_CHECKING:
-    from engine.config import InstrumentSpec
-    from engine.engine import Engine
+    from carbonx.engine.config import InstrumentSpec
+    from carbonx.engine.engine import Engine
 
 Failure = tuple[str, str, str | None]
 

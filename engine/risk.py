@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from engine import reasons as R
-from engine.accounts import Account, buy_hold, total_held, tradable
+from carbonx.engine import reasons as R
+from carbonx.engine.accounts import Account, buy_hold, total_held, tradable
 
 if TYPE_CHECKING:
-    from engine.book import Book, Order
-    from engine.config import InstrumentSpec
-    from engine.engine import Engine, InstrumentState
-    from engine.schema import AmendOrder, PlaceOrder
+    from carbonx.engine.book import Book, Order
+    from carbonx.engine.config import InstrumentSpec
+    from carbonx.engine.engine import Engine, InstrumentState
+    from carbonx.engine.schema import AmendOrder, PlaceOrder
 
 Failure = tuple[str, str, str | None]
 

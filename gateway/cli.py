@@ -16,8 +16,8 @@ import logging
 import sys
 from pathlib import Path
 
-from engine.config import ConfigError
-from gateway.settings import FSYNC_POLICIES, SettingsError, load_settings, with_env_operator
+from carbonx.engine.config import ConfigError
+from carbonx.gateway.settings import FSYNC_POLICIES, SettingsError, load_settings, with_env_operator
 
 log = logging.getLogger("carbonx")
 
@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace) -> int:
     import uvloop
 
-    from gateway.server import ServeOptions, run
+    from carbonx.gateway.server import ServeOptions, run
 
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # websockets logs every connection's open and close (and every refused upgrade) at INFO:
@@ -71,8 +71,8 @@ def _serve(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port,
         fsync_policy=args.fsync_policy,
     )
-    from gateway.journal import JournalError
-    from gateway.storage import StorageUnavailable
+    from carbonx.gateway.journal import JournalError
+    from carbonx.gateway.storage import StorageUnavailable
 
     try:
         return uvloop.run(run(settings, opts))
@@ -92,12 +92,12 @@ def _serve(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "journal":
-        from gateway.journal_cli import main as journal_main
+        from carbonx.gateway.journal_cli import main as journal_main
 
         return journal_main(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "hash-secret":
-        from gateway.sessions import hash_secret
+        from carbonx.gateway.sessions import hash_secret
 
         print(hash_secret(args.secret))
         return 0

@@ -37,7 +37,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
-from engine.units import format_fen, parse_fen
+from carbonx.engine.units import format_fen, parse_fen
 
 log = logging.getLogger("carbonx.client")
 

@@ -49,7 +49,7 @@ from typing import Literal
 
 import msgspec
 
-from engine.schema import AnyCommand
+from carbonx.engine.schema import AnyCommand
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import msgspec
 
-from engine.config import ConfigError, load_market_text
-from gateway.journal import JournalCorruption, JournalError, JournalReader
-from gateway.recovery import verify
+from carbonx.engine.config import ConfigError, load_market_text
+from carbonx.gateway.journal import JournalCorruption, JournalError, JournalReader
+from carbonx.gateway.recovery import verify
 
 
 class DumpLine(msgspec.Struct):

@@ -34,7 +34,7 @@ import msgspec
 from sortedcontainers import SortedDict
 from websockets.asyncio.server import broadcast
 
-from engine.schema import (
+from carbonx.engine.schema import (
     AuctionUpdate,
     BidUpdate,
     BlockUpdate,
@@ -47,9 +47,9 @@ from engine.schema import (
     ReferencePrice,
     Trade,
 )
-from engine.units import format_fen
-from gateway import wire
-from gateway.sessions import Session
+from carbonx.engine.units import format_fen
+from carbonx.gateway import wire
+from carbonx.gateway.sessions import Session
 
 log = logging.getLogger("carbonx.marketdata")
 

@@ -26,11 +26,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from engine.config import MarketConfig
-from engine.engine import Engine
-from engine.schema import AnyCommand
-from gateway.journal import JournalCorruption, JournalError, JournalReader, TornTail
-from gateway.snapshots import SnapshotError, SnapshotStore
+from carbonx.engine.config import MarketConfig
+from carbonx.engine.engine import Engine
+from carbonx.engine.schema import AnyCommand
+from carbonx.gateway.journal import JournalCorruption, JournalError, JournalReader, TornTail
+from carbonx.gateway.snapshots import SnapshotError, SnapshotStore
 
 log = logging.getLogger(__name__)
 

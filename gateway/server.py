@@ -42,11 +42,11 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response
 
-from engine import auction as auctions
-from engine import blocks, ranges, retirement
-from engine import reasons as R
-from engine.engine import Engine
-from engine.schema import (
+from carbonx.engine import auction as auctions
+from carbonx.engine import blocks, ranges, retirement
+from carbonx.engine import reasons as R
+from carbonx.engine.engine import Engine
+from carbonx.engine.schema import (
     AccountCreated,
     AmendOrder,
     AuctionAmendBid,
@@ -96,16 +96,16 @@ from engine.schema import (
     Trade,
     Withdraw,
 )
-from gateway import wire
-from gateway.journal import UnencodableCommand
-from gateway.logins import Busy, LoginGuard, Throttled
-from gateway.marketdata import ChannelError, Fanout, MarketData
-from gateway.metrics import HttpEndpoint, LatencyHistogram, LoopLag, make_registry
-from gateway.sessions import ConnectionRegistry, Refused, Session, address_key, hash_secret, verify_secret
-from gateway.settings import Settings
-from gateway.snapshots import SnapshotError
-from gateway.storage import StorageStatus, StorageUnavailable, check_storage, free_bytes, is_disk_full
-from gateway.wire import RpcError
+from carbonx.gateway import wire
+from carbonx.gateway.journal import UnencodableCommand
+from carbonx.gateway.logins import Busy, LoginGuard, Throttled
+from carbonx.gateway.marketdata import ChannelError, Fanout, MarketData
+from carbonx.gateway.metrics import HttpEndpoint, LatencyHistogram, LoopLag, make_registry
+from carbonx.gateway.sessions import ConnectionRegistry, Refused, Session, address_key, hash_secret, verify_secret
+from carbonx.gateway.settings import Settings
+from carbonx.gateway.snapshots import SnapshotError
+from carbonx.gateway.storage import StorageStatus, StorageUnavailable, check_storage, free_bytes, is_disk_full
+from carbonx.gateway.wire import RpcError
 
 log = logging.getLogger("carbonx.gateway")
 
@@ -1243,9 +1243,9 @@ def _readiness(gw: Gateway | None) -> bool | str:
 
 async def run(settings: Settings, opts: ServeOptions, stop: asyncio.Event | None = None) -> int:
     """Start everything, print the ready line, serve until SIGTERM/SIGINT (or ``stop``)."""
-    from gateway.journal import LocalJournal
-    from gateway.recovery import recover
-    from gateway.snapshots import SnapshotStore
+    from carbonx.gateway.journal import LocalJournal
+    from carbonx.gateway.recovery import recover
+    from carbonx.gateway.snapshots import SnapshotStore
 
     srv = settings.server
     data_dir = Path(opts.data_dir or srv.data_dir)

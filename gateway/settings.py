@@ -15,10 +15,10 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from engine import ranges
-from engine.config import MarketConfig, load_market_text
-from engine.schema import PARTICIPANT_TYPES
-from engine.units import UnitError, parse_fen
+from carbonx.engine import ranges
+from carbonx.engine.config import MarketConfig, load_market_text
+from carbonx.engine.schema import PARTICIPANT_TYPES
+from carbonx.engine.units import UnitError, parse_fen
 
 FSYNC_POLICIES = ("fsync", "os", "none")
 
@@ -356,7 +356,7 @@ def with_env_operator(settings: Settings, environ: dict[str, str] | None = None,
     if not key_id and not secret:
         return settings
     if secret and hasher is None:
-        from gateway.sessions import hash_secret
+        from carbonx.gateway.sessions import hash_secret
 
         hasher = hash_secret
     current = settings.operator

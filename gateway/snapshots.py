@@ -30,11 +30,11 @@ import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gateway.journal import archive_dir, fsync_dir, journal_dir, list_segments
+from carbonx.gateway.journal import archive_dir, fsync_dir, journal_dir, list_segments
 
 if TYPE_CHECKING:
-    from engine.engine import Engine
-    from gateway.journal import Journal
+    from carbonx.engine.engine import Engine
+    from carbonx.gateway.journal import Journal
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from engine import ranges
-from engine import reasons as R
-from engine.units import UnitError, format_fen, parse_fen
+from carbonx.engine import ranges
+from carbonx.engine import reasons as R
+from carbonx.engine.units import UnitError, format_fen, parse_fen
 
 __all__ = ["format_fen"]  # re-exported: callers format money through this module
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import MarketConfig, load_market_text
-from engine.engine import Engine
-from engine.schema import CreateAccount, CreateMember, DayOpen, Deposit
+from carbonx.engine.config import MarketConfig, load_market_text
+from carbonx.engine.engine import Engine
+from carbonx.engine.schema import CreateAccount, CreateMember, DayOpen, Deposit
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "deploy" / "demo.toml"

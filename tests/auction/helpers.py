@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.engine import Engine
-from engine.schema import (
+from carbonx.engine.engine import Engine
+from carbonx.engine.schema import (
     AuctionAmendBid,
     AuctionBid,
     AuctionClose,

@@ -6,10 +6,10 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from engine import auction as A
-from engine.config import MarketConfig
-from engine.engine import Engine
-from engine.schema import AuctionCancel, AuctionClose, AuctionOpen, BidUpdate, Reject, SetBlocked
+from carbonx.engine import auction as A
+from carbonx.engine.config import MarketConfig
+from carbonx.engine.engine import Engine
+from carbonx.engine.schema import AuctionCancel, AuctionClose, AuctionOpen, BidUpdate, Reject, SetBlocked
 from tests.auction.helpers import Clock, add_bidders, amend, bid, close, create, create_open, ok_bid, only, withdraw
 from tests.conftest import funded_engine
 

@@ -7,10 +7,10 @@ import random
 
 import pytest
 
-from engine.auction import PRESETS
-from engine.config import MarketConfig
-from engine.engine import Engine
-from engine.schema import AuctionUpdate, BidUpdate
+from carbonx.engine.auction import PRESETS
+from carbonx.engine.config import MarketConfig
+from carbonx.engine.engine import Engine
+from carbonx.engine.schema import AuctionUpdate, BidUpdate
 from tests.auction.helpers import Clock, add_bidders, allocations, close, create_open, final_update, ok_bid, only
 from tests.conftest import funded_engine
 
@@ -34,7 +34,7 @@ def test_presets_are_the_four_named_rule_sets_and_shanghai_is_default(setup: tup
     eng, clock, _ = setup
     assert set(PRESETS) == {"shanghai", "eu", "quebec", "rggi"}
     auction_id = create_open(eng, clock, rule_set="shanghai")
-    from engine.schema import AuctionCreate
+    from carbonx.engine.schema import AuctionCreate
 
     events = eng.apply(AuctionCreate(ts=clock(), instrument="SHEA", vintage=2025, quantity=10, reserve_price=5000))
     assert only(events, AuctionUpdate)[0].auction.rule_set == "shanghai"

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.auction import PRESETS, Bid, Rules, clear
-from engine.config import load_market_text
-from engine.schema import AuctionBid, AuctionClose, AuctionCreate, AuctionOpen, BidUpdate, Reject
+from carbonx.engine.auction import PRESETS, Bid, Rules, clear
+from carbonx.engine.config import load_market_text
+from carbonx.engine.schema import AuctionBid, AuctionClose, AuctionCreate, AuctionOpen, BidUpdate, Reject
 from tests.auction.helpers import add_bidders, cash_total, final_update, only
 from tests.conftest import DEMO, T0, funded_engine
 

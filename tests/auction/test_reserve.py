@@ -8,9 +8,9 @@ from fractions import Fraction
 
 import pytest
 
-from engine.config import MarketConfig
-from engine.engine import Engine
-from engine.schema import AuctionCreate, AuctionUpdate, BlockAccept, BlockPropose, DayClose, DayOpen, PlaceOrder, Reject
+from carbonx.engine.config import MarketConfig
+from carbonx.engine.engine import Engine
+from carbonx.engine.schema import AuctionCreate, AuctionUpdate, BlockAccept, BlockPropose, DayClose, DayOpen, PlaceOrder, Reject
 from tests.auction.helpers import only
 from tests.conftest import T0, funded_engine
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from engine.config import MarketConfig
-from engine.engine import Engine
-from engine.schema import (
+from carbonx.engine.config import MarketConfig
+from carbonx.engine.engine import Engine
+from carbonx.engine.schema import (
     AuctionAmendBid,
     AuctionBid,
     AuctionCancel,
@@ -218,7 +218,7 @@ def test_replaying_the_journal_reproduces_draws_and_results(demo_config: MarketC
 
 
 def test_results_are_queryable_once_published(setup: tuple[Engine, Clock, list[str]]) -> None:
-    from engine.auction import auction_view, bids_of
+    from carbonx.engine.auction import auction_view, bids_of
 
     eng, clock, (c1, c2, *_) = setup
     auction_id = create_open(eng, clock, quantity=300)

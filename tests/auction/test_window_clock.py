@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from engine import auction
-from engine.engine import Engine
-from engine.schema import AuctionClose, AuctionOpen
+from carbonx.engine import auction
+from carbonx.engine.engine import Engine
+from carbonx.engine.schema import AuctionClose, AuctionOpen
 from tests.auction.helpers import SEC, Clock, create
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from engine.accounts import total_held
-from engine.config import MarketConfig
-from engine.engine import Engine
-from engine.schema import Event, Reject
+from carbonx.engine.accounts import total_held
+from carbonx.engine.config import MarketConfig
+from carbonx.engine.engine import Engine
+from carbonx.engine.schema import Event, Reject
 from tests.conftest import funded_engine
 
 CASH = 10_000_000_000  # fen: 100 million CNY per account

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from engine import reasons as R
-from engine.accounts import position
-from engine.blocks import block_view
-from engine.config import MarketConfig
-from engine.engine import Engine
-from engine.schema import (
+from carbonx.engine import reasons as R
+from carbonx.engine.accounts import position
+from carbonx.engine.blocks import block_view
+from carbonx.engine.config import MarketConfig
+from carbonx.engine.engine import Engine
+from carbonx.engine.schema import (
     AuctionCreate,
     AuctionOpen,
     AuctionUpdate,

@@ -13,9 +13,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.config import MarketConfig
-from engine.engine import Engine
-from engine.schema import (
+from carbonx.engine.config import MarketConfig
+from carbonx.engine.engine import Engine
+from carbonx.engine.schema import (
     BlockAccept,
     BlockCancel,
     BlockDecline,

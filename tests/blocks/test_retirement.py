@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from engine import reasons as R
-from engine.accounts import position
-from engine.config import MarketConfig
-from engine.engine import Engine
-from engine.retirement import certificate, event_view
-from engine.schema import (
+from carbonx.engine import reasons as R
+from carbonx.engine.accounts import position
+from carbonx.engine.config import MarketConfig
+from carbonx.engine.engine import Engine
+from carbonx.engine.retirement import certificate, event_view
+from carbonx.engine.schema import (
     BlockAccept,
     BlockPropose,
     Certificate,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.client import Client
+from carbonx.gateway.client import Client
 from tests.e2e.support import ACCOUNTS, BROKERS, OPERATOR, Server, start_server
 
 

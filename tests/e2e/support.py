@@ -35,7 +35,7 @@ ACCOUNTS = {"a": ("A-001", "A-002"), "b": ("B-001", "B-002")}
 
 def carbonx_argv(*args: str) -> list[str]:
     """Run the ``carbonx`` console script's entry point with this interpreter."""
-    return [sys.executable, "-c", "import sys; from gateway.cli import main; sys.exit(main())", *args]
+    return [sys.executable, "-c", "import sys; from carbonx.gateway.cli import main; sys.exit(main())", *args]
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from gateway.client import Client, ClientClosed, RpcError
+from carbonx.gateway.client import Client, ClientClosed, RpcError
 from tests.e2e.conftest import running_server
 from tests.e2e.support import BROKERS, OPERATOR, Server, write_config
 

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from gateway.client import RpcError
+from carbonx.gateway.client import RpcError
 from tests.e2e.conftest import broker, operator
 from tests.e2e.support import Server
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from gateway.client import Client, Notification
+from carbonx.gateway.client import Client, Notification
 from tests.e2e.conftest import broker
 from tests.e2e.support import BROKERS, Server
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.client import ClientError, RpcError
+from carbonx.gateway.client import ClientError, RpcError
 from tests.e2e.conftest import broker, operator, running_server
 from tests.e2e.support import Server, start_server, write_config
 

@@ -27,8 +27,8 @@ from typing import Any
 
 import pytest
 
-from engine.config import load_market_text
-from gateway.client import Client, ClientError, RpcError
+from carbonx.engine.config import load_market_text
+from carbonx.gateway.client import Client, ClientError, RpcError
 from tests.e2e.conftest import broker, operator, running_server
 from tests.e2e.support import ACCOUNTS, BROKERS, DEMO, Server, carbonx_argv, start_server, write_config
 
@@ -276,7 +276,7 @@ async def test_kill9_under_load_loses_no_acknowledged_order(tmp_path: Path, seed
     assert mine and mine[0]["saved_digest"] == mine[0]["replayed_digest"], (snap, report)
     assert snap["seq"] >= crashed["last_seq"]
 
-    from gateway.recovery import recover
+    from carbonx.gateway.recovery import recover
 
     recovered = await asyncio.to_thread(recover, data, load_market_text(config.read_text()))
     assert recovered.engine.digest() == report["digest"]

@@ -21,7 +21,7 @@ import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from gateway.client import Client
+from carbonx.gateway.client import Client
 from tests.e2e.conftest import broker, operator, running_server
 from tests.e2e.hostile import Frame, Hostile
 from tests.e2e.support import ACCOUNTS, BROKERS, OPERATOR, Server, write_config

@@ -13,7 +13,7 @@ import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from gateway.client import Client
+from carbonx.gateway.client import Client
 from tests.e2e.conftest import broker
 from tests.e2e.support import BROKERS, Server
 

@@ -16,8 +16,8 @@ from typing import Any
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from engine.units import parse_fen
-from gateway.client import MSGPACK, Book, Client, RpcError, default_checksum
+from carbonx.engine.units import parse_fen
+from carbonx.gateway.client import MSGPACK, Book, Client, RpcError, default_checksum
 from tests.e2e.conftest import broker, running_server
 from tests.e2e.support import ACCOUNTS, Server, write_config
 

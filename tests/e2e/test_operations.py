@@ -14,7 +14,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from gateway.client import Client, RpcError
+from carbonx.gateway.client import Client, RpcError
 from tests.e2e.conftest import broker, operator, running_server
 from tests.e2e.support import OPERATOR, Server, write_config
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from gateway.client import Client, RpcError
+from carbonx.gateway.client import Client, RpcError
 from tests.e2e.conftest import broker
 from tests.e2e.support import Server
 

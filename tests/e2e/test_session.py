@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from gateway.client import Client, RpcError
+from carbonx.gateway.client import Client, RpcError
 from tests.e2e.conftest import broker
 from tests.e2e.support import BROKERS, OPERATOR, Server
 

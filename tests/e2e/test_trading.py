@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
-from gateway.client import Notification, RpcError
+from carbonx.gateway.client import Notification, RpcError
 from tests.e2e.conftest import broker
 from tests.e2e.support import Server
 

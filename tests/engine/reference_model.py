@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from engine import reasons as R
+from carbonx.engine import reasons as R
 
 FEE_UNIT = 100_000_000  # fee rates are given in units of 1e-8
 MAX_QTY = 99_999

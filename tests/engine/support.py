@@ -9,9 +9,9 @@ from typing import Any
 
 import msgspec
 
-from engine.config import MarketConfig, parse_market
-from engine.engine import Engine
-from engine.schema import (
+from carbonx.engine.config import MarketConfig, parse_market
+from carbonx.engine.engine import Engine
+from carbonx.engine.schema import (
     AmendOrder,
     Balance,
     CancelOrder,

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from engine import reasons as R
-from engine.config import MarketConfig
-from engine.engine import Engine
-from engine.schema import (
+from carbonx.engine import reasons as R
+from carbonx.engine.config import MarketConfig
+from carbonx.engine.engine import Engine
+from carbonx.engine.schema import (
     AccountCreated,
     BlockedChanged,
     Command,

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from engine import reasons as R
-from engine.config import MarketConfig
-from engine.engine import Engine
-from engine.schema import CancelAll, Deposit, ExecReport
+from carbonx.engine import reasons as R
+from carbonx.engine.config import MarketConfig
+from carbonx.engine.engine import Engine
+from carbonx.engine.schema import CancelAll, Deposit, ExecReport
 from tests.conftest import funded_engine
 from tests.engine.support import (
     accepted,

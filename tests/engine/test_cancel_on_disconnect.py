@@ -3,9 +3,9 @@ connection, so a restarted gateway can cancel what a crash disconnected."""
 
 from __future__ import annotations
 
-from engine.config import MarketConfig
-from engine.engine import Engine
-from engine.schema import CancelAll, PlaceOrder, Reject, SetCancelOnDisconnect
+from carbonx.engine.config import MarketConfig
+from carbonx.engine.engine import Engine
+from carbonx.engine.schema import CancelAll, PlaceOrder, Reject, SetCancelOnDisconnect
 from tests.conftest import T0
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from engine.config import ConfigError, load_market_text, parse_market
-from engine.engine import band
+from carbonx.engine.config import ConfigError, load_market_text, parse_market
+from carbonx.engine.engine import band
 from tests.conftest import DEMO
 
 BASE = """

@@ -4,10 +4,10 @@ reference and band, DAY orders expire while GTC orders survive, T+1 tonnes unloc
 
 from __future__ import annotations
 
-from engine import reasons as R
-from engine.config import MarketConfig
-from engine.engine import Engine
-from engine.schema import DayClose, DayClosed, DayOpen, DayOpened, Deposit, ExecReport, InstrumentStatus, ReferencePrice
+from carbonx.engine import reasons as R
+from carbonx.engine.config import MarketConfig
+from carbonx.engine.engine import Engine
+from carbonx.engine.schema import DayClose, DayClosed, DayOpen, DayOpened, Deposit, ExecReport, InstrumentStatus, ReferencePrice
 from tests.conftest import T0, funded_engine
 from tests.engine.support import (
     accepted,

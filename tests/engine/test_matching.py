@@ -4,9 +4,9 @@ and the execution reports' FIX semantics."""
 
 from __future__ import annotations
 
-from engine.config import MarketConfig
-from engine.engine import Engine
-from engine.schema import BookLevel, Deposit, SetReference
+from carbonx.engine.config import MarketConfig
+from carbonx.engine.engine import Engine
+from carbonx.engine.schema import BookLevel, Deposit, SetReference
 from tests.conftest import T0, funded_engine
 from tests.engine.support import (
     accepted,

@@ -24,9 +24,9 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from engine.config import MarketConfig, RetentionSpec
-from engine.engine import Engine
-from engine.schema import (
+from carbonx.engine.config import MarketConfig, RetentionSpec
+from carbonx.engine.engine import Engine
+from carbonx.engine.schema import (
     AmendOrder,
     Balance,
     BookLevel,

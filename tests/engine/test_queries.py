@@ -3,7 +3,7 @@ account.get): they only show a member its own accounts, and they change nothing.
 
 from __future__ import annotations
 
-from engine.engine import Engine
+from carbonx.engine.engine import Engine
 from tests.engine.support import cancel, oid, place, state_bytes
 
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from engine.config import ConfigError, MarketConfig, RetentionSpec, parse_market, parse_retention
-from engine.engine import Engine, EngineSnapshot
-from engine.schema import BlockCancel, BlockPropose
+from carbonx.engine.config import ConfigError, MarketConfig, RetentionSpec, parse_market, parse_retention
+from carbonx.engine.engine import Engine, EngineSnapshot
+from carbonx.engine.schema import BlockCancel, BlockPropose
 from tests.conftest import funded_engine
 from tests.engine.support import cancel, oid, place
 

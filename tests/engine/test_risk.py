@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from engine import reasons as R
-from engine.config import MarketConfig
-from engine.engine import Engine
-from engine.schema import CreateAccount, DayClose, DayOpen, Deposit, Reject, SetBlocked, SetHalt, SetReference
+from carbonx.engine import reasons as R
+from carbonx.engine.config import MarketConfig
+from carbonx.engine.engine import Engine
+from carbonx.engine.schema import CreateAccount, DayClose, DayOpen, Deposit, Reject, SetBlocked, SetHalt, SetReference
 from tests.conftest import T0, funded_engine
 from tests.engine.support import (
     accepted,

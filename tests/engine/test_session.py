@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import reasons as R
-from engine.config import MarketConfig
-from engine.engine import Engine
-from engine.schema import CreateAccount, CreateMember, DayClose, DayOpen, Deposit, InstrumentStatus, SetHalt, Tick
+from carbonx.engine import reasons as R
+from carbonx.engine.config import MarketConfig
+from carbonx.engine.engine import Engine
+from carbonx.engine.schema import CreateAccount, CreateMember, DayClose, DayOpen, Deposit, InstrumentStatus, SetHalt, Tick
 from tests.engine.support import (
     accepted,
     amend,

@@ -7,9 +7,9 @@ import os
 import subprocess
 import sys
 
-from engine.config import MarketConfig
-from engine.engine import Engine
-from engine.schema import (
+from carbonx.engine.config import MarketConfig
+from carbonx.engine.engine import Engine
+from carbonx.engine.schema import (
     AmendOrder,
     CancelOrder,
     Command,
@@ -124,8 +124,8 @@ def test_restored_engine_keeps_queries(demo_config: MarketConfig) -> None:
 
 
 DIGEST_SCRIPT = """
-from engine.config import load_market_text
-from engine.engine import Engine
+from carbonx.engine.config import load_market_text
+from carbonx.engine.engine import Engine
 from tests.conftest import DEMO
 from tests.engine.test_snapshot import session
 config = load_market_text(DEMO.read_text())

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.engine import Engine
+from carbonx.engine.engine import Engine
 from tests.conftest import funded_engine
 from tests.engine.support import (
     accepted,

@@ -13,11 +13,11 @@ from typing import Any
 import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 
-from engine.engine import Engine
-from gateway.journal import LocalJournal
-from gateway.server import MSGPACK_SUBPROTOCOL, Gateway
-from gateway.settings import Settings, parse_settings
-from gateway.snapshots import SnapshotStore
+from carbonx.engine.engine import Engine
+from carbonx.gateway.journal import LocalJournal
+from carbonx.gateway.server import MSGPACK_SUBPROTOCOL, Gateway
+from carbonx.gateway.settings import Settings, parse_settings
+from carbonx.gateway.snapshots import SnapshotStore
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_TEXT = (ROOT / "deploy" / "demo.toml").read_text()

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.logins import Backoff, Busy, LoginGuard, Throttled
-from gateway.sessions import ConnectionRegistry, Refused, Session, address_key
-from gateway.settings import Limits, SettingsError, parse_settings
+from carbonx.gateway.logins import Backoff, Busy, LoginGuard, Throttled
+from carbonx.gateway.sessions import ConnectionRegistry, Refused, Session, address_key
+from carbonx.gateway.settings import Limits, SettingsError, parse_settings
 from tests.gateway.support import DEMO_TEXT
 
 LIMITS = Limits(max_connections=10, max_anonymous_connections=6, max_anonymous_per_address=3, max_admin_connections=2)

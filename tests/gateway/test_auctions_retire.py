@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import reasons as R
+from carbonx.engine import reasons as R
 from tests.gateway.support import Harness, start
 
 

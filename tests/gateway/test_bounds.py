@@ -23,16 +23,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine import ranges
-from engine import reasons as R
-from engine.engine import Engine
-from engine.schema import AnyCommand, AuctionCreate, Command, Deposit, PlaceOrder
-from engine.units import format_fen
-from gateway import wire
-from gateway.journal import LocalJournal, UnencodableCommand, encode_frame, read_records
-from gateway.server import ADMIN_METHODS, TRADING_METHODS, Gateway, Sequencer
-from gateway.sessions import Session
-from gateway.settings import RANGES, Limits, ServerSettings, SettingsError, parse_settings
+from carbonx.engine import ranges
+from carbonx.engine import reasons as R
+from carbonx.engine.engine import Engine
+from carbonx.engine.schema import AnyCommand, AuctionCreate, Command, Deposit, PlaceOrder
+from carbonx.engine.units import format_fen
+from carbonx.gateway import wire
+from carbonx.gateway.journal import LocalJournal, UnencodableCommand, encode_frame, read_records
+from carbonx.gateway.server import ADMIN_METHODS, TRADING_METHODS, Gateway, Sequencer
+from carbonx.gateway.sessions import Session
+from carbonx.gateway.settings import RANGES, Limits, ServerSettings, SettingsError, parse_settings
 from tests.gateway.support import DEMO_TEXT, ManualJournal, demo_settings
 
 # ----------------------------------------------------------------------------- harness
@@ -329,7 +329,7 @@ def test_the_engine_refuses_out_of_range_commands_itself(cmd: AnyCommand) -> Non
 
 def test_a_deposit_cannot_push_a_balance_out_of_range() -> None:
     eng = Engine(demo_settings().market)
-    from engine.schema import CreateAccount, CreateMember
+    from carbonx.engine.schema import CreateAccount, CreateMember
 
     eng.apply(CreateMember(ts=1, member="m", key_id="k", secret_hash="scrypt$00$00"))
     eng.apply(CreateAccount(ts=1, account="X", member="m", type="institution"))
@@ -453,7 +453,7 @@ def test_config_out_of_range_names_the_key_and_the_range(old: str, new: str, mes
     ],
 )
 def test_market_config_out_of_range(key: str, value: str, message: str) -> None:
-    from engine.config import ConfigError, load_market_text
+    from carbonx.engine.config import ConfigError, load_market_text
 
     text = f'[[instrument]]\nsymbol = "X"\nreference_price = "60.00"\n{key} = {value}\n'
     if key == "reference_price":
@@ -464,7 +464,7 @@ def test_market_config_out_of_range(key: str, value: str, message: str) -> None:
 
 
 def test_market_config_utc_offset_and_bidder_caps() -> None:
-    from engine.config import ConfigError, load_market_text
+    from carbonx.engine.config import ConfigError, load_market_text
 
     base = '[[instrument]]\nsymbol = "X"\nreference_price = "60.00"\n'
     with pytest.raises(ConfigError, match=r"calendar.utc_offset_minutes: 100000 is outside the range -720 to 840"):

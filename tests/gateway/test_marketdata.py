@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from engine.units import format_fen, parse_fen
-from gateway import wire
-from gateway.marketdata import Fanout
-from gateway.metrics import HttpEndpoint, make_registry
-from gateway.sessions import Session
-from gateway.settings import Limits
+from carbonx.engine.units import format_fen, parse_fen
+from carbonx.gateway import wire
+from carbonx.gateway.marketdata import Fanout
+from carbonx.gateway.metrics import HttpEndpoint, make_registry
+from carbonx.gateway.sessions import Session
+from carbonx.gateway.settings import Limits
 from tests.gateway.support import Client, Harness, demo_settings, start
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import msgspec
 
-from engine import reasons as R
-from engine.config import RetentionSpec
+from carbonx.engine import reasons as R
+from carbonx.engine.config import RetentionSpec
 from tests.gateway.support import demo_settings, start
 
 

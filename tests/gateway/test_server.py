@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from engine import reasons as R
-from gateway import wire
-from gateway.journal import LocalJournal
-from gateway.recovery import recover
+from carbonx.engine import reasons as R
+from carbonx.gateway import wire
+from carbonx.gateway.journal import LocalJournal
+from carbonx.gateway.recovery import recover
 from tests.gateway.support import Harness, ManualJournal, demo_settings, start
 
 
@@ -347,7 +347,7 @@ async def test_admin_snapshot_is_written_at_a_durable_seq(h: Harness, tmp_path: 
     op = await h.operator()
     res = await op.ok("admin.snapshot")
     assert res["seq"] == h.gw.engine.seq and Path(res["path"]).exists()
-    from gateway.snapshots import SnapshotStore
+    from carbonx.gateway.snapshots import SnapshotStore
 
     latest = SnapshotStore(tmp_path).latest()
     assert latest is not None and latest[0] == res["seq"]
@@ -384,7 +384,7 @@ async def test_a_failed_journal_stops_the_exchange(tmp_path: Path) -> None:
 
 
 async def test_session_clock_changes_become_journaled_ticks(tmp_path: Path) -> None:
-    from engine.schema import Tick
+    from carbonx.engine.schema import Tick
 
     journal = ManualJournal()
     h = await start(tmp_path, journal=journal)  # tick_s = 0.2 in the test settings
@@ -399,7 +399,7 @@ async def test_session_clock_changes_become_journaled_ticks(tmp_path: Path) -> N
 
 
 async def test_engine_time_never_goes_backwards(tmp_path: Path) -> None:
-    from engine.schema import Tick
+    from carbonx.engine.schema import Tick
 
     journal = ManualJournal()
     h = await start(tmp_path, journal=journal)

@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from gateway.sessions import ConnectionRegistry, Refused, Session, TokenBucket, hash_secret, verify_secret
-from gateway.settings import Limits, SettingsError, parse_settings, with_env_operator
+from carbonx.gateway.sessions import ConnectionRegistry, Refused, Session, TokenBucket, hash_secret, verify_secret
+from carbonx.gateway.settings import Limits, SettingsError, parse_settings, with_env_operator
 from tests.gateway.support import DEMO_TEXT
 
 GATEWAY_TABLES = "# ----------------------------------------------------------------------------- gateway"
@@ -140,7 +140,7 @@ def test_environment_overrides_operator_credentials() -> None:
 def test_shanghai_configuration_has_real_hours_and_no_demo_credentials() -> None:
     from pathlib import Path
 
-    from gateway.settings import load_settings
+    from carbonx.gateway.settings import load_settings
 
     s = load_settings(Path(__file__).resolve().parents[2] / "deploy" / "shanghai.toml")
     cal = s.market.calendar

@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
-from engine.schema import Tick
-from gateway import wire
-from gateway.journal import LocalJournal
-from gateway.metrics import HttpEndpoint, make_registry
-from gateway.server import ServeOptions, _readiness, run
-from gateway.snapshots import SnapshotStore
-from gateway.storage import StorageUnavailable, check_storage, is_disk_full
+from carbonx.engine.schema import Tick
+from carbonx.gateway import wire
+from carbonx.gateway.journal import LocalJournal
+from carbonx.gateway.metrics import HttpEndpoint, make_registry
+from carbonx.gateway.server import ServeOptions, _readiness, run
+from carbonx.gateway.snapshots import SnapshotStore
+from carbonx.gateway.storage import StorageUnavailable, check_storage, is_disk_full
 from tests.gateway.support import demo_settings, start
 
 
@@ -163,7 +163,7 @@ async def test_a_journal_that_failed_answers_shutting_down_and_the_engine_stays_
 
 @pytest.mark.parametrize(("key", "value"), [("min_free_bytes", -1), ("storage_check_s", -0.5), ("storage_check_s", 1e9)])
 def test_storage_settings_are_bounded(key: str, value: float) -> None:
-    from gateway.settings import SettingsError, parse_settings
+    from carbonx.gateway.settings import SettingsError, parse_settings
     from tests.gateway.support import DEMO_TEXT
 
     with pytest.raises(SettingsError, match=key):

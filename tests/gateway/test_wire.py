@@ -5,10 +5,10 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from engine import reasons as R
-from engine.schema import ExecReport, Reject
-from gateway import wire
-from gateway.wire import JSON, MSGPACK, RpcError
+from carbonx.engine import reasons as R
+from carbonx.engine.schema import ExecReport, Reject
+from carbonx.gateway import wire
+from carbonx.gateway.wire import JSON, MSGPACK, RpcError
 
 
 def test_avg_price_rounds_half_up_to_the_fen() -> None:

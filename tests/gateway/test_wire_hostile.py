@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway import wire
-from gateway.wire import JSON, MSGPACK, RpcError
+from carbonx.gateway import wire
+from carbonx.gateway.wire import JSON, MSGPACK, RpcError
 
 enc = msgspec.msgpack.encode
 PLACE = {"account": "A-001", "instrument": "SHEA", "side": "buy", "price": "60.00", "quantity": 10}

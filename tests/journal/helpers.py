@@ -6,10 +6,10 @@ import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
-from engine.config import MarketConfig
-from engine.engine import Engine
-from engine.schema import AnyCommand
-from gateway.journal import LocalJournal, Policy, journal_dir, list_segments
+from carbonx.engine.config import MarketConfig
+from carbonx.engine.engine import Engine
+from carbonx.engine.schema import AnyCommand
+from carbonx.gateway.journal import LocalJournal, Policy, journal_dir, list_segments
 
 
 async def write_journal_async(

@@ -10,10 +10,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from engine.config import MarketConfig
-from engine.schema import AnyCommand
-from gateway.journal_cli import main
-from gateway.snapshots import SnapshotStore
+from carbonx.engine.config import MarketConfig
+from carbonx.engine.schema import AnyCommand
+from carbonx.gateway.journal_cli import main
+from carbonx.gateway.snapshots import SnapshotStore
 from tests.journal.helpers import replay_from_empty, segments, write_journal
 from tests.journal.workload import DEMO as ROOT_CONFIG
 from tests.journal.workload import demo_config, workload
@@ -81,7 +81,7 @@ def test_usage_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 def test_runs_as_a_module(data_dir: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "gateway.journal_cli", "verify", str(data_dir), "--config", str(ROOT_CONFIG)],
+        [sys.executable, "-m", "carbonx.gateway.journal_cli", "verify", str(data_dir), "--config", str(ROOT_CONFIG)],
         capture_output=True,
         text=True,
         timeout=60,

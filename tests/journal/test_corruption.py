@@ -14,10 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.config import MarketConfig
-from engine.schema import AnyCommand
-from gateway.journal import HEADER, JournalCorruption, JournalReader, encode_frame, read_records
-from gateway.recovery import recover
+from carbonx.engine.config import MarketConfig
+from carbonx.engine.schema import AnyCommand
+from carbonx.gateway.journal import HEADER, JournalCorruption, JournalReader, encode_frame, read_records
+from carbonx.gateway.recovery import recover
 from tests.journal.helpers import replay_from_empty, segments, write_journal
 from tests.journal.workload import demo_config, workload
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.schema import (
+from carbonx.engine.schema import (
     AnyCommand,
     AuctionBid,
     AuctionCreate,
@@ -25,8 +25,8 @@ from engine.schema import (
     SnapshotMark,
     Tick,
 )
-from gateway import journal as journal_mod
-from gateway.journal import HEADER, JournalError, JournalReader, LocalJournal, read_records, segment_last_seq
+from carbonx.gateway import journal as journal_mod
+from carbonx.gateway.journal import HEADER, JournalError, JournalReader, LocalJournal, read_records, segment_last_seq
 from tests.journal.helpers import segments
 
 T = 1_764_043_200_000_000_000

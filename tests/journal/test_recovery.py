@@ -10,12 +10,12 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from engine.config import MarketConfig
-from engine.engine import Engine
-from engine.schema import Tick
-from gateway.journal import JournalCorruption, LocalJournal, read_records
-from gateway.recovery import RecoveryError, recover, verify
-from gateway.snapshots import SnapshotError, SnapshotStore, decode_snapshot
+from carbonx.engine.config import MarketConfig
+from carbonx.engine.engine import Engine
+from carbonx.engine.schema import Tick
+from carbonx.gateway.journal import JournalCorruption, LocalJournal, read_records
+from carbonx.gateway.recovery import RecoveryError, recover, verify
+from carbonx.gateway.snapshots import SnapshotError, SnapshotStore, decode_snapshot
 from tests.journal.helpers import replay_from_empty, segments, write_journal, write_journal_async
 from tests.journal.workload import demo_config, workload
 

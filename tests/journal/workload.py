@@ -12,8 +12,8 @@ import random
 from collections.abc import Iterator
 from pathlib import Path
 
-from engine.config import MarketConfig, load_market_text
-from engine.schema import AnyCommand, CancelOrder, CreateAccount, CreateMember, DayOpen, Deposit, PlaceOrder, Side
+from carbonx.engine.config import MarketConfig, load_market_text
+from carbonx.engine.schema import AnyCommand, CancelOrder, CreateAccount, CreateMember, DayOpen, Deposit, PlaceOrder, Side
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "deploy" / "demo.toml"
