@@ -432,7 +432,7 @@ def _with_table(text: str, snippet: str) -> str:
             'cash = "99999999999999999999"',
             "account[0].cash: 99999999999999999999.00 is outside the range 0.00 to 10000000000000.00",
         ),
-        ("vintages = [2024, 2025, 2026]", "vintages = [2024, 10000]", "instrument SHEA.vintages: 10000 is outside the range 1 to 9999"),
+        ("vintages = [2024, 2025, 2026]", "vintages = [2024, 10000]", "instrument SHEA.vintages[1]: 10000 is outside the range 1 to 9999"),
     ],
 )
 def test_config_out_of_range_names_the_key_and_the_range(old: str, new: str, message: str) -> None:
