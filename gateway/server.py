@@ -101,7 +101,8 @@ from carbonx.gateway.journal import UnencodableCommand
 from carbonx.gateway.logins import Busy, LoginGuard, Throttled
 from carbonx.gateway.marketdata import ChannelError, Fanout, MarketData
 from carbonx.gateway.metrics import HttpEndpoint, LatencyHistogram, LoopLag, make_registry
-from carbonx.gateway.sessions import ConnectionRegistry, Refused, Session, address_key, hash_secret, verify_secret
+from carbonx.gateway.passwords import hash_secret, verify_secret
+from carbonx.gateway.sessions import ConnectionRegistry, Refused, Session, address_key
 from carbonx.gateway.settings import Settings
 from carbonx.gateway.snapshots import SnapshotError
 from carbonx.gateway.storage import StorageStatus, StorageUnavailable, check_storage, free_bytes, is_disk_full
