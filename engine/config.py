@@ -110,6 +110,7 @@ def parse_retention(raw: Any) -> RetentionSpec:
 T = TypeVar("T")
 Segment = str | int  # a key of a table, or an index into an array
 _AT = re.compile(r"^(?P<msg>.*) - at `(?:key` in `)?\$(?P<path>[^`]*)`$", re.S)
+_BOUND = re.compile(r"^Expected `\w+` [<>]=")  # a value of the right type outside a Meta range
 _SEGMENT = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
 _NOUNS: dict[type, str] = {
     mi.IntType: "a whole number",
@@ -202,8 +203,7 @@ def _what(msg: str, info: Any, meta: Any, value: Any) -> str:
     if msg.startswith("Object missing required field"):
         return f"{msg.split('`')[1]} is required"
     lo, hi = getattr(info, "ge", None), getattr(info, "le", None)
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if lo is not None and hi is not None and number and not lo <= value <= hi:
+    if lo is not None and hi is not None and _BOUND.match(msg):
         rng = (meta.extra or {}).get("range") if meta is not None else None
         if isinstance(rng, Range):
             return f"{rng.show(value)} is outside the range {rng.describe()}"
@@ -222,19 +222,13 @@ def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else str(x)
 
 
-def raise_if(message: str | None, error: type[ValueError] = ConfigError) -> None:
-    """For the checks after conversion: raise ``error(message)`` if there is a message."""
-    if message is not None:
-        raise error(message)
-
-
 # ----------------------------------------------------------------------------- values msgspec cannot check
 # Money is a quoted decimal string (or a whole number of CNY), never a binary float: the
 # type refuses floats, ``money`` parses the decimal. Times of day are "HH:MM" (24:00 ends a
 # day), percentages and fee rates exact decimals.
 
 Money = Annotated[str | int, msgspec.Meta(description='an amount as a quoted decimal string, e.g. "60.00"')]
-Decimal = str | int | float  # a rate or percentage: parsed exactly from its text (``parse_decimal_scaled``)
+Rate = str | int | float  # a rate or percentage: parsed exactly from its text (``parse_decimal_scaled``)
 SessionPair = Annotated[tuple[str, str], msgspec.Meta(description='a ["HH:MM", "HH:MM"] pair')]
 Holiday = Annotated[datetime.date, msgspec.Meta(description='a "YYYY-MM-DD" date')]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -247,11 +241,12 @@ def money(value: str | int, where: str, rng: Range = ranges.PRICE, error: type[V
         fen = parse_fen(str(value))
     except UnitError as exc:
         raise error(f"{where}: {exc}") from None
-    raise_if(ranges.check_int(fen, rng, where), error)
+    if (message := ranges.check_int(fen, rng, where)) is not None:
+        raise error(message)
     return fen
 
 
-def _scaled(value: Decimal, scale: int, where: str) -> int:
+def _scaled(value: Rate, scale: int, where: str) -> int:
     try:
         return parse_decimal_scaled(str(value), scale)
     except UnitError as exc:
@@ -307,19 +302,19 @@ class _Instrument(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     name: str = ""
     tick: Money = "0.01"
     lot: Quantity = 1
-    band_pct: Decimal = "10"
+    band_pct: Rate = "10"
     min_qty: Quantity = 1
     max_qty: Quantity = 99_999
     reference_price: Money
     eligible: tuple[ParticipantType, ...] = typing.get_args(ParticipantType)
-    fee_buy: Decimal = "0"
-    fee_sell: Decimal = "0"
+    fee_buy: Rate = "0"
+    fee_sell: Rate = "0"
     t1_resale: bool = False
     holding_limits: PerParticipantType = msgspec.field(default_factory=PerParticipantType)
     vintages: tuple[Vintage, ...] = ()
     sessions: tuple[SessionPair, ...] | None = None  # None: the calendar's
     block_min_qty: Quantity = 100_000
-    block_band_pct: Decimal = "30"
+    block_band_pct: Rate = "30"
     block_sessions: tuple[SessionPair, ...] = (("13:00", "15:00"),)
 
 
