@@ -174,7 +174,7 @@ def explain(message: str, data: Any, into: Any, *, at: str = "", where: Callable
     rendered = where(path)
     if at:
         rendered = at + ("." if rendered and not rendered.startswith("[") else "") + rendered
-    return f"{rendered}: {_what(msg, info, meta, value)}" if rendered else _what(msg, info, meta, value)
+    return f"{rendered or 'top level'}: {_what(msg, info, meta, value)}"
 
 
 def _unwrap(info: Any) -> tuple[Any, Any]:

@@ -1,10 +1,12 @@
 """The gateway's tables of the TOML configuration: listeners, limits, credentials, demo funding.
 
 The same file also holds the market tables (``[calendar]``, ``[auction]``,
-``[[instrument]]``) that ``engine.config`` reads; this module reads only
-``[server]``, ``[limits]``, ``[operator]``, ``[[member]]`` and ``[[account]]`` and
-rejects unknown keys in them, so a typo in a limit never silently falls back to a
-default. Secrets appear here only as salted hashes (``carbonx hash-secret``).
+``[[instrument]]``, ``[retention]``) that ``engine.config`` reads; this module reads
+``[server]``, ``[limits]``, ``[operator]``, ``[[member]]`` and ``[[account]]`` into msgspec
+Structs, which refuse unknown keys and tables, wrong types and numbers outside their
+``Meta`` range, so a typo in a limit never silently falls back to a default. The few
+rules that tie keys together are checked after conversion (``_validate``). Secrets
+appear here only as salted hashes (``carbonx hash-secret``).
 """
 
 from __future__ import annotations
@@ -181,14 +183,19 @@ class _AccountTable(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     holdings: tuple[HoldingSetting, ...] = ()
 
 
-class _GatewayFile(msgspec.Struct):
-    """The gateway's tables; the market's tables of the same file are ``engine.config``'s."""
+class _GatewayFile(msgspec.Struct, forbid_unknown_fields=True):
+    """The whole file: the gateway's tables, and the market's, which ``engine.config``
+    checks (a misspelt table name is refused like a misspelt key)."""
 
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     limits: Limits = msgspec.field(default_factory=Limits)
     operator: Credential | None = None
     member: tuple[MemberSetting, ...] = ()
     account: tuple[_AccountTable, ...] = ()
+    calendar: object = None
+    auction: object = None
+    instrument: object = None
+    retention: object = None
 
 
 class Settings(msgspec.Struct, frozen=True):

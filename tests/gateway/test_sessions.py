@@ -114,6 +114,7 @@ def test_demo_settings_are_complete() -> None:
             r"^account\[0\].holdings\[0\].quantity: 0 t is outside the range 1 t to 1000000000 t$",
         ),
         ("[operator]\nkey_id = 'ops'\n", r"^operator: secret_hash is required$"),
+        ("[limts]\nmax_connections = 10\n", r"^top level: unknown keys \['limts'\]$"),
     ],
 )
 def test_bad_gateway_settings_are_named(extra: str, message: str) -> None:
