@@ -108,7 +108,7 @@ def parse_retention(raw: Any) -> RetentionSpec:
 # the way the file spells it (``limits.max_connections``, ``account[0].holdings[1].vintage``).
 
 T = TypeVar("T")
-Segment = str | int  # a key of a table, or an index into an array
+Segment = str | int  # a key of a table, an index into an array, or "..." (msgspec's "some key of a dict")
 _AT = re.compile(r"^(?P<msg>.*) - at `(?:key` in `)?\$(?P<path>[^`]*)`$", re.S)
 _BOUND = re.compile(r"^Expected `\w+` [<>]=")  # a value of the right type outside a Meta range
 _SEGMENT = re.compile(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]")
@@ -130,7 +130,7 @@ def path_text(path: Sequence[Segment]) -> str:
     """``("account", 0, "cash")`` -> ``"account[0].cash"``."""
     out = ""
     for seg in path:
-        out += f"[{seg}]" if isinstance(seg, int) else (f".{seg}" if out else seg)
+        out += f"[{seg}]" if isinstance(seg, int) or seg == "..." else (f".{seg}" if out else seg)
     return out
 
 
@@ -203,7 +203,7 @@ def _what(msg: str, info: Any, meta: Any, value: Any) -> str:
     if msg.startswith("Object missing required field"):
         return f"{msg.split('`')[1]} is required"
     lo, hi = getattr(info, "ge", None), getattr(info, "le", None)
-    if lo is not None and hi is not None and _BOUND.match(msg):
+    if lo is not None and hi is not None and _BOUND.match(msg) and isinstance(value, (int, float)):
         rng = (meta.extra or {}).get("range") if meta is not None else None
         if isinstance(rng, Range):
             return f"{rng.show(value)} is outside the range {rng.describe()}"
