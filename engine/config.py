@@ -205,7 +205,7 @@ def _what(msg: str, info: Any, meta: Any, value: Any) -> str:
     lo, hi = getattr(info, "ge", None), getattr(info, "le", None)
     if lo is not None and hi is not None and _BOUND.match(msg) and isinstance(value, (int, float)):
         rng = (meta.extra or {}).get("range") if meta is not None else None
-        if isinstance(rng, Range):
+        if isinstance(rng, Range) and isinstance(value, int):
             return f"{rng.show(value)} is outside the range {rng.describe()}"
         return f"{value!r} is outside the range {_num(lo)} to {_num(hi)}"
     description = (meta.extra_json_schema or {}).get("description") if meta is not None else None
