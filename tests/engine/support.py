@@ -67,7 +67,7 @@ def place(
     eng: Engine,
     account: str = "A1",
     side: str = "buy",
-    price: int = 6000,
+    price: int | None = 6000,
     quantity: int = 10,
     instrument: str = "SHEA",
     *,

@@ -131,7 +131,7 @@ def test_market_order_with_a_price_is_invalid(engine: Engine) -> None:
 
 
 def test_market_order_cannot_be_post_only(engine: Engine) -> None:
-    rej = reject_unchanged(engine, R.INVALID_ORDER, "A1", "buy", 0, 1, type="market", post_only=True)
+    rej = reject_unchanged(engine, R.INVALID_ORDER, "A1", "buy", None, 1, type="market", post_only=True)
     assert rej.field == "post_only"
 
 
@@ -199,10 +199,10 @@ def test_market_buy_freezes_at_the_upper_band(demo_config: MarketConfig) -> None
     eng = funded_engine(demo_config, cash=upper_hold - 1)
     accepted(place(eng, "B1", "sell", 6000, 10))
     # 60.00 x 10 would be affordable, but a market buy is held at the upper limit
-    reject_unchanged(eng, R.INSUFFICIENT_FUNDS, "A1", "buy", 0, 10, type="market")
+    reject_unchanged(eng, R.INSUFFICIENT_FUNDS, "A1", "buy", None, 10, type="market")
     eng.apply(Deposit(ts=T0 + 5, account="A1", cash=1))
     before = cash(eng, "A1")[0]
-    events = accepted(place(eng, "A1", "buy", 0, 10, type="market"))
+    events = accepted(place(eng, "A1", "buy", None, 10, type="market"))
     assert balances(events, "A1")[0].frozen == upper_hold
     # it filled at 60.00: the difference to the band hold came back
     assert cash(eng, "A1") == (before - 60_000 - 30, 0)
