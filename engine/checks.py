@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING
 
 from carbonx.engine import reasons as R
 from carbonx.engine.accounts import Account, total_held
+from carbonx.engine.reasons import Failure as Failure  # (reason, message, field), with the reason table
 
 if TYPE_CHECKING:
     from carbonx.engine.config import InstrumentSpec
     from carbonx.engine.state import ExchangeState
 
-Failure = tuple[str, str, str | None]  # (reason, message, field)
 
 # ---------------------------------------------------------------------- prices
 

@@ -28,6 +28,7 @@ from carbonx.engine.book import Order
 from carbonx.engine.config import MarketConfig, RetentionSpec
 from carbonx.engine.desks import AuctionDesk, BlockDesk, Registry
 from carbonx.engine.ranges import CHECKERS as range_checks
+from carbonx.engine.reasons import Failure
 from carbonx.engine.schema import Command, Event, Trade
 from carbonx.engine.state import ExchangeState, Handler, InstrumentState, band, is_live
 
@@ -101,7 +102,7 @@ class Engine(ExchangeState):
             self.evict_blocks()
         return out
 
-    def _reject_out_of_range(self, cmd: Command, failure: tuple[str, str, str]) -> None:
+    def _reject_out_of_range(self, cmd: Command, failure: Failure) -> None:
         reason, message, field = failure
         account = getattr(cmd, "account", "")
         self.reject(

@@ -22,6 +22,9 @@ from typing import Literal, NamedTuple
 Level = Literal["engine", "gateway", "exec"]
 
 
+Failure = tuple[str, str, str | None]  # (reason, message, field): what every rule check returns
+
+
 class Reason(NamedTuple):
     name: str
     code: int

@@ -3,7 +3,7 @@
 ``ExchangeState`` holds everything the engine knows — members, accounts, instruments,
 books, orders, trades, the auction/block/retirement desks, bounded history, metrics —
 and the small operations rule modules share: ``reject`` (emit a Reject, change nothing),
-``owned_account``, ``known_instrument``, ``is_blocked``, ``phase``/``publish_phases``,
+``owned_account``, ``known_instrument``, ``phase``/``publish_phases``,
 ``set_reference``, ``finish_order``/``keep_trade`` (bounded history), and the reads the
 gateway calls between commands (``order_of``, ``orders_of``, ``account_of``, ...).
 
@@ -202,9 +202,6 @@ class ExchangeState:
             self.reject(cmd, UNKNOWN_INSTRUMENT, f"unknown instrument {symbol!r}", field)
             return False
         return True
-
-    def is_blocked(self, acct: Account) -> bool:
-        return acct.blocked or self.members[acct.member].blocked
 
     def phase(self, symbol: str, ts: int) -> str:
         """closed | open | halted | auction, for listing trading in ``symbol`` at ``ts``."""

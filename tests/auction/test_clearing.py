@@ -12,8 +12,8 @@ from carbonx.engine.config import MarketConfig
 from carbonx.engine.desks import Bid
 from carbonx.engine.engine import Engine
 from carbonx.engine.schema import AuctionUpdate, BidUpdate
+from carbonx.engine.testkit import funded_engine
 from tests.auction.helpers import Clock, add_bidders, allocations, close, create_open, final_update, ok_bid, only
-from tests.conftest import funded_engine
 
 SEED = 20260417
 

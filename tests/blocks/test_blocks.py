@@ -31,8 +31,8 @@ from carbonx.engine.schema import (
     SetReference,
     Trade,
 )
+from carbonx.engine.testkit import T0, funded_engine
 from tests.blocks.conftest import CASH, TONNES, cash_total, ledger, only, rejected, tonnes_total, with_spec
-from tests.conftest import T0, funded_engine
 
 T = T0 + 60_000_000_000  # a minute after the day opened
 QTY = 100_000

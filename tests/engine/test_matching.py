@@ -7,8 +7,8 @@ from __future__ import annotations
 from carbonx.engine.config import MarketConfig
 from carbonx.engine.engine import Engine
 from carbonx.engine.schema import BookLevel, Deposit, SetReference
-from tests.conftest import T0, funded_engine
-from tests.engine.support import (
+from carbonx.engine.testkit import (
+    T0,
     accepted,
     balances,
     book_ids,
@@ -16,6 +16,7 @@ from tests.engine.support import (
     cash,
     check_events,
     exec_types,
+    funded_engine,
     instrument,
     make_config,
     oid,

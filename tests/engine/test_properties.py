@@ -48,9 +48,8 @@ from carbonx.engine.schema import (
     SetReference,
     Trade,
 )
-from tests.conftest import T0
+from carbonx.engine.testkit import T0, check_report, instrument, make_config
 from tests.engine.reference_model import MAccount, Model, Spec
-from tests.engine.support import check_report, instrument, make_config
 
 ACCOUNTS = {  # account -> (member, type, cash in fen)
     "A1": ("M1", "institution", 2_000_000),

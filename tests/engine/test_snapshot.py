@@ -24,7 +24,8 @@ from carbonx.engine.schema import (
     command_decoder,
     command_encoder,
 )
-from tests.conftest import ROOT, T0
+from carbonx.engine.testkit import T0
+from tests.conftest import ROOT
 
 DAY_NS = 86_400 * 10**9
 
