@@ -7,8 +7,11 @@ in the module named for it: ``matching``, ``admin``, ``auction``, ``blocks``,
 everything first and mutate only once the command is known to succeed, so a rejected
 command changes nothing but the sequence number.
 
-Reads (``order``, ``orders_of``, ``account_of``, ...) are plain methods: the gateway
-calls them on the same thread between commands; they are not journaled.
+The state, the helpers handlers share and the reads (``order_of``, ``orders_of``,
+``account_of``, ...) are ``state.ExchangeState``'s, which ``Engine`` extends: the gateway
+calls the reads on the same thread between commands; they are not journaled. This module
+is the top of the engine's import graph and the only one that imports the rule modules'
+``HANDLERS`` (docs/engine.md, Import layers).
 
 ``snapshot()``/``restore()`` capture the full state as msgpack; ``digest()`` is a
 SHA-256 over a canonical encoding so two engines fed the same commands can be compared.
