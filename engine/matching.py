@@ -377,7 +377,8 @@ def cancel(eng: ExchangeState, o: Order, exec_type: str = "cancelled", reason: s
     eng.finish_order(o)
     out.append(report(eng, o, exec_type, reason=reason))
     if o.side == "buy":
-        release_cash(acct, o.frozen_cash)
+        acct.frozen -= o.frozen_cash  # inline accounts.release_cash (hot path: every cancel)
+        acct.available += o.frozen_cash
         o.frozen_cash = 0
         if eng.specs[o.instrument].holding_limits:
             acct.open_buy[o.instrument] -= leaves
@@ -390,10 +391,11 @@ def cancel(eng: ExchangeState, o: Order, exec_type: str = "cancelled", reason: s
 def _find_live(eng: ExchangeState, cmd: AmendOrder | CancelOrder) -> Order | None:
     """The live order a cancel/amend names, or a reject (UNKNOWN_ORDER for anything
     the member may not see, so another member's order ids reveal nothing)."""
-    failure = order_ref_failure(cmd.order_id, cmd.client_order_id)
-    if failure is not None:
-        eng.reject(cmd, *failure, account=cmd.account)
-        return None
+    if (not cmd.order_id) == (not cmd.client_order_id):  # inline test of checks.order_ref_failure (hot path)
+        failure = order_ref_failure(cmd.order_id, cmd.client_order_id)
+        if failure is not None:
+            eng.reject(cmd, *failure, account=cmd.account)
+            return None
     acct = eng.accounts.get(cmd.account)
     if acct is None or acct.member != cmd.member:
         eng.reject(cmd, NOT_AUTHORIZED, f"no account {cmd.account!r} for this member", "account", account=cmd.account)
