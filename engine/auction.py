@@ -280,10 +280,9 @@ def _eligibility(eng: ExchangeState, cmd: AuctionCreate, spec: InstrumentSpec) -
 
 
 def create(eng: ExchangeState, cmd: AuctionCreate) -> None:
-    spec = eng.specs.get(cmd.instrument)
-    if spec is None:
-        eng.reject(cmd, R.UNKNOWN_INSTRUMENT, f"unknown instrument {cmd.instrument!r}", "instrument")
+    if not eng.known_instrument(cmd, cmd.instrument):
         return
+    spec = eng.specs[cmd.instrument]
     if not _vintage_ok(eng, cmd, spec) or not _shape_ok(eng, cmd):
         return
     who = _eligibility(eng, cmd, spec)

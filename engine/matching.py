@@ -419,13 +419,9 @@ def cancel_order(eng: ExchangeState, cmd: CancelOrder) -> None:
 
 def cancel_all(eng: ExchangeState, cmd: CancelAll) -> None:
     """Mass cancel by account / instrument / side / session; ``member`` empty = operator."""
-    if cmd.account is not None and cmd.member:
-        acct = eng.accounts.get(cmd.account)
-        if acct is None or acct.member != cmd.member:
-            eng.reject(cmd, NOT_AUTHORIZED, f"no account {cmd.account!r} for this member", "account", account=cmd.account)
-            return
-    if cmd.instrument is not None and cmd.instrument not in eng.specs:
-        eng.reject(cmd, UNKNOWN_INSTRUMENT, f"unknown instrument {cmd.instrument!r}", "instrument")
+    if cmd.account is not None and cmd.member and eng.owned_account(cmd, cmd.member, cmd.account) is None:
+        return
+    if cmd.instrument is not None and not eng.known_instrument(cmd, cmd.instrument):
         return
     if cmd.session is not None:
         eng.cod_sessions.pop(cmd.session, None)
