@@ -59,6 +59,18 @@ def position(acct: Account, instrument: str, vintage: int) -> Position:
     return pos
 
 
+def hold_cash(acct: Account, amount: int) -> None:
+    """Move ``amount`` fen from available to frozen (an order, bid or block's hold)."""
+    acct.available -= amount
+    acct.frozen += amount
+
+
+def release_cash(acct: Account, amount: int) -> None:
+    """Move ``amount`` fen of a hold back from frozen to available."""
+    acct.frozen -= amount
+    acct.available += amount
+
+
 def total_held(acct: Account, instrument: str) -> int:
     """All tonnes of an instrument the account holds, in every bucket and vintage."""
     by_vintage = acct.holdings.get(instrument)

@@ -4,12 +4,11 @@ reference roll, T+1 release)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from carbonx.engine import blocks
 from carbonx.engine import reasons as R
 from carbonx.engine.accounts import Account, Member, cash_event, holding_event, position
-from carbonx.engine.matching import cancel, is_live
+from carbonx.engine.checks import tick_failure, valid_id, vintage_failure
+from carbonx.engine.matching import cancel
 from carbonx.engine.ranges import CASH, QUANTITY
 from carbonx.engine.schema import (
     AccountCreated,
@@ -31,19 +30,11 @@ from carbonx.engine.schema import (
     Tick,
     Withdraw,
 )
-
-if TYPE_CHECKING:
-    from carbonx.engine.engine import Engine
-
-MAX_ID = 64
+from carbonx.engine.state import ExchangeState, Handler, is_live
 
 
-def _valid_id(value: str) -> bool:
-    return 0 < len(value) <= MAX_ID and value.isascii() and value.isprintable() and " " not in value
-
-
-def create_member(eng: Engine, cmd: CreateMember) -> None:
-    if not _valid_id(cmd.member) or not _valid_id(cmd.key_id):
+def create_member(eng: ExchangeState, cmd: CreateMember) -> None:
+    if not valid_id(cmd.member) or not valid_id(cmd.key_id):
         eng.reject(cmd, R.INVALID_ORDER, "member and key_id must be 1-64 printable ASCII, no spaces", "member")
     elif cmd.member in eng.members:
         eng.reject(cmd, R.ALREADY_EXISTS, f"member {cmd.member!r} exists", "member")
@@ -55,8 +46,8 @@ def create_member(eng: Engine, cmd: CreateMember) -> None:
         eng.out.append(MemberCreated(seq=eng.seq, ts=eng.ts, member=cmd.member, key_id=cmd.key_id, secret_hash=cmd.secret_hash))
 
 
-def create_account(eng: Engine, cmd: CreateAccount) -> None:
-    if not _valid_id(cmd.account):
+def create_account(eng: ExchangeState, cmd: CreateAccount) -> None:
+    if not valid_id(cmd.account):
         eng.reject(cmd, R.INVALID_ORDER, "account must be 1-64 printable ASCII, no spaces", "account")
     elif cmd.account in eng.accounts:
         eng.reject(cmd, R.ALREADY_EXISTS, f"account {cmd.account!r} exists", "account")
@@ -67,20 +58,7 @@ def create_account(eng: Engine, cmd: CreateAccount) -> None:
         eng.out.append(AccountCreated(seq=eng.seq, ts=eng.ts, account=cmd.account, member=cmd.member, type=cmd.type))
 
 
-def _vintage(eng: Engine, cmd: Deposit | Withdraw) -> tuple[int | None, str]:
-    """The holding's vintage key (0 for instruments without vintages) or an error."""
-    assert cmd.instrument is not None
-    vintages = eng.specs[cmd.instrument].vintages
-    if not vintages:
-        return (0, "") if cmd.vintage in (None, 0) else (None, f"{cmd.instrument} has no vintages")
-    if cmd.vintage is None:
-        return None, f"{cmd.instrument} holdings need a vintage, one of {list(vintages)}"
-    if cmd.vintage not in vintages:
-        return None, f"vintage {cmd.vintage} is not listed for {cmd.instrument} ({list(vintages)})"
-    return cmd.vintage, ""
-
-
-def _money_move_failure(eng: Engine, cmd: Deposit | Withdraw) -> tuple[Account | None, int | None]:
+def _money_move_failure(eng: ExchangeState, cmd: Deposit | Withdraw) -> tuple[Account | None, int | None]:
     acct = eng.accounts.get(cmd.account)
     if acct is None:
         eng.reject(cmd, R.UNKNOWN_ACCOUNT, f"unknown account {cmd.account!r}", "account")
@@ -98,14 +76,14 @@ def _money_move_failure(eng: Engine, cmd: Deposit | Withdraw) -> tuple[Account |
     if not cmd.quantity:
         eng.reject(cmd, R.INVALID_AMOUNT, "quantity must be positive", "quantity", account=cmd.account)
         return None, None
-    vintage, why = _vintage(eng, cmd)
-    if vintage is None:
-        eng.reject(cmd, R.INVALID_AMOUNT, why, "vintage", account=cmd.account)
+    failure = vintage_failure(eng.specs[cmd.instrument], cmd.vintage, required=True, reason=R.INVALID_AMOUNT)
+    if failure is not None:
+        eng.reject(cmd, *failure, account=cmd.account)
         return None, None
-    return acct, vintage
+    return acct, cmd.vintage or 0  # the holding's vintage key: 0 for instruments without vintages
 
 
-def deposit(eng: Engine, cmd: Deposit) -> None:
+def deposit(eng: ExchangeState, cmd: Deposit) -> None:
     acct, vintage = _money_move_failure(eng, cmd)
     if acct is None:
         return
@@ -131,7 +109,7 @@ def deposit(eng: Engine, cmd: Deposit) -> None:
         eng.out.append(holding_event(acct, cmd.instrument, vintage, eng.seq, eng.ts))
 
 
-def withdraw(eng: Engine, cmd: Withdraw) -> None:
+def withdraw(eng: ExchangeState, cmd: Withdraw) -> None:
     acct, vintage = _money_move_failure(eng, cmd)
     if acct is None:
         return
@@ -151,7 +129,7 @@ def withdraw(eng: Engine, cmd: Withdraw) -> None:
         eng.out.append(holding_event(acct, cmd.instrument, vintage, eng.seq, eng.ts))
 
 
-def set_blocked(eng: Engine, cmd: SetBlocked) -> None:
+def set_blocked(eng: ExchangeState, cmd: SetBlocked) -> None:
     """Kill switch: blocking cancels every open order of the member/account."""
     if (cmd.member is None) == (cmd.account is None):
         eng.reject(cmd, R.INVALID_ORDER, "give exactly one of member or account", "member")
@@ -176,7 +154,7 @@ def set_blocked(eng: Engine, cmd: SetBlocked) -> None:
         blocks.on_blocked(eng, cmd.member, cmd.account)
 
 
-def set_halt(eng: Engine, cmd: SetHalt) -> None:
+def set_halt(eng: ExchangeState, cmd: SetHalt) -> None:
     if not eng.known_instrument(cmd, cmd.instrument):
         return
     st = eng.instruments[cmd.instrument]
@@ -187,17 +165,17 @@ def set_halt(eng: Engine, cmd: SetHalt) -> None:
     eng.publish_phases()
 
 
-def set_reference(eng: Engine, cmd: SetReference) -> None:
+def set_reference(eng: ExchangeState, cmd: SetReference) -> None:
     if not eng.known_instrument(cmd, cmd.instrument):
         return
-    spec = eng.specs[cmd.instrument]
-    if cmd.price <= 0 or cmd.price % spec.tick:
-        eng.reject(cmd, R.INVALID_TICK, "reference price must be positive and on the tick", "price")
+    failure = tick_failure(cmd.price, eng.specs[cmd.instrument].tick, "reference price")
+    if failure is not None:  # one reason for both halves of the rule, as always (INVALID_TICK)
+        eng.reject(cmd, R.INVALID_TICK, failure[1], failure[2])
         return
     eng.set_reference(cmd.instrument, cmd.price)
 
 
-def day_open(eng: Engine, cmd: DayOpen) -> None:
+def day_open(eng: ExchangeState, cmd: DayOpen) -> None:
     if eng.day_open:
         eng.reject(cmd, R.INVALID_STATE, f"trading day {eng.trading_date} is already open", None)
         return
@@ -216,7 +194,7 @@ def close_price(notional: int, volume: int, tick: int) -> int:
     return (2 * notional + volume * tick) // (2 * volume * tick) * tick
 
 
-def day_close(eng: Engine, cmd: DayClose) -> None:
+def day_close(eng: ExchangeState, cmd: DayClose) -> None:
     """Expire DAY orders, fix the closing prices, roll references, release T+1 tonnes."""
     if not eng.day_open:
         eng.reject(cmd, R.DAY_NOT_OPEN, "no trading day is open", None)
@@ -249,15 +227,15 @@ def day_close(eng: Engine, cmd: DayClose) -> None:
     eng.publish_phases()
 
 
-def tick(eng: Engine, cmd: Tick) -> None:
+def tick(eng: ExchangeState, cmd: Tick) -> None:
     eng.publish_phases()
 
 
-def snapshot_mark(eng: Engine, cmd: SnapshotMark) -> None:
+def snapshot_mark(eng: ExchangeState, cmd: SnapshotMark) -> None:
     eng.out.append(SnapshotMarked(seq=eng.seq, ts=eng.ts))
 
 
-HANDLERS: dict[type, Any] = {
+HANDLERS: dict[type, Handler] = {
     CreateMember: create_member,
     CreateAccount: create_account,
     Deposit: deposit,

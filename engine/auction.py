@@ -8,9 +8,9 @@ publishes in the same command (``cleared``), or cancel at any point before that
 
 The four rule sets (``PRESETS``) are settings of one clearing algorithm (``clear``),
 copied into the auction at creation so a later change of a preset never rewrites
-history. Random tie-breaking uses ``random.Random(seed)`` with the seed carried by
-``AuctionCreate`` (chosen and journaled by the gateway), so a replay reproduces every
-draw.
+history. Random tie-breaking orders the tied bids by a keyed hash of (seed, bid id)
+(``draw_key``), with the seed carried by ``AuctionCreate`` (chosen and journaled by the
+gateway), so a replay reproduces every draw on any Python version.
 
 The *bidder* is the account: eligibility, caps and the ``bidders``/``winners`` counts
 are per account. Bids are sealed: their events are private to the bidder's member and
@@ -20,15 +20,24 @@ published.
 
 from __future__ import annotations
 
-import random
+import hashlib
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from carbonx.engine import reasons as R
-from carbonx.engine.accounts import Account, cash_event, holding_event, position
-from carbonx.engine.risk import Failure, funds_failure, holding_limit_failure, valid_client_id
+from carbonx.engine.accounts import Account, cash_event, hold_cash, holding_event, position, release_cash
+from carbonx.engine.checks import (
+    Failure,
+    blocked_failure,
+    funds_failure,
+    holding_limit_failure,
+    tick_failure,
+    valid_client_id,
+    vintage_failure,
+)
+from carbonx.engine.desks import Auction, AuctionDesk, Bid, Rules, TieRule
 from carbonx.engine.schema import (
     PARTICIPANT_TYPES,
     AuctionAmendBid,
@@ -44,26 +53,15 @@ from carbonx.engine.schema import (
     BidUpdate,
     Command,
 )
+from carbonx.engine.state import ExchangeState, Handler
 
 if TYPE_CHECKING:
     from carbonx.engine.config import InstrumentSpec
-    from carbonx.engine.engine import Engine
 
-TieRule = Literal["time", "random", "pro_rata"]
-PriceRule = Literal["lowest_filled", "highest_rejected"]
-UnderRule = Literal["fill", "cancel"]
+__all__ = ["DEFAULT_RULE_SET", "HANDLERS", "PRESETS", "Auction", "AuctionDesk", "Bid", "Outcome", "Rules", "clear", "seeded_order"]
 
 MAX_FACTOR_PCT = 1_000
 LIVE = ("active", "amended")
-
-
-class Rules(msgspec.Struct, frozen=True, kw_only=True):
-    """The settings that distinguish the rule sets; see ``clear`` for their meaning."""
-
-    ties: TieRule
-    price: PriceRule
-    undersubscribed: UnderRule
-    irrevocable: bool = False
 
 
 PRESETS: dict[str, Rules] = {
@@ -73,51 +71,6 @@ PRESETS: dict[str, Rules] = {
     "rggi": Rules(ties="time", price="highest_rejected", undersubscribed="fill"),
 }
 DEFAULT_RULE_SET = "shanghai"
-
-
-class Bid(msgspec.Struct, kw_only=True, array_like=True, gc=False):
-    """One sealed bid. ``prio`` is the seq of the command that gave it its time
-    priority (submission, or the last amend that raised it or changed its price).
-    Only ints and strs inside, so it can stay out of the cycle collector (``gc=False``):
-    100,000 bids must not slow every collection during clearing."""
-
-    bid_id: int
-    auction_id: int
-    client_bid_id: str
-    member: str
-    account: str
-    price: int
-    quantity: int
-    prio: int
-    frozen: int  # fen held for this bid: price * quantity while live
-    status: str = "active"
-    allocated: int = 0
-    amount: int = 0
-    seq: int = 0  # seq and ts of the bid's last change
-    ts: int = 0
-
-
-class Auction(msgspec.Struct, kw_only=True):
-    """An auction round: its public record, its rules and seed, and its sealed bids."""
-
-    info: AuctionInfo
-    rules: Rules
-    seed: int
-    bids: dict[int, Bid] = {}
-    declared: dict[str, int] = {}  # account -> declared tonnes of its live bids
-    client_ids: dict[str, dict[str, int]] = {}  # account -> live client_bid_id -> bid_id
-    results: AuctionResults | None = None
-
-
-class AuctionDesk(msgspec.Struct, kw_only=True):
-    """Every auction round and its bids; ``proceeds`` is the fen paid by winners to
-    the issuing authority (the counterpart of the tonnes issued), kept for audits."""
-
-    next_auction_id: int = 1
-    next_bid_id: int = 1
-    auctions: dict[int, Auction] = {}
-    proceeds: int = 0
-    issued: int = 0  # tonnes credited to winners over all auctions
 
 
 class Outcome(msgspec.Struct, kw_only=True):
@@ -203,18 +156,25 @@ def _fill_in_order(level: list[Bid], remaining: int) -> dict[int, int]:
     return out
 
 
+def draw_key(seed: int, bid_id: int) -> bytes:
+    """A bid's place in the seeded draw: BLAKE2b of its id keyed with the auction's seed.
+    Both are fixed by the journal and the hash is fixed by its specification, so every
+    Python version and machine draws the same order (``random.Random`` guarantees that
+    only for ``random()``, not for ``shuffle``)."""
+    key = seed.to_bytes(8, "big")  # ranges.SEED: 0 .. 2**63-1
+    return hashlib.blake2b(bid_id.to_bytes(8, "big"), digest_size=16, key=key).digest()
+
+
 def seeded_order(level: list[Bid], seed: int) -> list[Bid]:
-    """The seeded draw: the tied bids in bid-id order, shuffled by ``Random(seed)``.
-    Both inputs are fixed by the journal, so a replay draws the same order."""
-    drawn = sorted(level, key=lambda b: b.bid_id)
-    random.Random(seed).shuffle(drawn)
-    return drawn
+    """The seeded draw: the tied bids sorted by ``draw_key(seed, bid_id)`` (a bid id is
+    unique, so the order is total)."""
+    return sorted(level, key=lambda b: draw_key(seed, b.bid_id))
 
 
 # ---------------------------------------------------------------------- creation
 
 
-def reserve_from_history(eng: Engine, cmd: AuctionCreate, spec: InstrumentSpec) -> tuple[int, dict[str, int]] | None:
+def reserve_from_history(eng: ExchangeState, cmd: AuctionCreate, spec: InstrumentSpec) -> tuple[int, dict[str, int]] | None:
     """Reserve = VWAP of listing trades of the last ``lookback`` closed days x factor,
     capped, rounded half up to the tick; returns (price, inputs) or rejects.
     Block trades never reach ``history`` (``matching.record_trade(listing=False)``)."""
@@ -254,17 +214,14 @@ def reserve_from_history(eng: Engine, cmd: AuctionCreate, spec: InstrumentSpec) 
     return reserve, inputs
 
 
-def _price_ok(eng: Engine, cmd: Command, spec: InstrumentSpec, price: int, field: str) -> bool:
-    if price <= 0:
-        eng.reject(cmd, R.INVALID_PRICE, f"{field} must be positive", field)
-        return False
-    if price % spec.tick:
-        eng.reject(cmd, R.INVALID_TICK, f"{field} must be a multiple of the tick {spec.tick / 100:.2f}", field)
-        return False
-    return True
+def _price_ok(eng: ExchangeState, cmd: Command, spec: InstrumentSpec, price: int, field: str) -> bool:
+    failure = tick_failure(price, spec.tick, field, field)
+    if failure is not None:
+        eng.reject(cmd, *failure)
+    return failure is None
 
 
-def _reserve(eng: Engine, cmd: AuctionCreate, spec: InstrumentSpec) -> tuple[int, dict[str, int] | None] | None:
+def _reserve(eng: ExchangeState, cmd: AuctionCreate, spec: InstrumentSpec) -> tuple[int, dict[str, int] | None] | None:
     if cmd.reserve_price is not None:
         if cmd.reserve_lookback_days is not None:
             eng.reject(cmd, R.INVALID_ORDER, "give reserve_price or reserve_lookback_days, not both", "reserve_price")
@@ -276,19 +233,14 @@ def _reserve(eng: Engine, cmd: AuctionCreate, spec: InstrumentSpec) -> tuple[int
     return reserve_from_history(eng, cmd, spec)
 
 
-def _vintage_ok(eng: Engine, cmd: AuctionCreate, spec: InstrumentSpec) -> bool:
-    if not spec.vintages:
-        if cmd.vintage not in (None, 0):
-            eng.reject(cmd, R.INVALID_ORDER, f"{cmd.instrument} has no vintages", "vintage")
-            return False
-        return True
-    if cmd.vintage not in spec.vintages:
-        eng.reject(cmd, R.INVALID_ORDER, f"vintage must be one of {list(spec.vintages)} for {cmd.instrument}", "vintage")
-        return False
-    return True
+def _vintage_ok(eng: ExchangeState, cmd: AuctionCreate, spec: InstrumentSpec) -> bool:
+    failure = vintage_failure(spec, cmd.vintage, required=True)
+    if failure is not None:
+        eng.reject(cmd, *failure)
+    return failure is None
 
 
-def _shape_ok(eng: Engine, cmd: AuctionCreate) -> bool:
+def _shape_ok(eng: ExchangeState, cmd: AuctionCreate) -> bool:
     """Quantities, rule set and window; the offer must be whole lots so every
     allocation under every rule set is whole lots too."""
     if cmd.rule_set not in PRESETS:
@@ -306,7 +258,7 @@ def _shape_ok(eng: Engine, cmd: AuctionCreate) -> bool:
     return False
 
 
-def _eligibility(eng: Engine, cmd: AuctionCreate, spec: InstrumentSpec) -> tuple[list[str], dict[str, int]] | None:
+def _eligibility(eng: ExchangeState, cmd: AuctionCreate, spec: InstrumentSpec) -> tuple[list[str], dict[str, int]] | None:
     """(eligible types, caps): caps are the market's ``bidder_caps`` overridden per type
     by ``cmd.caps``; by default the eligible types are those with a cap that may hold
     the instrument. A type listed in ``eligible`` without a cap has no cap."""
@@ -327,11 +279,10 @@ def _eligibility(eng: Engine, cmd: AuctionCreate, spec: InstrumentSpec) -> tuple
     return eligible, {t: caps[t] for t in eligible if t in caps}
 
 
-def create(eng: Engine, cmd: AuctionCreate) -> None:
-    spec = eng.specs.get(cmd.instrument)
-    if spec is None:
-        eng.reject(cmd, R.UNKNOWN_INSTRUMENT, f"unknown instrument {cmd.instrument!r}", "instrument")
+def create(eng: ExchangeState, cmd: AuctionCreate) -> None:
+    if not eng.known_instrument(cmd, cmd.instrument):
         return
+    spec = eng.specs[cmd.instrument]
     if not _vintage_ok(eng, cmd, spec) or not _shape_ok(eng, cmd):
         return
     who = _eligibility(eng, cmd, spec)
@@ -365,7 +316,7 @@ def create(eng: Engine, cmd: AuctionCreate) -> None:
     _publish(eng, desk.auctions[info.auction_id])
 
 
-def _publish(eng: Engine, auction: Auction) -> None:
+def _publish(eng: ExchangeState, auction: Auction) -> None:
     """Public AuctionUpdate: settings and state only — never counts or totals until
     ``results`` exist. The info is copied so the event never changes afterwards."""
     eng.out.append(AuctionUpdate(seq=eng.seq, ts=eng.ts, auction=msgspec.structs.replace(auction.info), results=auction.results))
@@ -374,14 +325,14 @@ def _publish(eng: Engine, auction: Auction) -> None:
 # ---------------------------------------------------------------------- operator lifecycle
 
 
-def _auction(eng: Engine, cmd: Command, auction_id: int) -> Auction | None:
+def _auction(eng: ExchangeState, cmd: Command, auction_id: int) -> Auction | None:
     auction = eng.auctions.auctions.get(auction_id)
     if auction is None:
         eng.reject(cmd, R.UNKNOWN_AUCTION, f"no auction {auction_id}", "auction_id")
     return auction
 
 
-def open_auction(eng: Engine, cmd: AuctionOpen) -> None:
+def open_auction(eng: ExchangeState, cmd: AuctionOpen) -> None:
     """Open the bidding window; suspend listing trading in the instrument if asked."""
     auction = _auction(eng, cmd, cmd.auction_id)
     if auction is None:
@@ -401,14 +352,14 @@ def open_auction(eng: Engine, cmd: AuctionOpen) -> None:
         eng.publish_phases()
 
 
-def _lift_suspension(eng: Engine, info: AuctionInfo) -> None:
+def _lift_suspension(eng: ExchangeState, info: AuctionInfo) -> None:
     st = eng.instruments[info.instrument]
     if st.suspended_by == info.auction_id:
         st.suspended_by = 0
         eng.publish_phases()
 
 
-def cancel_auction(eng: Engine, cmd: AuctionCancel) -> None:
+def cancel_auction(eng: ExchangeState, cmd: AuctionCancel) -> None:
     """Cancel before settlement: every live bid is cancelled and its cash released."""
     auction = _auction(eng, cmd, cmd.auction_id)
     if auction is None:
@@ -419,7 +370,7 @@ def cancel_auction(eng: Engine, cmd: AuctionCancel) -> None:
     _cancel(eng, auction)
 
 
-def _cancel(eng: Engine, auction: Auction) -> None:
+def _cancel(eng: ExchangeState, auction: Auction) -> None:
     touched: dict[str, Account] = {}
     for bid in auction.bids.values():
         if bid.status in LIVE:
@@ -437,7 +388,7 @@ def _cancel(eng: Engine, auction: Auction) -> None:
     _lift_suspension(eng, auction.info)
 
 
-def close_auction(eng: Engine, cmd: AuctionClose) -> None:
+def close_auction(eng: ExchangeState, cmd: AuctionClose) -> None:
     """Close the window, clear, settle and publish, all in this one command."""
     auction = _auction(eng, cmd, cmd.auction_id)
     if auction is None:
@@ -476,7 +427,7 @@ def _results(offer: int, live: list[Bid], outcome: Outcome) -> AuctionResults:
     )
 
 
-def _settle(eng: Engine, auction: Auction, live: list[Bid], outcome: Outcome) -> None:
+def _settle(eng: ExchangeState, auction: Auction, live: list[Bid], outcome: Outcome) -> None:
     """Winners pay price x allocated from their frozen cash; the rest is released;
     allocated tonnes are credited compliance-only (never sellable) in the vintage.
     One tight loop over the bids (the benchmark's hot path), then one Balance per
@@ -491,7 +442,7 @@ def _settle(eng: Engine, auction: Auction, live: list[Bid], outcome: Outcome) ->
         acct = touched.get(bid.account)
         if acct is None:
             acct = touched[bid.account] = accounts[bid.account]
-        acct.frozen -= bid.frozen
+        acct.frozen -= bid.frozen  # release_cash(acct, bid.frozen) and pay amount, inline (hot loop)
         acct.available += bid.frozen - amount
         bid.frozen, bid.allocated, bid.amount, bid.seq, bid.ts = 0, n, amount, seq, ts
         if n:
@@ -515,12 +466,11 @@ def _settle(eng: Engine, auction: Auction, live: list[Bid], outcome: Outcome) ->
 
 
 def _release(acct: Account, bid: Bid) -> None:
-    acct.frozen -= bid.frozen
-    acct.available += bid.frozen
+    release_cash(acct, bid.frozen)
     bid.frozen = 0
 
 
-def _stamp(eng: Engine, bid: Bid) -> None:
+def _stamp(eng: ExchangeState, bid: Bid) -> None:
     bid.seq, bid.ts = eng.seq, eng.ts
 
 
@@ -544,7 +494,7 @@ def bid_update(bid: Bid) -> BidUpdate:
 # ---------------------------------------------------------------------- bidders
 
 
-def _bidder(eng: Engine, cmd: AuctionBid) -> tuple[Auction, Account] | None:
+def _bidder(eng: ExchangeState, cmd: AuctionBid) -> tuple[Auction, Account] | None:
     """Who may bid now: a known auction, an own unblocked account of an eligible type,
     and an open window (state ``open`` and, if set, start_ts <= ts < end_ts)."""
     auction = _auction(eng, cmd, cmd.auction_id)
@@ -554,8 +504,9 @@ def _bidder(eng: Engine, cmd: AuctionBid) -> tuple[Auction, Account] | None:
     if acct is None:
         return None
     info = auction.info
-    if eng.is_blocked(acct):
-        eng.reject(cmd, R.ACCOUNT_BLOCKED, "account or member is blocked (kill switch)", "account", account=cmd.account)
+    blocked = blocked_failure(eng, acct)
+    if blocked is not None:
+        eng.reject(cmd, *blocked, account=cmd.account)
     elif not _window_open(info, eng.ts):
         eng.reject(
             cmd, R.AUCTION_NOT_OPEN, f"auction {info.auction_id} is not accepting bids ({info.state})", "auction_id", account=cmd.account
@@ -571,15 +522,13 @@ def _window_open(info: AuctionInfo, ts: int) -> bool:
     return info.state == "open" and (info.start_ts is None or ts >= info.start_ts) and (info.end_ts is None or ts < info.end_ts)
 
 
-def _terms_failure(eng: Engine, auction: Auction, acct: Account, price: int, qty: int, old: Bid | None) -> Failure | None:
+def _terms_failure(eng: ExchangeState, auction: Auction, acct: Account, price: int, qty: int, old: Bid | None) -> Failure | None:
     """The first rule a bid's terms break (price, lot, cap, holding limit, cash), or None. ``old`` is
     the bid being amended: its declared tonnes and frozen cash count as available."""
     info = auction.info
-    tick = eng.specs[info.instrument].tick
-    if price <= 0:
-        return R.INVALID_PRICE, "price must be positive", "price"
-    if price % tick:
-        return R.INVALID_TICK, f"price must be a multiple of the tick {tick / 100:.2f}", "price"
+    failure = tick_failure(price, eng.specs[info.instrument].tick)
+    if failure is not None:
+        return failure
     if price < info.reserve_price:
         return R.BELOW_RESERVE, f"price is below the reserve price {info.reserve_price / 100:.2f}", "price"
     if qty <= 0:
@@ -596,7 +545,7 @@ def _terms_failure(eng: Engine, auction: Auction, acct: Account, price: int, qty
     )
 
 
-def _client_id_failure(auction: Auction, account: str, client_bid_id: str) -> tuple[str, str, str] | None:
+def _client_id_failure(auction: Auction, account: str, client_bid_id: str) -> Failure | None:
     if not client_bid_id:
         return None
     if not valid_client_id(client_bid_id):
@@ -606,7 +555,7 @@ def _client_id_failure(auction: Auction, account: str, client_bid_id: str) -> tu
     return None
 
 
-def place_bid(eng: Engine, cmd: AuctionBid) -> None:
+def place_bid(eng: ExchangeState, cmd: AuctionBid) -> None:
     """Accept a sealed bid and freeze price x quantity of the account's cash."""
     found = _bidder(eng, cmd)
     if found is None:
@@ -637,13 +586,12 @@ def place_bid(eng: Engine, cmd: AuctionBid) -> None:
     auction.declared[acct.account] = auction.declared.get(acct.account, 0) + bid.quantity
     if bid.client_bid_id:
         auction.client_ids.setdefault(acct.account, {})[bid.client_bid_id] = bid.bid_id
-    acct.available -= bid.frozen
-    acct.frozen += bid.frozen
+    hold_cash(acct, bid.frozen)
     eng.out.append(bid_update(bid))
     eng.out.append(cash_event(acct, eng.seq, eng.ts))
 
 
-def _own_live_bid(eng: Engine, cmd: AuctionAmendBid | AuctionWithdrawBid) -> tuple[Auction, Bid] | None:
+def _own_live_bid(eng: ExchangeState, cmd: AuctionAmendBid | AuctionWithdrawBid) -> tuple[Auction, Bid] | None:
     """The member's live bid in an auction that still takes changes, or a reject.
     Another member's bid id gets exactly the answer an unknown one gets (UNKNOWN_BID)."""
     auction = _auction(eng, cmd, cmd.auction_id)
@@ -669,7 +617,7 @@ def _own_live_bid(eng: Engine, cmd: AuctionAmendBid | AuctionWithdrawBid) -> tup
     return None
 
 
-def amend_bid(eng: Engine, cmd: AuctionAmendBid) -> None:
+def amend_bid(eng: ExchangeState, cmd: AuctionAmendBid) -> None:
     """Change a live bid's price and/or quantity; the frozen cash follows. A pure
     reduction keeps the bid's time priority; a price change or an increase loses it."""
     found = _own_live_bid(eng, cmd)
@@ -682,10 +630,8 @@ def amend_bid(eng: Engine, cmd: AuctionAmendBid) -> None:
     failure: Failure | None = None
     if cmd.price is None and cmd.quantity is None:
         failure = R.INVALID_ORDER, "amend needs a new price or quantity", "price"
-    elif eng.is_blocked(acct):
-        failure = R.ACCOUNT_BLOCKED, "account or member is blocked (kill switch)", "account"
     else:
-        failure = _terms_failure(eng, auction, acct, price, qty, bid)
+        failure = blocked_failure(eng, acct) or _terms_failure(eng, auction, acct, price, qty, bid)
     if failure is not None:
         eng.reject(cmd, *failure, account=bid.account, instrument=auction.info.instrument)
         return
@@ -693,15 +639,14 @@ def amend_bid(eng: Engine, cmd: AuctionAmendBid) -> None:
         bid.prio = eng.seq
     auction.declared[acct.account] += qty - bid.quantity
     frozen = price * qty
-    acct.available -= frozen - bid.frozen
-    acct.frozen += frozen - bid.frozen
+    hold_cash(acct, frozen - bid.frozen)
     bid.price, bid.quantity, bid.frozen, bid.status = price, qty, frozen, "amended"
     _stamp(eng, bid)
     eng.out.append(bid_update(bid))
     eng.out.append(cash_event(acct, eng.seq, eng.ts))
 
 
-def withdraw_bid(eng: Engine, cmd: AuctionWithdrawBid) -> None:
+def withdraw_bid(eng: ExchangeState, cmd: AuctionWithdrawBid) -> None:
     """Withdraw a live bid and release its cash (allowed for a blocked account too,
     like a cancel)."""
     found = _own_live_bid(eng, cmd)
@@ -734,7 +679,7 @@ def _forget(auction: Auction, bid: Bid) -> None:
 # ---------------------------------------------------------------------- queries (not journaled)
 
 
-def due(eng: Engine, ts: int) -> list[Command]:
+def due(eng: ExchangeState, ts: int) -> list[Command]:
     """The window edges that have come by ``ts``: open a scheduled auction whose
     ``start_ts`` has come (unless its instrument is already suspended by another
     round, which the operator must sort out), close — clear, settle, publish — an open
@@ -751,18 +696,18 @@ def due(eng: Engine, ts: int) -> list[Command]:
     return out
 
 
-def list_auctions(eng: Engine) -> list[AuctionInfo]:
+def list_auctions(eng: ExchangeState) -> list[AuctionInfo]:
     """Every auction's public record, by id."""
     return [a.info for a in eng.auctions.auctions.values()]
 
 
-def auction_view(eng: Engine, auction_id: int) -> tuple[AuctionInfo, AuctionResults | None] | None:
+def auction_view(eng: ExchangeState, auction_id: int) -> tuple[AuctionInfo, AuctionResults | None] | None:
     """(public record, results once published) or None for an unknown auction."""
     auction = eng.auctions.auctions.get(auction_id)
     return None if auction is None else (auction.info, auction.results)
 
 
-def bids_of(eng: Engine, member: str, auction_id: int, account: str) -> list[BidUpdate] | None:
+def bids_of(eng: ExchangeState, member: str, auction_id: int, account: str) -> list[BidUpdate] | None:
     """The account's own bids (every state); None when the auction is unknown or the
     member does not own the account — sealed: nobody else's bids are reachable."""
     auction = eng.auctions.auctions.get(auction_id)
@@ -771,13 +716,13 @@ def bids_of(eng: Engine, member: str, auction_id: int, account: str) -> list[Bid
     return [bid_update(b) for b in auction.bids.values() if b.account == account]
 
 
-def all_bids(eng: Engine, auction_id: int) -> list[BidUpdate] | None:
+def all_bids(eng: ExchangeState, auction_id: int) -> list[BidUpdate] | None:
     """Every bid of the auction, for operators (``admin.auction.bids``) only."""
     auction = eng.auctions.auctions.get(auction_id)
     return None if auction is None else [bid_update(b) for b in auction.bids.values()]
 
 
-HANDLERS: dict[type, Any] = {
+HANDLERS: dict[type, Handler] = {
     AuctionCreate: create,
     AuctionOpen: open_auction,
     AuctionClose: close_auction,

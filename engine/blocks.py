@@ -22,53 +22,36 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
 from carbonx.engine import reasons as R
-from carbonx.engine.accounts import Account, cash_event, fee, freeze_tonnes, holding_event, release_tonnes, settle_dvp
+from carbonx.engine.accounts import (
+    Account,
+    cash_event,
+    fee,
+    freeze_tonnes,
+    hold_cash,
+    holding_event,
+    release_cash,
+    release_tonnes,
+    settle_dvp,
+)
+from carbonx.engine.checks import (
+    Failure,
+    blocked_failure,
+    funds_failure,
+    holding_limit_failure,
+    price_failure,
+    shortfall,
+    vintage_failure,
+)
+from carbonx.engine.desks import BlockDesk, Proposal
 from carbonx.engine.matching import buy_hold, record_trade
-from carbonx.engine.risk import funds_failure, holding_limit_failure
 from carbonx.engine.schema import BlockAccept, BlockCancel, BlockDecline, BlockPropose, BlockUpdate, Trade
+from carbonx.engine.state import ExchangeState, Handler, band
 
 if TYPE_CHECKING:
     from carbonx.engine.config import InstrumentSpec
-    from carbonx.engine.engine import Engine
 
-Failure = tuple[str, str, str | None]
-
-
-class Proposal(msgspec.Struct, kw_only=True):
-    """One block proposal and what the proposer has frozen for it.
-
-    ``vintage`` is None when the proposer did not restrict the vintage (instruments
-    without vintages always use None here; their holdings live under vintage 0).
-    ``frozen_cash`` is the buyer-proposer's hold; ``alloc`` the seller-proposer's
-    frozen ``[[vintage, tonnes], ...]``. ``seq``/``ts`` are those of the last change.
-    """
-
-    block_id: int
-    instrument: str
-    side: str  # the proposer's side
-    price: int
-    quantity: int
-    vintage: int | None
-    proposer_account: str
-    proposer_member: str
-    counterparty_account: str
-    counterparty_member: str
-    state: str = "proposed"
-    trade_id: int = 0
-    frozen_cash: int = 0
-    alloc: list[list[int]] = []
-    seq: int = 0
-    ts: int = 0
-
-
-class BlockDesk(msgspec.Struct, kw_only=True):
-    """Today's block proposals by id (open ones and those finished today)."""
-
-    next_block_id: int = 1
-    proposals: dict[int, Proposal] = {}
+__all__ = ["HANDLERS", "BlockDesk", "Proposal", "block_view", "on_blocked", "on_day_close"]
 
 
 # ---------------------------------------------------------------------- views
@@ -93,16 +76,17 @@ def _update(p: Proposal) -> BlockUpdate:
     )
 
 
-def block_view(eng: Engine, member: str, block_id: int) -> BlockUpdate | None:
-    """The block's current state, for one of its two members only (None otherwise,
-    so a block id reveals nothing to a third party)."""
+def block_view(eng: ExchangeState, member: str, account: str, block_id: int) -> BlockUpdate | None:
+    """The block's current state if ``account`` is ``member``'s and one of the block's
+    two parties; None otherwise (unknown id, another member's account, a third party),
+    so a block id reveals nothing to anyone else: answer UNKNOWN_BLOCK for None."""
     p = eng.blocks.proposals.get(block_id)
-    if p is None or member not in (p.proposer_member, p.counterparty_member):
+    if p is None or account not in (p.proposer_account, p.counterparty_account) or eng.account_of(member, account) is None:
         return None
     return _update(p)
 
 
-def _publish(eng: Engine, p: Proposal, state: str) -> None:
+def _publish(eng: ExchangeState, p: Proposal, state: str) -> None:
     p.state = state
     p.seq, p.ts = eng.seq, eng.ts
     eng.out.append(_update(p))
@@ -113,7 +97,7 @@ def _publish(eng: Engine, p: Proposal, state: str) -> None:
 # ---------------------------------------------------------------------- shared checks
 
 
-def _market_failure(eng: Engine, spec: InstrumentSpec) -> Failure | None:
+def _market_failure(eng: ExchangeState, spec: InstrumentSpec) -> Failure | None:
     """Blocks trade only while the day is open, in the block session, on a trading
     (not halted, not auction-suspended) instrument."""
     sym = spec.symbol
@@ -129,26 +113,19 @@ def _market_failure(eng: Engine, spec: InstrumentSpec) -> Failure | None:
     return None
 
 
-def _party_failure(eng: Engine, spec: InstrumentSpec, acct: Account) -> Failure | None:
-    if eng.is_blocked(acct):
-        return R.ACCOUNT_BLOCKED, "account or member is blocked (kill switch)", "account"
+def _party_failure(eng: ExchangeState, spec: InstrumentSpec, acct: Account) -> Failure | None:
+    failure = blocked_failure(eng, acct)
+    if failure:
+        return failure
     if acct.type not in spec.eligible:
         return R.NOT_ELIGIBLE, f"{acct.type} accounts may not trade {spec.symbol}", "account"
     return None
 
 
-def _price_failure(eng: Engine, spec: InstrumentSpec, price: int) -> Failure | None:
+def _price_failure(eng: ExchangeState, spec: InstrumentSpec, price: int) -> Failure | None:
     """Positive, on the tick, and within the block band around today's reference."""
-    from carbonx.engine.engine import band  # engine.engine imports this module
-
-    if price <= 0:
-        return R.INVALID_PRICE, "a block needs a positive price", "price"
-    if price % spec.tick:
-        return R.INVALID_TICK, f"price must be a multiple of the tick {spec.tick / 100:.2f}", "price"
     lower, upper = band(eng.instruments[spec.symbol].reference, spec.block_band_bp, spec.tick)
-    if not lower <= price <= upper:
-        return R.PRICE_OUT_OF_BAND, f"block price outside the band [{lower / 100:.2f}, {upper / 100:.2f}]", "price"
-    return None
+    return price_failure(price, spec.tick, lower, upper, "block price")
 
 
 def _size_failure(spec: InstrumentSpec, qty: int) -> Failure | None:
@@ -161,29 +138,7 @@ def _size_failure(spec: InstrumentSpec, qty: int) -> Failure | None:
     return None
 
 
-def _vintage_failure(spec: InstrumentSpec, vintage: int | None) -> Failure | None:
-    """None or 0 means "any vintage" (oldest first); otherwise a listed vintage."""
-    if not vintage:
-        return None
-    if not spec.vintages:
-        return R.INVALID_ORDER, f"{spec.symbol} has no vintages", "vintage"
-    if vintage not in spec.vintages:
-        return R.INVALID_ORDER, f"vintage {vintage} is not listed for {spec.symbol} ({list(spec.vintages)})", "vintage"
-    return None
-
-
-def _tonnes_failure(spec: InstrumentSpec, seller: Account, vintage: int | None, qty: int) -> Failure:
-    """Why ``freeze_tonnes`` could not freeze ``qty`` (called after it returned None)."""
-    by_vintage = seller.holdings.get(spec.symbol, {})
-    held = [p for v, p in by_vintage.items() if vintage is None or v == (vintage or 0)]
-    have = sum(p.tradable for p in held)
-    what = f" of vintage {vintage}" if vintage else ""
-    if spec.t1_resale and have + sum(p.locked for p in held) >= qty:
-        return R.T1_RESALE, f"only {have} t{what} sellable today; tonnes bought today are sellable next trading day", "quantity"
-    return R.INSUFFICIENT_HOLDINGS, f"needs {qty} t{what} tradable, account has {have} t", "quantity"
-
-
-def _reject(eng: Engine, cmd: Any, failure: Failure, instrument: str = "") -> None:
+def _reject(eng: ExchangeState, cmd: Any, failure: Failure, instrument: str = "") -> None:
     reason, message, field = failure
     eng.reject(cmd, reason, message, field, account=cmd.account, instrument=instrument)
 
@@ -191,7 +146,7 @@ def _reject(eng: Engine, cmd: Any, failure: Failure, instrument: str = "") -> No
 # ---------------------------------------------------------------------- propose
 
 
-def _propose_failure(eng: Engine, spec: InstrumentSpec, acct: Account, cmd: BlockPropose) -> Failure | None:
+def _propose_failure(eng: ExchangeState, spec: InstrumentSpec, acct: Account, cmd: BlockPropose) -> Failure | None:
     """Every rule a proposal can break except the proposer's holdings (checked by
     freezing them), in the order listing orders use: who, may trade, market open,
     the counterparty, shape (size, price, vintage), then the ability to pay."""
@@ -202,7 +157,9 @@ def _propose_failure(eng: Engine, spec: InstrumentSpec, acct: Account, cmd: Bloc
         return R.INVALID_ORDER, "the counterparty must be another account", "counterparty_account"
     if cmd.counterparty_account not in eng.accounts:
         return R.UNKNOWN_ACCOUNT, f"unknown counterparty account {cmd.counterparty_account!r}", "counterparty_account"
-    failure = _size_failure(spec, cmd.quantity) or _price_failure(eng, spec, cmd.price) or _vintage_failure(spec, cmd.vintage)
+    failure = (
+        _size_failure(spec, cmd.quantity) or _price_failure(eng, spec, cmd.price) or vintage_failure(spec, cmd.vintage, required=False)
+    )
     if failure or cmd.side == "sell":
         return failure
     return holding_limit_failure(spec, acct, cmd.quantity, "account") or funds_failure(
@@ -210,7 +167,7 @@ def _propose_failure(eng: Engine, spec: InstrumentSpec, acct: Account, cmd: Bloc
     )
 
 
-def propose(eng: Engine, cmd: BlockPropose) -> None:
+def propose(eng: ExchangeState, cmd: BlockPropose) -> None:
     """Validate, freeze the proposer's side, and publish the proposal to both members."""
     acct = eng.owned_account(cmd, cmd.member, cmd.account)
     if acct is None or not eng.known_instrument(cmd, cmd.instrument):
@@ -235,12 +192,11 @@ def propose(eng: Engine, cmd: BlockPropose) -> None:
     )
     if cmd.side == "buy":
         p.frozen_cash = buy_hold(cmd.price, cmd.quantity, spec.fee_buy_e8)
-        acct.available -= p.frozen_cash
-        acct.frozen += p.frozen_cash
+        hold_cash(acct, p.frozen_cash)
     else:
         alloc = freeze_tonnes(acct, cmd.instrument, cmd.quantity, vintage)
         if alloc is None:  # nothing was frozen
-            _reject(eng, cmd, _tonnes_failure(spec, acct, vintage, cmd.quantity), cmd.instrument)
+            _reject(eng, cmd, shortfall(acct, spec, cmd.quantity, vintage), cmd.instrument)
             return
         p.alloc = alloc
     eng.blocks.next_block_id += 1
@@ -249,7 +205,7 @@ def propose(eng: Engine, cmd: BlockPropose) -> None:
     _hold_events(eng, acct, p)
 
 
-def _hold_events(eng: Engine, acct: Account, p: Proposal) -> None:
+def _hold_events(eng: ExchangeState, acct: Account, p: Proposal) -> None:
     """Balance (buyer) or Holding events (seller) for the proposer's hold."""
     if p.side == "buy":
         eng.out.append(cash_event(acct, eng.seq, eng.ts))
@@ -258,12 +214,11 @@ def _hold_events(eng: Engine, acct: Account, p: Proposal) -> None:
             eng.out.append(holding_event(acct, p.instrument, v, eng.seq, eng.ts))
 
 
-def _release(eng: Engine, p: Proposal) -> None:
+def _release(eng: ExchangeState, p: Proposal) -> None:
     """Give the proposer back exactly what the proposal froze."""
     acct = eng.accounts[p.proposer_account]
     if p.side == "buy":
-        acct.frozen -= p.frozen_cash
-        acct.available += p.frozen_cash
+        release_cash(acct, p.frozen_cash)
         p.frozen_cash = 0
         eng.out.append(cash_event(acct, eng.seq, eng.ts))
     else:
@@ -274,7 +229,7 @@ def _release(eng: Engine, p: Proposal) -> None:
 # ---------------------------------------------------------------------- find
 
 
-def _find(eng: Engine, cmd: BlockAccept | BlockDecline | BlockCancel, as_proposer: bool) -> Proposal | None:
+def _find(eng: ExchangeState, cmd: BlockAccept | BlockDecline | BlockCancel, as_proposer: bool) -> Proposal | None:
     """The open proposal ``cmd`` may act on, or a reject. Whoever is not the right
     party (counterparty for accept/decline, proposer for cancel) sees UNKNOWN_BLOCK,
     exactly as for an id that does not exist."""
@@ -291,7 +246,7 @@ def _find(eng: Engine, cmd: BlockAccept | BlockDecline | BlockCancel, as_propose
     return p
 
 
-def decline(eng: Engine, cmd: BlockDecline) -> None:
+def decline(eng: ExchangeState, cmd: BlockDecline) -> None:
     """The counterparty refuses: the proposer's hold is released. Allowed at any time."""
     p = _find(eng, cmd, as_proposer=False)
     if p is not None:
@@ -299,7 +254,7 @@ def decline(eng: Engine, cmd: BlockDecline) -> None:
         _release(eng, p)
 
 
-def cancel(eng: Engine, cmd: BlockCancel) -> None:
+def cancel(eng: ExchangeState, cmd: BlockCancel) -> None:
     """The proposer withdraws before acceptance: its hold is released. Allowed at any time."""
     p = _find(eng, cmd, as_proposer=True)
     if p is not None:
@@ -310,7 +265,7 @@ def cancel(eng: Engine, cmd: BlockCancel) -> None:
 # ---------------------------------------------------------------------- accept
 
 
-def _accept_failure(eng: Engine, spec: InstrumentSpec, acct: Account, p: Proposal) -> Failure | None:
+def _accept_failure(eng: ExchangeState, spec: InstrumentSpec, acct: Account, p: Proposal) -> Failure | None:
     """Rules checked when the counterparty accepts: the market and the acceptor must
     still allow the trade (a blocked proposer's proposals were cancelled by the kill
     switch), the price must still be inside today's block band (the operator may have
@@ -327,7 +282,7 @@ def _accept_failure(eng: Engine, spec: InstrumentSpec, acct: Account, p: Proposa
     return holding_limit_failure(spec, acct, p.quantity, "account") or funds_failure(acct, buy_hold(p.price, p.quantity, spec.fee_buy_e8))
 
 
-def accept(eng: Engine, cmd: BlockAccept) -> None:
+def accept(eng: ExchangeState, cmd: BlockAccept) -> None:
     """Check and freeze the counterparty's side, then settle both sides as one trade."""
     p = _find(eng, cmd, as_proposer=False)
     if p is None:
@@ -342,20 +297,21 @@ def accept(eng: Engine, cmd: BlockAccept) -> None:
     if p.side == "buy":  # the acceptor sells: its tonnes are the last thing checked
         alloc = freeze_tonnes(acct, p.instrument, p.quantity, p.vintage)
         if alloc is None:
-            _reject(eng, cmd, _tonnes_failure(spec, acct, p.vintage, p.quantity), p.instrument)
+            _reject(eng, cmd, shortfall(acct, spec, p.quantity, p.vintage), p.instrument)
             return
         hold, buyer, seller = p.frozen_cash, proposer, acct
         p.frozen_cash = 0
     else:
         alloc, p.alloc = p.alloc, []
         hold = buy_hold(p.price, p.quantity, spec.fee_buy_e8)
-        acct.available -= hold
-        acct.frozen += hold
+        hold_cash(acct, hold)
         buyer, seller = acct, proposer
     _settle(eng, spec, p, buyer, seller, hold, alloc)
 
 
-def _settle(eng: Engine, spec: InstrumentSpec, p: Proposal, buyer: Account, seller: Account, hold: int, alloc: list[list[int]]) -> None:
+def _settle(
+    eng: ExchangeState, spec: InstrumentSpec, p: Proposal, buyer: Account, seller: Account, hold: int, alloc: list[list[int]]
+) -> None:
     """Delivery versus payment, as ``matching.fill`` does for one listing fill: the
     buyer's hold pays notional + fee, the seller's frozen tonnes go to the buyer
     (``locked`` under T+1 resale) and it receives notional less fee."""
@@ -402,7 +358,7 @@ def _settle(eng: Engine, spec: InstrumentSpec, p: Proposal, buyer: Account, sell
 # ---------------------------------------------------------------------- kill switch, day close
 
 
-def on_blocked(eng: Engine, member: str | None, account: str | None) -> None:
+def on_blocked(eng: ExchangeState, member: str | None, account: str | None) -> None:
     """Kill switch: open proposals involving the blocked member or account (on either
     side) are cancelled and the proposer's hold released, as open orders are. Such a
     proposal could never be accepted anyway; this stops it holding cash or tonnes."""
@@ -416,7 +372,7 @@ def on_blocked(eng: Engine, member: str | None, account: str | None) -> None:
 # ---------------------------------------------------------------------- day close
 
 
-def on_day_close(eng: Engine) -> None:
+def on_day_close(eng: ExchangeState) -> None:
     """Proposals not accepted by day close expire (their holds are released); then
     the day's finished proposals are dropped so the desk does not grow forever."""
     desk = eng.blocks
@@ -428,7 +384,7 @@ def on_day_close(eng: Engine) -> None:
     eng.finished_blocks.clear()
 
 
-HANDLERS: dict[type, Any] = {
+HANDLERS: dict[type, Handler] = {
     BlockPropose: propose,
     BlockAccept: accept,
     BlockDecline: decline,

@@ -13,22 +13,33 @@ Invariant kept for every live buy: ``frozen_cash == hold(price * leaves_qty)`` w
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from carbonx.engine import reasons as R
 from carbonx.engine.accounts import (
     Account,
     buy_hold,  # re-exported: blocks and auctions hold cash the same way
     cash_event,
     fee,
     freeze_tonnes,
+    hold_cash,
     holding_event,
     position,
+    release_cash,
     release_tonnes,
     settle_dvp,
     take_from_alloc,
 )
 from carbonx.engine.book import Book, Order
-from carbonx.engine.reasons import INVALID_ORDER, NOT_AUTHORIZED, UNKNOWN_INSTRUMENT, UNKNOWN_ORDER
+from carbonx.engine.checks import order_ref_failure
+from carbonx.engine.reasons import (
+    NO_LIQUIDITY,
+    NOT_AUTHORIZED,
+    SELF_TRADE_PREVENTION,
+    UNFILLED_REMAINDER,
+    UNKNOWN_INSTRUMENT,
+    UNKNOWN_ORDER,
+)
 from carbonx.engine.risk import check_amend, check_place
 from carbonx.engine.schema import (
     AmendOrder,
@@ -40,20 +51,19 @@ from carbonx.engine.schema import (
     SetCancelOnDisconnect,
     Trade,
 )
+from carbonx.engine.state import ExchangeState, Handler, is_live
 
 if TYPE_CHECKING:
     from carbonx.engine.config import InstrumentSpec
-    from carbonx.engine.engine import Engine
 
 __all__ = ["HANDLERS", "buy_hold", "cancel", "execute", "is_live", "record_trade", "report"]
 
-SELF_TRADE = "SELF_TRADE_PREVENTION"
-NO_LIQUIDITY = "NO_LIQUIDITY"
-UNFILLED = "UNFILLED_REMAINDER"  # IOC / market remainder
+SELF_TRADE = SELF_TRADE_PREVENTION
+UNFILLED = UNFILLED_REMAINDER  # IOC / market remainder
 
 
 def report(
-    eng: Engine, o: Order, exec_type: str, last_qty: int = 0, last_price: int = 0, trade_id: int = 0, reason: str = ""
+    eng: ExchangeState, o: Order, exec_type: str, last_qty: int = 0, last_price: int = 0, trade_id: int = 0, reason: str = ""
 ) -> ExecReport:
     """The order's execution report now. Built positionally (hot path): the argument
     order is ExecReport's field order in ``engine.schema``."""
@@ -67,7 +77,7 @@ def report(
 # ---------------------------------------------------------------------- place
 
 
-def place(eng: Engine, cmd: PlaceOrder) -> None:
+def place(eng: ExchangeState, cmd: PlaceOrder) -> None:
     spec = eng.specs.get(cmd.instrument)
     if spec is None:
         if eng.owned_account(cmd, cmd.member, cmd.account) is not None:
@@ -100,7 +110,7 @@ def place(eng: Engine, cmd: PlaceOrder) -> None:
         eng.reject(cmd, reason, message, field, account=cmd.account, client_order_id=cmd.client_order_id, instrument=cmd.instrument)
         return
     is_buy = cmd.side == "buy"
-    price = cmd.price if cmd.type == "limit" else (st.upper if is_buy else st.lower)
+    price = cmd.price if cmd.price is not None else (st.upper if is_buy else st.lower)  # market: the band edge
     qty = cmd.quantity
     order_id = eng.next_order_id
     eng.next_order_id = order_id + 1
@@ -121,7 +131,7 @@ def place(eng: Engine, cmd: PlaceOrder) -> None:
     # risk hold, then the "new" report and the balance it changed
     if is_buy:
         hold = buy_hold(price, qty, spec.fee_buy_e8)
-        acct.available -= hold
+        acct.available -= hold  # inline hold_cash (hot path)
         acct.frozen += hold
         order.frozen_cash = hold
         if spec.holding_limits:
@@ -139,13 +149,13 @@ def place(eng: Engine, cmd: PlaceOrder) -> None:
     execute(eng, spec, book, order)
 
 
-def _holding_events(eng: Engine, acct: Account, instrument: str, alloc: list[list[int]] | None) -> None:
+def _holding_events(eng: ExchangeState, acct: Account, instrument: str, alloc: list[list[int]] | None) -> None:
     if alloc:
         for v, _ in alloc:
             eng.out.append(holding_event(acct, instrument, v, eng.seq, eng.ts))
 
 
-def execute(eng: Engine, spec: InstrumentSpec, book: Book, order: Order) -> None:
+def execute(eng: ExchangeState, spec: InstrumentSpec, book: Book, order: Order) -> None:
     """Match a held order against the book, then rest it or cancel its remainder."""
     if order.side == "buy":
         own, opp_best = book.bids, book.asks.top
@@ -183,7 +193,7 @@ def fok_fillable(book: Book, order: Order) -> bool:
     return False
 
 
-def match(eng: Engine, spec: InstrumentSpec, book: Book, agg: Order) -> None:
+def match(eng: ExchangeState, spec: InstrumentSpec, book: Book, agg: Order) -> None:
     """Fill ``agg`` against the opposite side while prices cross (resting price wins)."""
     opp = book.opposite(agg.side)
     is_buy = agg.side == "buy"
@@ -201,7 +211,7 @@ def match(eng: Engine, spec: InstrumentSpec, book: Book, agg: Order) -> None:
         fill(eng, spec, agg, resting, level.price, min(agg.leaves_qty, resting.leaves_qty))
 
 
-def self_trade(eng: Engine, agg: Order, resting: Order) -> bool:
+def self_trade(eng: ExchangeState, agg: Order, resting: Order) -> bool:
     """Apply the aggressor's STP mode; return whether matching may continue."""
     mode = agg.stp
     if mode == "cancel_oldest":
@@ -224,7 +234,7 @@ def self_trade(eng: Engine, agg: Order, resting: Order) -> bool:
     return False
 
 
-def fill(eng: Engine, spec: InstrumentSpec, agg: Order, rest: Order, price: int, qty: int) -> None:
+def fill(eng: ExchangeState, spec: InstrumentSpec, agg: Order, rest: Order, price: int, qty: int) -> None:
     """One execution: update both orders, settle cash and tonnes, emit the events."""
     trade_id = eng.next_trade_id
     eng.next_trade_id += 1
@@ -279,7 +289,7 @@ def fill(eng: Engine, spec: InstrumentSpec, agg: Order, rest: Order, price: int,
     record_trade(eng, trade, listing=True)
 
 
-def record_trade(eng: Engine, trade: Trade, listing: bool) -> None:
+def record_trade(eng: ExchangeState, trade: Trade, listing: bool) -> None:
     """Keep the trade for trade.list (in the bounded window ``Engine.keep_trade``);
     listing trades also make the day's statistics (open, high, low, VWAP close). Block
     trades pass ``listing=False``."""
@@ -306,7 +316,7 @@ def record_trade(eng: Engine, trade: Trade, listing: bool) -> None:
 # ---------------------------------------------------------------------- cancel / reduce
 
 
-def reduce_leaves(eng: Engine, o: Order, new_leaves: int) -> None:
+def reduce_leaves(eng: ExchangeState, o: Order, new_leaves: int) -> None:
     """Shrink a live order's open quantity (keeping its queue place) and release the
     hold for the difference. Emits balance/holding and book-level events."""
     spec = eng.specs[o.instrument]
@@ -318,8 +328,7 @@ def reduce_leaves(eng: Engine, o: Order, new_leaves: int) -> None:
         new_hold = buy_hold(o.price, new_leaves, spec.fee_buy_e8)
         released = o.frozen_cash - new_hold
         o.frozen_cash = new_hold
-        acct.frozen -= released
-        acct.available += released
+        release_cash(acct, released)
         if spec.holding_limits:
             acct.open_buy[o.instrument] -= delta
         eng.out.append(cash_event(acct, eng.seq, eng.ts))
@@ -331,7 +340,7 @@ def reduce_leaves(eng: Engine, o: Order, new_leaves: int) -> None:
         eng.out.append(BookLevel(seq=eng.seq, ts=eng.ts, instrument=o.instrument, side=o.side, price=o.price, quantity=qty))  # type: ignore[arg-type]
 
 
-def release_tail(eng: Engine, acct: Account, o: Order, n: int) -> None:
+def release_tail(eng: ExchangeState, acct: Account, o: Order, n: int) -> None:
     """Release ``n`` frozen tonnes of a sell order, newest vintage of its allocation first."""
     alloc = o.alloc
     assert alloc is not None
@@ -351,7 +360,7 @@ def release_tail(eng: Engine, acct: Account, o: Order, n: int) -> None:
         eng.out.append(holding_event(acct, o.instrument, v, eng.seq, eng.ts))
 
 
-def cancel(eng: Engine, o: Order, exec_type: str = "cancelled", reason: str = "") -> None:
+def cancel(eng: ExchangeState, o: Order, exec_type: str = "cancelled", reason: str = "") -> None:
     """End a live order: leave the book, release exactly what is still held."""
     acct = eng.accounts[o.account]
     leaves = o.leaves_qty
@@ -368,7 +377,7 @@ def cancel(eng: Engine, o: Order, exec_type: str = "cancelled", reason: str = ""
     eng.finish_order(o)
     out.append(report(eng, o, exec_type, reason=reason))
     if o.side == "buy":
-        acct.frozen -= o.frozen_cash
+        acct.frozen -= o.frozen_cash  # inline accounts.release_cash (hot path: every cancel)
         acct.available += o.frozen_cash
         o.frozen_cash = 0
         if eng.specs[o.instrument].holding_limits:
@@ -379,18 +388,14 @@ def cancel(eng: Engine, o: Order, exec_type: str = "cancelled", reason: str = ""
             out.append(holding_event(acct, o.instrument, v, eng.seq, eng.ts))
 
 
-def is_live(o: Order) -> bool:
-    """New or partially filled: every path that ends an order (fill, cancel, expiry,
-    re-queue of an amended copy) sets its leaves_qty to 0."""
-    return o.leaves_qty > 0
-
-
-def _find_live(eng: Engine, cmd: AmendOrder | CancelOrder) -> Order | None:
+def _find_live(eng: ExchangeState, cmd: AmendOrder | CancelOrder) -> Order | None:
     """The live order a cancel/amend names, or a reject (UNKNOWN_ORDER for anything
     the member may not see, so another member's order ids reveal nothing)."""
-    if not cmd.order_id and not cmd.client_order_id:
-        eng.reject(cmd, INVALID_ORDER, "give order_id or client_order_id", "order_id", account=cmd.account)
-        return None
+    if (not cmd.order_id) == (not cmd.client_order_id):  # inline test of checks.order_ref_failure (hot path)
+        failure = order_ref_failure(cmd.order_id, cmd.client_order_id)
+        if failure is not None:
+            eng.reject(cmd, *failure, account=cmd.account)
+            return None
     acct = eng.accounts.get(cmd.account)
     if acct is None or acct.member != cmd.member:
         eng.reject(cmd, NOT_AUTHORIZED, f"no account {cmd.account!r} for this member", "account", account=cmd.account)
@@ -405,22 +410,18 @@ def _find_live(eng: Engine, cmd: AmendOrder | CancelOrder) -> Order | None:
     return o
 
 
-def cancel_order(eng: Engine, cmd: CancelOrder) -> None:
+def cancel_order(eng: ExchangeState, cmd: CancelOrder) -> None:
     """Cancel one order. Allowed in every phase (a halted book accepts cancels)."""
     o = _find_live(eng, cmd)
     if o is not None:
         cancel(eng, o)
 
 
-def cancel_all(eng: Engine, cmd: CancelAll) -> None:
+def cancel_all(eng: ExchangeState, cmd: CancelAll) -> None:
     """Mass cancel by account / instrument / side / session; ``member`` empty = operator."""
-    if cmd.account is not None and cmd.member:
-        acct = eng.accounts.get(cmd.account)
-        if acct is None or acct.member != cmd.member:
-            eng.reject(cmd, NOT_AUTHORIZED, f"no account {cmd.account!r} for this member", "account", account=cmd.account)
-            return
-    if cmd.instrument is not None and cmd.instrument not in eng.specs:
-        eng.reject(cmd, UNKNOWN_INSTRUMENT, f"unknown instrument {cmd.instrument!r}", "instrument")
+    if cmd.account is not None and cmd.member and eng.owned_account(cmd, cmd.member, cmd.account) is None:
+        return
+    if cmd.instrument is not None and not eng.known_instrument(cmd, cmd.instrument):
         return
     if cmd.session is not None:
         eng.cod_sessions.pop(cmd.session, None)
@@ -435,12 +436,12 @@ def cancel_all(eng: Engine, cmd: CancelAll) -> None:
             cancel(eng, o)
 
 
-def set_cancel_on_disconnect(eng: Engine, cmd: SetCancelOnDisconnect) -> None:
+def set_cancel_on_disconnect(eng: ExchangeState, cmd: SetCancelOnDisconnect) -> None:
     """Remember (or forget) that ``session``'s orders go when its connection does.
     ``eng.cod_sessions`` is what a restarted gateway cancels: no session survives a
     restart, so every flagged session was disconnected by it."""
     if not cmd.session or len(cmd.session) > 64:
-        eng.reject(cmd, INVALID_ORDER, "session id must be 1-64 characters", "session")
+        eng.reject(cmd, R.INVALID_ORDER, "session id must be 1-64 characters", "session")
     elif cmd.enabled:
         eng.cod_sessions[cmd.session] = cmd.member
     else:
@@ -450,7 +451,7 @@ def set_cancel_on_disconnect(eng: Engine, cmd: SetCancelOnDisconnect) -> None:
 # ---------------------------------------------------------------------- amend
 
 
-def amend(eng: Engine, cmd: AmendOrder) -> None:
+def amend(eng: ExchangeState, cmd: AmendOrder) -> None:
     """Replace price and/or total quantity. A pure reduction keeps queue priority;
     a price change or an increase re-queues the order (and it may trade at once)."""
     o = _find_live(eng, cmd)
@@ -483,7 +484,7 @@ def amend(eng: Engine, cmd: AmendOrder) -> None:
     requeue(eng, spec, acct, o, new_price, new_qty)
 
 
-def requeue(eng: Engine, spec: InstrumentSpec, acct: Account, o: Order, price: int, qty: int) -> None:
+def requeue(eng: ExchangeState, spec: InstrumentSpec, acct: Account, o: Order, price: int, qty: int) -> None:
     """Take the order out of its queue, re-hold for the new terms, and re-enter it as a
     fresh copy (same order id, new time priority) that may match at once."""
     book = eng.books[o.instrument]
@@ -518,8 +519,7 @@ def requeue(eng: Engine, spec: InstrumentSpec, acct: Account, o: Order, price: i
     eng.orders[o.order_id] = new
     if o.side == "buy":
         hold = buy_hold(price, new.leaves_qty, spec.fee_buy_e8)
-        acct.frozen += hold - o.frozen_cash
-        acct.available -= hold - o.frozen_cash
+        hold_cash(acct, hold - o.frozen_cash)
         new.frozen_cash = hold
         o.frozen_cash = 0
         if spec.holding_limits:
@@ -543,7 +543,7 @@ def requeue(eng: Engine, spec: InstrumentSpec, acct: Account, o: Order, price: i
     execute(eng, spec, book, new)
 
 
-HANDLERS: dict[type, Any] = {
+HANDLERS: dict[type, Handler] = {
     PlaceOrder: place,
     AmendOrder: amend,
     CancelOrder: cancel_order,

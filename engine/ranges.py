@@ -106,7 +106,7 @@ FIELDS: dict[str, Range] = {
 # Operator money moves answer INVALID_AMOUNT for any of their numbers (as their rule checks do).
 _REASON_OVERRIDE: dict[type, str] = {Deposit: R.INVALID_AMOUNT, Withdraw: R.INVALID_AMOUNT}
 
-Failure = tuple[str, str, str]  # (reason, message, field)
+Failure = R.Failure  # (reason, message, field)
 _Check = tuple[str, int, str, bool]  # (field, hi, reason, is a dict of ints)
 
 

@@ -31,39 +31,30 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from carbonx.engine import reasons as R
-from carbonx.engine.accounts import Account, freeze_tonnes, holding_event, position
+from carbonx.engine.accounts import freeze_tonnes, holding_event, position
+from carbonx.engine.checks import MAX_ID, Failure, blocked_failure, shortfall, valid_id, vintage_failure
+from carbonx.engine.desks import Registry
 from carbonx.engine.schema import Certificate, EventCreate, NeutralityEvent, Retire
+from carbonx.engine.state import ExchangeState, Handler
 
 if TYPE_CHECKING:
     from carbonx.engine.config import InstrumentSpec
-    from carbonx.engine.engine import Engine
 
-Failure = tuple[str, str, str | None]
+__all__ = ["HANDLERS", "PURPOSES", "Registry", "certificate", "event_view"]
 
 PURPOSES = ("public_welfare", "event_neutrality", "compliance_offset")
 MAX_TEXT = 200  # beneficiary and event name
-MAX_ID = 64  # event id
-
-
-class Registry(msgspec.Struct, kw_only=True):
-    """Every certificate and neutrality event ever issued, and the tonnes retired."""
-
-    next_certificate_id: int = 1
-    certificates: dict[int, Certificate] = {}
-    events: dict[str, NeutralityEvent] = {}  # current state of each event
-    event_retirements: dict[str, list[int]] = {}  # event id -> retirement certificate ids
-    retired_total: dict[str, int] = {}  # instrument -> tonnes retired, all accounts
 
 
 # ---------------------------------------------------------------------- public reads
 
 
-def certificate(eng: Engine, certificate_id: int) -> Certificate | None:
+def certificate(eng: ExchangeState, certificate_id: int) -> Certificate | None:
     """Any certificate by id: public, so anyone can verify a retirement claim."""
     return eng.registry.certificates.get(certificate_id)
 
 
-def event_view(eng: Engine, event_id: str) -> NeutralityEvent | None:
+def event_view(eng: ExchangeState, event_id: str) -> NeutralityEvent | None:
     """A registered event's footprint, coverage and neutrality certificate id: public."""
     return eng.registry.events.get(event_id)
 
@@ -76,11 +67,7 @@ def _valid_text(value: str, limit: int) -> bool:
     return 0 < len(value) <= limit and value.isprintable() and not value.isspace()
 
 
-def _valid_event_id(value: str) -> bool:
-    return 0 < len(value) <= MAX_ID and value.isascii() and value.isprintable() and " " not in value
-
-
-def _purpose_failure(eng: Engine, cmd: Retire) -> Failure | None:
+def _purpose_failure(eng: ExchangeState, cmd: Retire) -> Failure | None:
     """Purpose is one of three; only ``event_neutrality`` names an event, and always
     a registered one (so nobody can claim neutrality for an undeclared footprint)."""
     if cmd.purpose not in PURPOSES:
@@ -101,52 +88,25 @@ def _purpose_failure(eng: Engine, cmd: Retire) -> Failure | None:
 def _amount_failure(spec: InstrumentSpec, cmd: Retire) -> Failure | None:
     if cmd.quantity <= 0:
         return R.INVALID_QUANTITY, "quantity must be a positive number of tonnes", "quantity"
-    if cmd.vintage:
-        if not spec.vintages:
-            return R.INVALID_ORDER, f"{spec.symbol} has no vintages", "vintage"
-        if cmd.vintage not in spec.vintages:
-            return R.INVALID_ORDER, f"vintage {cmd.vintage} is not listed for {spec.symbol} ({list(spec.vintages)})", "vintage"
-    return None
-
-
-def _holdings_failure(acct: Account, spec: InstrumentSpec, vintage: int | None, qty: int) -> Failure:
-    """Why the tradable holding cannot cover ``qty`` (after ``freeze_tonnes`` said no),
-    naming the buckets that do not count so the caller knows what happened."""
-    held = [p for v, p in acct.holdings.get(spec.symbol, {}).items() if vintage is None or v == vintage]
-    have = sum(p.tradable for p in held)
-    what = f" of vintage {vintage}" if vintage else ""
-    others = [
-        f"{n} t {name}"
-        for name, n in (
-            ("compliance-only", sum(p.compliance_only for p in held)),
-            ("locked until next trading day", sum(p.locked for p in held)),
-            ("frozen by open orders or blocks", sum(p.frozen for p in held)),
-        )
-        if n
-    ]
-    hint = f" (not retirable: {', '.join(others)})" if others else ""
-    return R.INSUFFICIENT_HOLDINGS, f"needs {qty} t{what} tradable, account has {have} t{hint}", "quantity"
+    return vintage_failure(spec, cmd.vintage, required=False)
 
 
 # ---------------------------------------------------------------------- retire
 
 
-def retire(eng: Engine, cmd: Retire) -> None:
+def retire(eng: ExchangeState, cmd: Retire) -> None:
     """Validate, take the tonnes out of the account for good, issue the certificate,
     and update (and possibly certify) the named event."""
     acct = eng.owned_account(cmd, cmd.member, cmd.account)
     if acct is None or not eng.known_instrument(cmd, cmd.instrument):
         return
     spec = eng.specs[cmd.instrument]
-    failure: Failure | None = None
-    if eng.is_blocked(acct):
-        failure = R.ACCOUNT_BLOCKED, "account or member is blocked (kill switch)", "account"
-    failure = failure or _purpose_failure(eng, cmd) or _amount_failure(spec, cmd)
+    failure = blocked_failure(eng, acct) or _purpose_failure(eng, cmd) or _amount_failure(spec, cmd)
     vintage = cmd.vintage or None
     # freeze_tonnes is the last check: it changes nothing when it cannot cover qty
     alloc = None if failure else freeze_tonnes(acct, cmd.instrument, cmd.quantity, vintage)
     if alloc is None:
-        reason, message, field = failure or _holdings_failure(acct, spec, vintage, cmd.quantity)
+        reason, message, field = failure or shortfall(acct, spec, cmd.quantity, vintage, resale=False)
         eng.reject(cmd, reason, message, field, account=cmd.account, instrument=cmd.instrument)
         return
     for v, n in alloc:  # frozen -> gone
@@ -170,7 +130,7 @@ def retire(eng: Engine, cmd: Retire) -> None:
         _cover(eng, cmd.event_id, cert)
 
 
-def _issue(eng: Engine, **fields: Any) -> Certificate:
+def _issue(eng: ExchangeState, **fields: Any) -> Certificate:
     """Number, store and publish a certificate stamped with this command's seq and ts."""
     reg = eng.registry
     cert = Certificate(seq=eng.seq, ts=eng.ts, certificate_id=reg.next_certificate_id, **fields)
@@ -180,7 +140,7 @@ def _issue(eng: Engine, **fields: Any) -> Certificate:
     return cert
 
 
-def _cover(eng: Engine, event_id: str, cert: Certificate) -> None:
+def _cover(eng: ExchangeState, event_id: str, cert: Certificate) -> None:
     """Count a retirement towards its event; issue the neutrality certificate the first
     time the retired tonnes reach the declared footprint."""
     reg = eng.registry
@@ -206,7 +166,7 @@ def _cover(eng: Engine, event_id: str, cert: Certificate) -> None:
     _publish_event(eng, msgspec.structs.replace(ev, retired=retired, certificate_id=certificate_id))
 
 
-def _publish_event(eng: Engine, ev: NeutralityEvent) -> None:
+def _publish_event(eng: ExchangeState, ev: NeutralityEvent) -> None:
     """Events are replaced, never mutated: a published NeutralityEvent stays as it was."""
     ev = msgspec.structs.replace(ev, seq=eng.seq, ts=eng.ts)
     eng.registry.events[ev.event_id] = ev
@@ -216,9 +176,9 @@ def _publish_event(eng: Engine, ev: NeutralityEvent) -> None:
 # ---------------------------------------------------------------------- events (operator)
 
 
-def create_event(eng: Engine, cmd: EventCreate) -> None:
+def create_event(eng: ExchangeState, cmd: EventCreate) -> None:
     """Register a large event and its declared footprint (operator only)."""
-    if not _valid_event_id(cmd.event_id):
+    if not valid_id(cmd.event_id):
         eng.reject(cmd, R.INVALID_ORDER, f"event_id must be 1-{MAX_ID} printable ASCII characters, no spaces", "event_id")
     elif cmd.event_id in eng.registry.events:
         eng.reject(cmd, R.ALREADY_EXISTS, f"event {cmd.event_id!r} exists", "event_id")
@@ -232,7 +192,7 @@ def create_event(eng: Engine, cmd: EventCreate) -> None:
         )
 
 
-HANDLERS: dict[type, Any] = {
+HANDLERS: dict[type, Handler] = {
     Retire: retire,
     EventCreate: create_event,
 }

@@ -57,7 +57,10 @@ class PlaceOrder(Command, tag="place", kw_only=True):
     instrument: str
     side: Side
     type: OrderType = "limit"
-    price: int = 0  # fen; ignored (0) for market orders
+    # fen: required for a limit order, absent for a market order (the engine rejects a
+    # market order with a price, INVALID_ORDER). Journals written before this was
+    # optional omit it for market orders and carry -1 for a market order with a price.
+    price: int | None = None
     quantity: int
     tif: TimeInForce = "day"
     post_only: bool = False

@@ -819,14 +819,12 @@ class Gateway:
     # ------------------------------------------------------------------ order entry
 
     def m_place(self, call: Call, p: wire.PlaceParams) -> None:
-        price = 0 if p.price is None else wire.parse_price(p.price)
+        price = None if p.price is None else wire.parse_price(p.price)  # the engine decides: market + price, limit - price
         cmd = PlaceOrder(
             ts=call.recv_ns, member=self._broker(call), account=p.account, instrument=p.instrument, side=p.side, type=p.type,
             price=price, quantity=p.quantity, tif=p.time_in_force, post_only=p.post_only, stp=p.stp,
             client_order_id=wire.check_client_id(p.client_order_id, "client_order_id"), session=call.session.session_id,
         )  # fmt: skip
-        if p.type == "market" and p.price is not None:
-            cmd.price = price or -1  # the engine rejects a market order with a price (INVALID_ORDER)
         call.command(cmd, _order_result)
 
     def m_amend(self, call: Call, p: wire.AmendParams) -> None:
@@ -925,8 +923,8 @@ class Gateway:
 
     def m_block_get(self, call: Call, p: wire.BlockRefParams) -> None:
         self._account(call, p.account)
-        view = blocks.block_view(self.engine, self._broker(call), wire.parse_id(p.block_id))
-        if view is None or p.account not in (view.proposer_account, view.counterparty_account):
+        view = blocks.block_view(self.engine, self._broker(call), p.account, wire.parse_id(p.block_id))
+        if view is None:
             raise RpcError.business(R.UNKNOWN_BLOCK, f"no block {p.block_id!r} for this account", "block_id")
         call.read(wire.block_view(view))
 

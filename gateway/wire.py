@@ -42,25 +42,10 @@ UNKNOWN_CERTIFICATE = "UNKNOWN_CERTIFICATE"
 LOGIN_THROTTLED = "LOGIN_THROTTLED"  # failed logins for this key id / address: data.retry_after_ms
 STORAGE_FULL = "STORAGE_FULL"  # the data directory is (nearly) full: see gateway/storage.py
 
-# Order matters: the code of a reason is 1000 + its index. Append only.
-_REASON_ORDER = (
-    R.PRICE_OUT_OF_BAND, R.INVALID_TICK, R.INVALID_PRICE, R.INVALID_QUANTITY, R.INSUFFICIENT_FUNDS,
-    R.INSUFFICIENT_HOLDINGS, R.MARKET_CLOSED, R.INSTRUMENT_HALTED, R.NOT_ELIGIBLE, R.HOLDING_LIMIT,
-    R.ACCOUNT_BLOCKED, R.UNKNOWN_ORDER, R.DUPLICATE_CLIENT_ORDER_ID, R.RATE_LIMITED, R.UNKNOWN_INSTRUMENT,
-    R.NOT_AUTHORIZED, R.NOT_AUTHENTICATED, R.POST_ONLY_WOULD_CROSS, R.INVALID_ORDER, R.ORDER_NOT_AMENDABLE,
-    R.NO_LIQUIDITY, R.T1_RESALE, R.BLOCK_SIZE_REQUIRED, R.UNKNOWN_ACCOUNT, R.UNKNOWN_MEMBER,
-    R.ALREADY_EXISTS, R.INVALID_AMOUNT, R.INVALID_STATE, R.DAY_NOT_OPEN, R.UNKNOWN_AUCTION,
-    R.AUCTION_NOT_OPEN, R.BELOW_RESERVE, R.BIDDER_CAP, R.INVALID_LOT, R.BIDS_IRREVOCABLE,
-    R.UNKNOWN_BID, R.NO_REFERENCE_DATA, R.UNKNOWN_BLOCK, R.BLOCK_TOO_SMALL, R.UNKNOWN_EVENT,
-    R.INVALID_PURPOSE, TOO_MANY_CONNECTIONS, TOO_MANY_SUBSCRIPTIONS, UNKNOWN_CHANNEL, SHUTTING_DOWN,
-    UNKNOWN_CERTIFICATE, LOGIN_THROTTLED, STORAGE_FULL,
-)  # fmt: skip
-REASON_CODES: dict[str, int] = {reason: 1000 + i for i, reason in enumerate(_REASON_ORDER)}
-OTHER_REASON_CODE = 1999  # a reason added to the engine but not yet given a code here
-
-
-def reason_code(reason: str) -> int:
-    return REASON_CODES.get(reason, OTHER_REASON_CODE)
+# The codes are the engine's reason table (carbonx.engine.reasons: name, code, meaning).
+REASON_CODES: dict[str, int] = {r.name: r.code for r in R.TABLE}
+OTHER_REASON_CODE = R.OTHER_CODE  # a reason missing from the table
+reason_code = R.code
 
 
 class RpcError(Exception):

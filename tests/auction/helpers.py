@@ -15,13 +15,12 @@ from carbonx.engine.schema import (
     AuctionUpdate,
     AuctionWithdrawBid,
     BidUpdate,
-    CreateAccount,
-    CreateMember,
-    Deposit,
     Event,
     Reject,
 )
-from tests.conftest import T0
+from carbonx.engine.testkit import T0, add_bidders, only
+
+__all__ = ["add_bidders", "only"]  # re-exported: the auction tests import them from here
 
 SEC = 1_000_000_000
 
@@ -35,20 +34,6 @@ class Clock:
     def __call__(self) -> int:
         self.ts += SEC
         return self.ts
-
-
-def add_bidders(eng: Engine, member: str, n: int, kind: str = "covered_entity", cash: int = 10**10) -> list[str]:
-    """Create ``member`` with ``n`` funded accounts ``<member>-1`` ... of type ``kind``."""
-    eng.apply(CreateMember(ts=T0, member=member, key_id=f"key-{member}", secret_hash="x"))
-    accounts = [f"{member}-{i}" for i in range(1, n + 1)]
-    for acct in accounts:
-        eng.apply(CreateAccount(ts=T0, account=acct, member=member, type=kind))  # type: ignore[arg-type]
-        eng.apply(Deposit(ts=T0, account=acct, cash=cash))
-    return accounts
-
-
-def only(events: list[Event], kind: type) -> list[Any]:
-    return [e for e in events if isinstance(e, kind)]
 
 
 def create(eng: Engine, clock: Clock, **kw: Any) -> int:

@@ -10,8 +10,8 @@ from carbonx.engine import auction as A
 from carbonx.engine.config import MarketConfig
 from carbonx.engine.engine import Engine
 from carbonx.engine.schema import AuctionCancel, AuctionClose, AuctionOpen, BidUpdate, Reject, SetBlocked
+from carbonx.engine.testkit import funded_engine
 from tests.auction.helpers import Clock, add_bidders, amend, bid, close, create, create_open, ok_bid, only, withdraw
-from tests.conftest import funded_engine
 
 
 @pytest.fixture

@@ -3,16 +3,17 @@ every preset, and the uniform price rules."""
 
 from __future__ import annotations
 
-import random
+import hashlib
 
 import pytest
 
-from carbonx.engine.auction import PRESETS
+from carbonx.engine.auction import PRESETS, draw_key, seeded_order
 from carbonx.engine.config import MarketConfig
+from carbonx.engine.desks import Bid
 from carbonx.engine.engine import Engine
 from carbonx.engine.schema import AuctionUpdate, BidUpdate
+from carbonx.engine.testkit import funded_engine
 from tests.auction.helpers import Clock, add_bidders, allocations, close, create_open, final_update, ok_bid, only
-from tests.conftest import funded_engine
 
 SEED = 20260417
 
@@ -24,10 +25,38 @@ def setup(demo_config: MarketConfig) -> tuple[Engine, Clock, list[str]]:
 
 
 def draw(bid_ids: list[int], seed: int = SEED) -> list[int]:
-    """The documented draw, written out independently: bid ids ascending, shuffled."""
-    order = sorted(bid_ids)
-    random.Random(seed).shuffle(order)
-    return order
+    """The documented draw, written out independently: bid ids sorted by BLAKE2b-128 of the
+    8-byte big-endian bid id, keyed with the 8-byte big-endian seed (docs/auctions.md)."""
+    return sorted(bid_ids, key=lambda b: hashlib.blake2b(b.to_bytes(8, "big"), digest_size=16, key=seed.to_bytes(8, "big")).digest())
+
+
+def _bids(n: int) -> list[Bid]:
+    return [
+        Bid(bid_id=i, auction_id=1, client_bid_id="", member="M", account="A", price=1, quantity=1, prio=i, frozen=0)
+        for i in range(1, n + 1)
+    ]
+
+
+# Golden draws: these orders are part of the journal contract (a replay must clear every
+# auction as it cleared then). If this test fails, seeded auctions in existing journals
+# would clear differently: do not change the draw.
+@pytest.mark.parametrize(
+    ("seed", "order"),
+    [
+        (0, [2, 3, 9, 1, 8, 5, 10, 7, 4, 6]),
+        (1, [2, 9, 10, 4, 5, 1, 7, 8, 3, 6]),
+        (20260417, [10, 2, 1, 3, 6, 4, 7, 9, 5, 8]),
+        (2**63 - 1, [3, 7, 10, 4, 9, 2, 6, 8, 5, 1]),
+    ],
+)
+def test_seeded_draw_is_pinned(seed: int, order: list[int]) -> None:
+    assert [b.bid_id for b in seeded_order(_bids(10), seed)] == order
+    assert [b.bid_id for b in seeded_order(list(reversed(_bids(10))), seed)] == order  # input order is irrelevant
+    assert draw(list(range(1, 11)), seed) == order
+
+
+def test_draw_key_is_blake2b_keyed_with_the_seed() -> None:
+    assert draw_key(20260417, 1).hex() == "164c3ca7dfe45cf081983c1ad73eca3d"
 
 
 def test_presets_are_the_four_named_rule_sets_and_shanghai_is_default(setup: tuple[Engine, Clock, list[str]]) -> None:

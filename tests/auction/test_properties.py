@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 from carbonx.engine.auction import PRESETS, Bid, Rules, clear
 from carbonx.engine.config import load_market_text
 from carbonx.engine.schema import AuctionBid, AuctionClose, AuctionCreate, AuctionOpen, BidUpdate, Reject
+from carbonx.engine.testkit import T0, funded_engine
 from tests.auction.helpers import add_bidders, cash_total, final_update, only
-from tests.conftest import DEMO, T0, funded_engine
+from tests.conftest import DEMO
 
 RESERVE = 1_000
 

@@ -11,8 +11,8 @@ import pytest
 from carbonx.engine.config import MarketConfig
 from carbonx.engine.engine import Engine
 from carbonx.engine.schema import AuctionCreate, AuctionUpdate, BlockAccept, BlockPropose, DayClose, DayOpen, PlaceOrder, Reject
+from carbonx.engine.testkit import T0, funded_engine
 from tests.auction.helpers import only
-from tests.conftest import T0, funded_engine
 
 DAY = 86_400 * 10**9
 

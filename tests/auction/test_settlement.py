@@ -26,8 +26,8 @@ from carbonx.engine.schema import (
     command_decoder,
     command_encoder,
 )
+from carbonx.engine.testkit import T0, funded_engine
 from tests.auction.helpers import Clock, add_bidders, amend, cash_total, close, create, create_open, final_update, ok_bid, only, withdraw
-from tests.conftest import T0, funded_engine
 
 
 @pytest.fixture

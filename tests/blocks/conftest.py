@@ -5,11 +5,13 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from carbonx.engine.accounts import total_held
 from carbonx.engine.config import MarketConfig
 from carbonx.engine.engine import Engine
 from carbonx.engine.schema import Event, Reject
-from tests.conftest import funded_engine
+from carbonx.engine.testkit import funded_engine, only, tonnes_total, with_spec
+from carbonx.engine.testkit import money_total as cash_total
+
+__all__ = ["cash_total", "only", "tonnes_total", "with_spec"]  # re-exported for the block tests
 
 CASH = 10_000_000_000  # fen: 100 million CNY per account
 TONNES = 300_000  # of every instrument per account (SHEA vintage 2025)
@@ -22,16 +24,6 @@ def eng(demo_config: MarketConfig) -> Engine:
     return funded_engine(demo_config, cash=CASH, tonnes=TONNES)
 
 
-def with_spec(config: MarketConfig, symbol: str, **changes: object) -> MarketConfig:
-    """The configuration with some settings of one instrument changed."""
-    spec = msgspec.structs.replace(config.instruments[symbol], **changes)
-    return msgspec.structs.replace(config, instruments={**config.instruments, symbol: spec})
-
-
-def only(events: list[Event], kind: type) -> list:  # type: ignore[type-arg]
-    return [e for e in events if isinstance(e, kind)]
-
-
 def rejected(events: list[Event]) -> Reject:
     """The single Reject of a refused command (and nothing else was emitted)."""
     assert len(events) == 1 and isinstance(events[0], Reject), events
@@ -41,13 +33,3 @@ def rejected(events: list[Event]) -> Reject:
 def ledger(eng: Engine) -> bytes:
     """Every balance, holding, block and certificate: unchanged by a rejected command."""
     return msgspec.msgpack.encode((list(eng.accounts.values()), eng.blocks, eng.registry, eng.fees_collected, list(eng.trades)))
-
-
-def cash_total(eng: Engine) -> int:
-    """All money in the system: account cash plus fees the exchange collected."""
-    return sum(a.available + a.frozen for a in eng.accounts.values()) + eng.fees_collected
-
-
-def tonnes_total(eng: Engine, symbol: str) -> int:
-    """All tonnes of an instrument: held in accounts plus retired for good."""
-    return sum(total_held(a, symbol) for a in eng.accounts.values()) + eng.registry.retired_total.get(symbol, 0)

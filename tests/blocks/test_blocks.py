@@ -31,8 +31,8 @@ from carbonx.engine.schema import (
     SetReference,
     Trade,
 )
+from carbonx.engine.testkit import T0, funded_engine
 from tests.blocks.conftest import CASH, TONNES, cash_total, ledger, only, rejected, tonnes_total, with_spec
-from tests.conftest import T0, funded_engine
 
 T = T0 + 60_000_000_000  # a minute after the day opened
 QTY = 100_000
@@ -68,12 +68,13 @@ def test_buy_proposal_freezes_notional_plus_fee_and_is_visible_to_both_parties(e
     block_id = proposed_id(events)
     (bal,) = only(events, Balance)
     assert (bal.account, bal.available, bal.frozen) == ("A1", CASH - NOTIONAL - FEE, NOTIONAL + FEE)
-    view = block_view(eng, "M2", block_id)
+    view = block_view(eng, "M2", "B1", block_id)
     assert view is not None
     assert (view.proposer_account, view.counterparty_account, view.counterparty_member, view.state) == ("A1", "B1", "M2", "proposed")
-    assert block_view(eng, "M1", block_id) == view
-    assert block_view(eng, "M3", block_id) is None
-    assert block_view(eng, "M2", block_id + 1) is None
+    assert block_view(eng, "M1", "A1", block_id) == view
+    assert block_view(eng, "M2", "B2", block_id) is None  # the member's other account is no party
+    assert block_view(eng, "M1", "B1", block_id) is None  # a party's account, but not this member's
+    assert block_view(eng, "M2", "B1", block_id + 1) is None
 
 
 def test_sell_proposal_freezes_tonnes(eng: Engine) -> None:
@@ -108,7 +109,7 @@ def test_accept_settles_both_sides_as_one_block_trade(eng: Engine) -> None:
     assert eng.fees_collected == 2 * FEE
     assert (cash_total(eng), tonnes_total(eng, "SHEA")) == (money, tonnes)
     assert eng.trades_of("M1", "A1") == [trade] == eng.trades_of("M2", "B1")
-    assert block_view(eng, "M1", block_id) == update
+    assert block_view(eng, "M1", "A1", block_id) == update
 
 
 def test_accepting_a_sell_proposal_freezes_and_pays_the_acceptors_cash(eng: Engine) -> None:
@@ -204,7 +205,7 @@ def test_open_proposals_expire_at_day_close_releasing_holds(eng: Engine) -> None
     assert [(u.block_id, u.state) for u in only(events, BlockUpdate)] == [(buy_id, "expired"), (sell_id, "expired")]
     assert eng.accounts["A1"].available == CASH and eng.accounts["A1"].frozen == 0
     assert position(eng.accounts["A2"], "SHCER", 0).tradable == TONNES
-    assert block_view(eng, "M1", buy_id) is None  # the desk keeps only the current day
+    assert block_view(eng, "M1", "A1", buy_id) is None  # the desk keeps only the current day
     eng.apply(DayOpen(ts=T + 86_400_000_000_000))
     assert rejected(eng.apply(BlockAccept(ts=T + 86_400_000_000_001, member="M2", account="B1", block_id=buy_id))).reason == R.UNKNOWN_BLOCK
 
@@ -374,7 +375,7 @@ def test_open_proposal_survives_snapshot_restore(eng: Engine) -> None:
     block_id = proposed_id(propose(eng, side="sell"))
     copy = Engine.restore(eng.config, eng.snapshot())
     assert copy.digest() == eng.digest()
-    assert block_view(copy, "M2", block_id) == block_view(eng, "M2", block_id)
+    assert block_view(copy, "M2", "B1", block_id) == block_view(eng, "M2", "B1", block_id)
     assert accept(copy, block_id) == accept(eng, block_id)
     assert copy.digest() == eng.digest()
 

@@ -30,8 +30,8 @@ from carbonx.engine.schema import (
     PlaceOrder,
     Retire,
 )
+from carbonx.engine.testkit import T0
 from tests.blocks.conftest import cash_total, tonnes_total
-from tests.conftest import T0
 
 OWNERS = {"A1": "M1", "A2": "M1", "B1": "M2", "B2": "M2"}
 ACCOUNTS = sorted(OWNERS)

@@ -28,8 +28,8 @@ from carbonx.engine.schema import (
     Trade,
     Withdraw,
 )
+from carbonx.engine.testkit import T0
 from tests.blocks.conftest import TONNES, ledger, only, rejected, tonnes_total
-from tests.conftest import T0
 
 T = T0 + 60_000_000_000
 

@@ -21,12 +21,13 @@ from carbonx.engine.schema import (
     SnapshotMarked,
     Withdraw,
 )
-from tests.conftest import T0, funded_engine
-from tests.engine.support import (
+from carbonx.engine.testkit import (
+    T0,
     accepted,
     amend,
     cash,
     check_events,
+    funded_engine,
     oid,
     place,
     reason,
@@ -190,7 +191,7 @@ def test_set_reference_rejects(engine: Engine, symbol: str, price: int, expected
 
 
 def test_set_reference_off_the_tick() -> None:
-    from tests.engine.support import instrument, make_config
+    from carbonx.engine.testkit import instrument, make_config
 
     eng = funded_engine(make_config(instrument("X", tick="0.05")))
     rejected(eng, SetReference(ts=T0 + 1, instrument="X", price=6001), R.INVALID_TICK)

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 
 from carbonx.engine import reasons as R
+from carbonx.engine.checks import order_ref_failure
 from carbonx.engine.config import MarketConfig
 from carbonx.engine.engine import Engine
 from carbonx.engine.schema import CancelAll, Deposit, ExecReport
-from tests.conftest import funded_engine
-from tests.engine.support import (
+from carbonx.engine.testkit import (
     accepted,
     amend,
     book_ids,
@@ -18,6 +18,7 @@ from tests.engine.support import (
     cash,
     check_events,
     exec_types,
+    funded_engine,
     instrument,
     make_config,
     oid,
@@ -184,6 +185,21 @@ def test_cancel_by_client_order_id(eng: Engine) -> None:
 
 def test_cancel_needs_an_order_reference(eng: Engine) -> None:
     assert reason(cancel(eng, "A1")) == R.INVALID_ORDER
+
+
+def test_an_order_reference_names_exactly_one_id(eng: Engine) -> None:
+    """order_id and client_order_id together are refused (not silently resolved by id),
+    for cancels and amends alike, with the same answer readers get from order_ref_failure."""
+    order_id = oid(place(eng, "A1", "buy", 6000, 10, "X", client_order_id="c"))
+    before = state_bytes(eng)
+    for events in (cancel(eng, "A1", order_id, client_order_id="c"), amend(eng, "A1", order_id, client_order_id="c", quantity=5)):
+        assert reason(events) == R.INVALID_ORDER
+        assert rejects(events)[0].field == "order_id"
+    assert reason(amend(eng, "A1", quantity=5)) == R.INVALID_ORDER
+    assert state_bytes(eng) == before
+    rej = rejects(cancel(eng, "A1"))[0]
+    assert order_ref_failure(order_id, "c") == order_ref_failure(0, "") == (rej.reason, rej.message, rej.field)
+    assert order_ref_failure(order_id, "") is None and order_ref_failure(0, "c") is None
 
 
 def test_another_members_order_id_is_unknown_not_forbidden(eng: Engine) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from carbonx.engine.config import MarketConfig
 from carbonx.engine.engine import Engine
 from carbonx.engine.schema import CancelAll, PlaceOrder, Reject, SetCancelOnDisconnect
-from tests.conftest import T0
+from carbonx.engine.testkit import T0
 
 
 def test_flag_is_state_that_survives_a_snapshot_and_is_cleared_by_the_session_cancel(engine: Engine, demo_config: MarketConfig) -> None:

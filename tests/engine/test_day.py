@@ -8,12 +8,13 @@ from carbonx.engine import reasons as R
 from carbonx.engine.config import MarketConfig
 from carbonx.engine.engine import Engine
 from carbonx.engine.schema import DayClose, DayClosed, DayOpen, DayOpened, Deposit, ExecReport, InstrumentStatus, ReferencePrice
-from tests.conftest import T0, funded_engine
-from tests.engine.support import (
+from carbonx.engine.testkit import (
+    T0,
     accepted,
     book_ids,
     cash,
     check_events,
+    funded_engine,
     instrument,
     make_config,
     oid,

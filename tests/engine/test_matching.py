@@ -7,8 +7,8 @@ from __future__ import annotations
 from carbonx.engine.config import MarketConfig
 from carbonx.engine.engine import Engine
 from carbonx.engine.schema import BookLevel, Deposit, SetReference
-from tests.conftest import T0, funded_engine
-from tests.engine.support import (
+from carbonx.engine.testkit import (
+    T0,
     accepted,
     balances,
     book_ids,
@@ -16,6 +16,7 @@ from tests.engine.support import (
     cash,
     check_events,
     exec_types,
+    funded_engine,
     instrument,
     make_config,
     oid,
@@ -105,7 +106,7 @@ def test_market_order_never_rests_and_sweeps_within_the_band() -> None:
     eng = no_fee_engine()
     place(eng, "A1", "sell", 6000, 5, "X")
     place(eng, "A1", "sell", 6600, 5, "X")
-    market = place(eng, "B1", "buy", 0, 15, "X", type="market")
+    market = place(eng, "B1", "buy", None, 15, "X", type="market")
     check_events(eng, market)
     order = oid(market)
     assert [(t.price, t.quantity) for t in trades(market)] == [(6000, 5), (6600, 5)]
@@ -126,7 +127,7 @@ def test_market_order_does_not_reach_beyond_a_new_band() -> None:
     eng = no_fee_engine()
     place(eng, "A1", "sell", 6500, 5, "X", tif="gtc")
     eng.apply(SetReference(ts=eng.ts + 1, instrument="X", price=5500))  # band now [49.50, 60.50]
-    events = place(eng, "B1", "buy", 0, 5, "X", type="market")
+    events = place(eng, "B1", "buy", None, 5, "X", type="market")
     assert trades(events) == []
     assert reports(events)[-1].reason == "NO_LIQUIDITY"
     assert cash(eng, "B1") == (CASH, 0)
@@ -134,7 +135,7 @@ def test_market_order_does_not_reach_beyond_a_new_band() -> None:
 
 def test_market_sell_against_an_empty_book_is_cancelled_and_releases_tonnes() -> None:
     eng = no_fee_engine()
-    events = accepted(place(eng, "B1", "sell", 0, 5, "X", type="market"))
+    events = accepted(place(eng, "B1", "sell", None, 5, "X", type="market"))
     assert exec_types(events, oid(events)) == ["new", "cancelled"]
     assert reports(events)[-1].reason == "NO_LIQUIDITY"
     assert tonnes(eng, "B1", "X") == (10_000, 0, 0, 0)

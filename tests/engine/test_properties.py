@@ -48,9 +48,8 @@ from carbonx.engine.schema import (
     SetReference,
     Trade,
 )
-from tests.conftest import T0
+from carbonx.engine.testkit import T0, check_report, instrument, make_config
 from tests.engine.reference_model import MAccount, Model, Spec
-from tests.engine.support import check_report, instrument, make_config
 
 ACCOUNTS = {  # account -> (member, type, cash in fen)
     "A1": ("M1", "institution", 2_000_000),
@@ -216,7 +215,7 @@ class ExchangeMachine(RuleBasedStateMachine):
         if wrong_member:
             member = "M2" if member == "M1" else "M1"
         price = self.price(sym, shape) if type_ == "limit" or market_price else 0
-        cmd = PlaceOrder(ts=self.next_ts(), member=member, account=account, instrument=sym, side=side, type=type_, price=price,  # type: ignore[arg-type]
+        cmd = PlaceOrder(ts=self.next_ts(), member=member, account=account, instrument=sym, side=side, type=type_, price=price or None,  # type: ignore[arg-type]
                          quantity=qty, tif=tif, post_only=post_only, stp=stp, client_order_id=coid)  # type: ignore[arg-type]  # fmt: skip
         predicted = self.model.place(member, account, sym, side, type_, price, qty, tif, post_only, stp, coid)
         self.expect(self.apply(cmd), predicted)
@@ -274,7 +273,7 @@ class ExchangeMachine(RuleBasedStateMachine):
         price = target.price if type_ == "limit" else 0
         member = ACCOUNTS[account][0]
         cmd = PlaceOrder(ts=self.next_ts(), member=member, account=account, instrument=target.instrument, side=side, type=type_,  # type: ignore[arg-type]
-                         price=price, quantity=qty, tif=tif, stp=stp)  # type: ignore[arg-type]  # fmt: skip
+                         price=price or None, quantity=qty, tif=tif, stp=stp)  # type: ignore[arg-type]  # fmt: skip
         predicted = self.model.place(member, account, target.instrument, side, type_, price, qty, tif, False, stp, "")
         self.expect(self.apply(cmd), predicted)
 

@@ -4,7 +4,7 @@ account.get): they only show a member its own accounts, and they change nothing.
 from __future__ import annotations
 
 from carbonx.engine.engine import Engine
-from tests.engine.support import cancel, oid, place, state_bytes
+from carbonx.engine.testkit import cancel, oid, place, state_bytes
 
 
 def test_order_lookup_by_client_order_id_prefers_the_live_order(engine: Engine) -> None:

@@ -10,8 +10,7 @@ import pytest
 from carbonx.engine.config import ConfigError, MarketConfig, RetentionSpec, parse_market, parse_retention
 from carbonx.engine.engine import Engine, EngineSnapshot
 from carbonx.engine.schema import BlockCancel, BlockPropose
-from tests.conftest import funded_engine
-from tests.engine.support import cancel, oid, place
+from carbonx.engine.testkit import cancel, funded_engine, oid, place
 
 
 def small(config: MarketConfig, **caps: int) -> MarketConfig:

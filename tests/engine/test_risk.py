@@ -4,14 +4,26 @@ in which the checks run. A rejected order must change nothing."""
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from carbonx.engine import reasons as R
 from carbonx.engine.config import MarketConfig
 from carbonx.engine.engine import Engine
-from carbonx.engine.schema import CreateAccount, DayClose, DayOpen, Deposit, Reject, SetBlocked, SetHalt, SetReference
-from tests.conftest import T0, funded_engine
-from tests.engine.support import (
+from carbonx.engine.schema import (
+    AnyCommand,
+    CreateAccount,
+    DayClose,
+    DayOpen,
+    Deposit,
+    PlaceOrder,
+    Reject,
+    SetBlocked,
+    SetHalt,
+    SetReference,
+)
+from carbonx.engine.testkit import (
+    T0,
     accepted,
     amend,
     balances,
@@ -19,6 +31,7 @@ from tests.engine.support import (
     cancel,
     cash,
     check_events,
+    funded_engine,
     instrument,
     make_config,
     oid,
@@ -128,10 +141,33 @@ def test_band_is_checked_for_sells_too(engine: Engine) -> None:
 def test_market_order_with_a_price_is_invalid(engine: Engine) -> None:
     rej = reject_unchanged(engine, R.INVALID_ORDER, "A1", "buy", 6000, 1, type="market")
     assert rej.field == "price"
+    for price in (0, -1):  # any price at all, 0 included (-1: what older gateways journaled)
+        assert reject_unchanged(engine, R.INVALID_ORDER, "A1", "buy", price, 1, type="market").field == "price"
+
+
+def test_limit_order_without_a_price_is_invalid(engine: Engine) -> None:
+    rej = reject_unchanged(engine, R.INVALID_PRICE, "A1", "buy", None, 1)
+    assert rej.field == "price"
+    assert reject_unchanged(engine, R.INVALID_PRICE, "A1", "buy", 0, 1).field == "price"
+
+
+def test_journaled_place_orders_written_before_price_was_optional_decode_the_same(engine: Engine) -> None:
+    """Older journals omitted the 0 default of a market order's price and carried -1 for a
+    market order that had a price: they decode to no price / a price, and apply as before."""
+    old = {"c": "place", "ts": T0 + 5, "member": "M1", "account": "A1", "instrument": "SHEA", "side": "buy", "quantity": 1}
+    decoder = msgspec.msgpack.Decoder(AnyCommand)
+    market = decoder.decode(msgspec.msgpack.encode({**old, "type": "market"}))
+    assert isinstance(market, PlaceOrder) and market.price is None
+    assert reason(engine.apply(market)) is None
+    priced = decoder.decode(msgspec.msgpack.encode({**old, "type": "market", "price": -1}))
+    assert isinstance(priced, PlaceOrder) and priced.price == -1
+    assert reason(engine.apply(priced)) == R.INVALID_ORDER
+    written = msgspec.msgpack.decode(msgspec.msgpack.encode(market))  # what a journal holds now
+    assert "price" not in written and written["type"] == "market"  # as before: no price key
 
 
 def test_market_order_cannot_be_post_only(engine: Engine) -> None:
-    rej = reject_unchanged(engine, R.INVALID_ORDER, "A1", "buy", 0, 1, type="market", post_only=True)
+    rej = reject_unchanged(engine, R.INVALID_ORDER, "A1", "buy", None, 1, type="market", post_only=True)
     assert rej.field == "post_only"
 
 
@@ -199,10 +235,10 @@ def test_market_buy_freezes_at_the_upper_band(demo_config: MarketConfig) -> None
     eng = funded_engine(demo_config, cash=upper_hold - 1)
     accepted(place(eng, "B1", "sell", 6000, 10))
     # 60.00 x 10 would be affordable, but a market buy is held at the upper limit
-    reject_unchanged(eng, R.INSUFFICIENT_FUNDS, "A1", "buy", 0, 10, type="market")
+    reject_unchanged(eng, R.INSUFFICIENT_FUNDS, "A1", "buy", None, 10, type="market")
     eng.apply(Deposit(ts=T0 + 5, account="A1", cash=1))
     before = cash(eng, "A1")[0]
-    events = accepted(place(eng, "A1", "buy", 0, 10, type="market"))
+    events = accepted(place(eng, "A1", "buy", None, 10, type="market"))
     assert balances(events, "A1")[0].frozen == upper_hold
     # it filled at 60.00: the difference to the band hold came back
     assert cash(eng, "A1") == (before - 60_000 - 30, 0)

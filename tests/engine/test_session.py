@@ -13,7 +13,7 @@ from carbonx.engine import reasons as R
 from carbonx.engine.config import MarketConfig
 from carbonx.engine.engine import Engine
 from carbonx.engine.schema import CreateAccount, CreateMember, DayClose, DayOpen, Deposit, InstrumentStatus, SetHalt, Tick
-from tests.engine.support import (
+from carbonx.engine.testkit import (
     accepted,
     amend,
     cancel,

@@ -24,7 +24,8 @@ from carbonx.engine.schema import (
     command_decoder,
     command_encoder,
 )
-from tests.conftest import ROOT, T0
+from carbonx.engine.testkit import T0
+from tests.conftest import ROOT
 
 DAY_NS = 86_400 * 10**9
 
@@ -44,7 +45,7 @@ def session(config: MarketConfig) -> list[Command]:
         cmds.append(Deposit(ts=next(t), account=a, instrument="CCER", quantity=300))
     cmds.append(DayOpen(ts=next(t)))
 
-    def order(account: str, side: str, price: int, qty: int, sym: str = "SHEA", **kw: object) -> PlaceOrder:
+    def order(account: str, side: str, price: int | None, qty: int, sym: str = "SHEA", **kw: object) -> PlaceOrder:
         member = "M2" if account.startswith("B") else "M1"
         return PlaceOrder(ts=next(t), member=member, account=account, instrument=sym, side=side, price=price, quantity=qty, **kw)  # type: ignore[arg-type]
 
@@ -53,7 +54,7 @@ def session(config: MarketConfig) -> list[Command]:
         order("A2", "sell", 6000, 50, tif="gtc"),
         order("B1", "buy", 6010, 100),
         order("B1", "buy", 5990, 40, tif="gtc", client_order_id="b1-g"),
-        order("A1", "buy", 0, 10, type="market"),
+        order("A1", "buy", None, 10, type="market"),
         order("B1", "buy", 6020, 1_000, tif="fok"),
         order("B1", "buy", 6010, 30, tif="ioc"),
         order("A2", "buy", 8000, 20, "CCER"),

@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 
 from carbonx.engine.engine import Engine
-from tests.conftest import funded_engine
-from tests.engine.support import (
+from carbonx.engine.testkit import (
     accepted,
     book_ids,
     cash,
     check_events,
     exec_types,
+    funded_engine,
     instrument,
     make_config,
     oid,
