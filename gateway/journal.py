@@ -321,6 +321,8 @@ class Journal(abc.ABC):
     command's reply and events only once the command is durable."""
 
     durable_seq: int
+    failure: BaseException | None = None  # set once the journal failed: nothing more becomes durable
+    directory: Path | None = None  # the data directory (None: not on disk), watched for free space
     # Metrics read at scrape time: plain attributes, nothing done per record.
     batches: int
     records: int
@@ -368,7 +370,7 @@ class LocalJournal(Journal):
             raise ValueError("segment_bytes must be positive")
         if next_seq < 1:
             raise ValueError("next_seq must be >= 1")
-        self.directory = Path(directory)
+        self.directory: Path = Path(directory)
         self.folder = journal_dir(self.directory)
         self.policy: Policy = policy
         self.segment_bytes = segment_bytes

@@ -128,9 +128,11 @@ class GatewayCollector:
             subs.add_metric([kind], n)
         yield subs
         yield CounterMetricFamily(
-            "carbonx_slow_consumer_disconnects", "Connections cut off as slow consumers", value=gw.fanout.slow_disconnects
+            "carbonx_slow_consumer_disconnects", "Connections cut off as slow consumers", value=gw.outbound.slow_disconnects
         )
-        yield CounterMetricFamily("carbonx_notifications_sent", "Notification deliveries (message x subscriber)", value=gw.fanout.messages)
+        yield CounterMetricFamily(
+            "carbonx_notifications_sent", "Notification deliveries (message x subscriber)", value=gw.outbound.messages
+        )
         yield CounterMetricFamily("carbonx_rate_limited", "Requests refused by rate limits", value=gw.rate_limited)
         depth = GaugeMetricFamily("carbonx_book_levels", "Price levels in the published book", labels=["instrument", "side"])
         spread = GaugeMetricFamily("carbonx_book_spread", "Best ask - best bid (CNY); absent when a side is empty", labels=["instrument"])

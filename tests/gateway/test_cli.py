@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
+from carbonx.gateway.app import ServeOptions, run
 from carbonx.gateway.cli import main
-from carbonx.gateway.server import ServeOptions, run
 from carbonx.gateway.sessions import verify_secret
 from tests.gateway.support import Client, demo_settings
 
