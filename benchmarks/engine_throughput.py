@@ -20,11 +20,8 @@ import os
 import platform
 import random
 import statistics
-import sys
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from carbonx.engine.config import MarketConfig, load_market_text
 from carbonx.engine.engine import Engine

@@ -14,14 +14,10 @@ from __future__ import annotations
 
 import json
 import platform
-import sys
 import timeit
-from pathlib import Path
 from typing import Any
 
 import msgspec
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from carbonx.gateway import protocol
 

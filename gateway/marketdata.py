@@ -59,7 +59,7 @@ class ShadowBook:
         self.seq = 0  # the full-depth channel's counter
         self.ts = 0
 
-    def apply(self, ev: BookLevel) -> None:
+    def set_level(self, ev: BookLevel) -> None:
         if ev.side == "buy":
             book, dirty, key = self.bids, self.dirty_bids, -ev.price
         else:
@@ -310,7 +310,7 @@ class MarketData(EventSink):
             self.flush_handle = asyncio.get_running_loop().call_later(self.coalesce_s, self.flush)
 
     def _on_level(self, ev: BookLevel) -> None:
-        self.books[ev.instrument].apply(ev)
+        self.books[ev.instrument].set_level(ev)
         self.dirty.add(ev.instrument)
 
     def _on_trade(self, ev: Trade) -> None:

@@ -12,7 +12,8 @@ their replies are queued behind every command applied so far (``after_durable``)
 read never reveals state that a crash could still take back.
 
 ``Sequencer.submit`` is the only caller of ``Engine.apply`` in the gateway (a test walks the
-source to keep it so): cluster mode replaces this seam.
+source to keep it so): cluster mode replaces this seam. Start-up recovery and ``journal
+verify`` replay what was sequenced before through ``replay`` / ``replay_all``, here too.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ import abc
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from carbonx.engine.engine import Engine
-from carbonx.engine.schema import Command, Event
+from carbonx.engine.schema import AnyCommand, Command, Event
 from carbonx.gateway.journal import Journal, UnencodableCommand
 from carbonx.gateway.metrics import LatencyHistogram
 from carbonx.gateway.protocol import errors
@@ -141,3 +142,33 @@ class Sequencer:
                     self.sink.publish(seq, events)
                 except Exception:  # never let fan-out stall the release of later replies
                     log.exception("publishing seq %d failed", seq)
+
+
+# --------------------------------------------------------------------------- replay
+
+
+def replay(engine: Engine, cmd: AnyCommand) -> str | None:
+    """Apply one journaled command as the server did; returns what the engine raised (None if
+    nothing). An exception inside the engine (a bug) is logged and the command stays applied
+    as far as it got: the server journaled it and carried on, so replay must do the same to
+    reach the same state."""
+    try:
+        engine.apply(cmd)
+    except Exception as exc:
+        _engine_raised(engine, cmd)
+        return f"seq {engine.seq}: {exc!r}"
+    return None
+
+
+def replay_all(engine: Engine, commands: Iterable[AnyCommand]) -> None:
+    """``replay`` every command, in order (the start-up loop: no per-command result)."""
+    apply = engine.apply
+    for cmd in commands:
+        try:
+            apply(cmd)
+        except Exception:
+            _engine_raised(engine, cmd)
+
+
+def _engine_raised(engine: Engine, cmd: AnyCommand) -> None:
+    log.exception("engine raised on replay of seq %d (%s); continuing as the server did", engine.seq, type(cmd).__name__)
