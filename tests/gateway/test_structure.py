@@ -20,9 +20,13 @@ def _apply_calls(path: Path) -> list[str]:
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Attribute) and node.attr == "apply":
             found.append(f"{path.relative_to(GATEWAY)}:{node.lineno}")
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr":
-            if any(isinstance(a, ast.Constant) and a.value == "apply" for a in node.args):
-                found.append(f"{path.relative_to(GATEWAY)}:{node.lineno} (getattr)")
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "getattr"
+            and any(isinstance(a, ast.Constant) and a.value == "apply" for a in node.args)
+        ):
+            found.append(f"{path.relative_to(GATEWAY)}:{node.lineno} (getattr)")
     return found
 
 
