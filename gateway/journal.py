@@ -49,7 +49,7 @@ from typing import Literal
 
 import msgspec
 
-from carbonx.engine.schema import AnyCommand
+from carbonx.engine.schema import AnyCommand, Command
 
 log = logging.getLogger(__name__)
 
@@ -332,7 +332,7 @@ class Journal(abc.ABC):
     bytes_written: int
 
     @abc.abstractmethod
-    def append(self, seq: int, cmd: AnyCommand) -> None:
+    def append(self, seq: int, cmd: Command) -> None:
         """Add the command to the pending batch. ``seq`` must be the previous + 1.
 
         Raises ``UnencodableCommand`` (and appends nothing: the same ``seq`` may be
@@ -417,7 +417,7 @@ class LocalJournal(Journal):
 
     # ------------------------------------------------------------------ hot path
 
-    def append(self, seq: int, cmd: AnyCommand) -> None:
+    def append(self, seq: int, cmd: Command) -> None:
         # The hot path (once per command): locals and module aliases, no policy strings.
         if seq != self._last_appended + 1 or self._refusing:
             self._refuse(seq)

@@ -38,7 +38,7 @@ from carbonx.gateway.rpc.registry import method
 
 
 @method("auction.list", NoParams, "public", listener="both")
-def list(call: Call, p: NoParams) -> None:
+def list_auctions(call: Call, p: NoParams) -> None:
     out = []
     for info in auctions.list_auctions(call.gw.engine):
         view = auctions.auction_view(call.gw.engine, info.auction_id)
@@ -47,7 +47,7 @@ def list(call: Call, p: NoParams) -> None:
 
 
 @method("auction.get", AuctionRefParams, "public", listener="both")
-def get(call: Call, p: AuctionRefParams) -> None:
+def get_auction(call: Call, p: AuctionRefParams) -> None:
     view = auctions.auction_view(call.gw.engine, parse_id(p.auction_id))
     if view is None:
         raise RpcError.business(R.UNKNOWN_AUCTION, f"no auction {p.auction_id!r}", "auction_id")

@@ -49,7 +49,7 @@ def cancel(call: Call, p: BlockRefParams) -> None:
 
 
 @method("block.get", BlockRefParams, "private")
-def get(call: Call, p: BlockRefParams) -> None:
+def get_block(call: Call, p: BlockRefParams) -> None:
     call.account(p.account)
     view = blocks.block_view(call.gw.engine, call.broker(), parse_id(p.block_id))
     if view is None or p.account not in (view.proposer_account, view.counterparty_account):

@@ -92,7 +92,7 @@ def first(events: list[Event], kind: type[E]) -> E:
     """The first event of ``kind`` (a command's result must contain one)."""
     for ev in events:
         if type(ev) is kind:
-            return ev  # type: ignore[return-value]
+            return ev
     raise RpcError(errors.INTERNAL_ERROR, f"internal error: no {kind.__name__} event")
 
 

@@ -66,7 +66,7 @@ def cancel_mine(call: Call, p: CancelAllParams) -> None:
 
 
 @method("order.get", OrderRefParams, "private", listener="both")
-def get(call: Call, p: OrderRefParams) -> None:
+def get_order(call: Call, p: OrderRefParams) -> None:
     oid, coid = _ref(p)
     call.account(p.account)
     order = call.gw.engine.order_of(call.member(), p.account, oid, coid)
