@@ -33,6 +33,7 @@ from carbonx.engine.engine import Engine
 from carbonx.engine.schema import CancelAll, Command, CreateAccount, CreateMember, DayOpen, Deposit, Event, Reject, Tick
 from carbonx.gateway import protocol
 from carbonx.gateway.connection import Connections
+from carbonx.gateway.journal import Journal
 from carbonx.gateway.logins import LoginGuard
 from carbonx.gateway.marketdata import MarketData
 from carbonx.gateway.metrics import HttpEndpoint, LatencyHistogram, LoopLag, make_registry
@@ -50,7 +51,7 @@ log = logging.getLogger("carbonx.gateway")
 class Gateway:
     """The stages of the data path around one engine: what ``run`` starts and stops."""
 
-    def __init__(self, settings: Settings, engine: Engine, journal: Any, snapshots: Any = None) -> None:
+    def __init__(self, settings: Settings, engine: Engine, journal: Journal, snapshots: SnapshotStore | None = None) -> None:
         self.settings = settings
         self.limits = settings.limits
         self.engine = engine

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 from sortedcontainers import SortedDict
 
+from carbonx.engine.engine import Engine
 from carbonx.engine.schema import (
     AuctionUpdate,
     BidUpdate,
@@ -155,7 +156,7 @@ class MarketData(EventSink):
 
     def __init__(
         self,
-        engine: Any,
+        engine: Engine,
         outbound: Outbound,
         coalesce_s: float = 0.005,
         clock: Callable[[], int] | None = None,

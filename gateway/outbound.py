@@ -51,6 +51,9 @@ class Outbound:
         return False
 
     def cut_off(self, session: Session) -> None:
+        """Close ``session`` as a slow consumer (1008); it receives nothing more."""
+        if session.connection is None:
+            return
         self.cut.add(session)
         self.slow_disconnects += 1
         log.warning("cutting off slow consumer session %s (member %s)", session.session_id, session.member)

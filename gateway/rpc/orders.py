@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from carbonx.engine import reasons as R
 from carbonx.engine.schema import AmendOrder, CancelAll, CancelOrder, PlaceOrder
 from carbonx.gateway.protocol.errors import INVALID_PARAMS, INVALID_PARAMS_REASON, RpcError
@@ -97,7 +95,7 @@ def get_account(call: Call, p: AccountParams) -> None:
     call.read(account_view(call.account(p.account)))
 
 
-def _ref(p: Any) -> tuple[int, str]:
+def _ref(p: OrderRefParams) -> tuple[int, str]:
     """(order_id, client_order_id) of an order reference; exactly one must be given."""
     if (p.order_id is None) == (p.client_order_id is None):
         raise RpcError(
