@@ -1,7 +1,8 @@
 """Error replies: JSON-RPC codes, business reasons and their numeric codes, ``RpcError``.
 
 Business rejects carry a stable ``reason``; ``reason_code`` gives the JSON-RPC error code of
-each reason (1000-1999), fixed once and for all: new reasons get new codes at the end.
+each reason (1000-1999) from the engine's one reason table (``carbonx.engine.reasons``), fixed
+once and for all: new reasons get new codes at the end.
 """
 
 from __future__ import annotations
@@ -17,35 +18,22 @@ METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 
-# Gateway-level reasons (never produced by the engine).
-INVALID_PARAMS_REASON = "INVALID_PARAMS"
-TOO_MANY_CONNECTIONS = "TOO_MANY_CONNECTIONS"
-TOO_MANY_SUBSCRIPTIONS = "TOO_MANY_SUBSCRIPTIONS"
-UNKNOWN_CHANNEL = "UNKNOWN_CHANNEL"
-SHUTTING_DOWN = "SHUTTING_DOWN"
-UNKNOWN_CERTIFICATE = "UNKNOWN_CERTIFICATE"
-LOGIN_THROTTLED = "LOGIN_THROTTLED"  # failed logins for this key id / address: data.retry_after_ms
-STORAGE_FULL = "STORAGE_FULL"  # the data directory is (nearly) full: see gateway/storage.py
-
-# Order matters: the code of a reason is 1000 + its index. Append only.
-_REASON_ORDER = (
-    R.PRICE_OUT_OF_BAND, R.INVALID_TICK, R.INVALID_PRICE, R.INVALID_QUANTITY, R.INSUFFICIENT_FUNDS,
-    R.INSUFFICIENT_HOLDINGS, R.MARKET_CLOSED, R.INSTRUMENT_HALTED, R.NOT_ELIGIBLE, R.HOLDING_LIMIT,
-    R.ACCOUNT_BLOCKED, R.UNKNOWN_ORDER, R.DUPLICATE_CLIENT_ORDER_ID, R.RATE_LIMITED, R.UNKNOWN_INSTRUMENT,
-    R.NOT_AUTHORIZED, R.NOT_AUTHENTICATED, R.POST_ONLY_WOULD_CROSS, R.INVALID_ORDER, R.ORDER_NOT_AMENDABLE,
-    R.NO_LIQUIDITY, R.T1_RESALE, R.BLOCK_SIZE_REQUIRED, R.UNKNOWN_ACCOUNT, R.UNKNOWN_MEMBER,
-    R.ALREADY_EXISTS, R.INVALID_AMOUNT, R.INVALID_STATE, R.DAY_NOT_OPEN, R.UNKNOWN_AUCTION,
-    R.AUCTION_NOT_OPEN, R.BELOW_RESERVE, R.BIDDER_CAP, R.INVALID_LOT, R.BIDS_IRREVOCABLE,
-    R.UNKNOWN_BID, R.NO_REFERENCE_DATA, R.UNKNOWN_BLOCK, R.BLOCK_TOO_SMALL, R.UNKNOWN_EVENT,
-    R.INVALID_PURPOSE, TOO_MANY_CONNECTIONS, TOO_MANY_SUBSCRIPTIONS, UNKNOWN_CHANNEL, SHUTTING_DOWN,
-    UNKNOWN_CERTIFICATE, LOGIN_THROTTLED, STORAGE_FULL,
-)  # fmt: skip
-REASON_CODES: dict[str, int] = {reason: 1000 + i for i, reason in enumerate(_REASON_ORDER)}
-OTHER_REASON_CODE = 1999  # a reason added to the engine but not yet given a code here
+# Gateway-level reasons (never produced by the engine); their codes are in the one reason
+# table, ``carbonx.engine.reasons.TABLE`` (marked level "gateway").
+INVALID_PARAMS_REASON = "INVALID_PARAMS"  # the data.reason of a -32602 (a JSON-RPC code, not a business reason)
+TOO_MANY_CONNECTIONS = R.TOO_MANY_CONNECTIONS
+TOO_MANY_SUBSCRIPTIONS = R.TOO_MANY_SUBSCRIPTIONS
+UNKNOWN_CHANNEL = R.UNKNOWN_CHANNEL
+SHUTTING_DOWN = R.SHUTTING_DOWN
+UNKNOWN_CERTIFICATE = R.UNKNOWN_CERTIFICATE
+LOGIN_THROTTLED = R.LOGIN_THROTTLED  # failed logins for this key id / address: data.retry_after_ms
+STORAGE_FULL = R.STORAGE_FULL  # the data directory is (nearly) full: see gateway/storage.py
 
 
 def reason_code(reason: str) -> int:
-    return REASON_CODES.get(reason, OTHER_REASON_CODE)
+    """The JSON-RPC error code of a business ``reason`` (1000-1999): ``carbonx.engine.reasons.code``,
+    the one table of names, codes and meanings."""
+    return R.code(reason)
 
 
 class RpcError(Exception):

@@ -50,8 +50,7 @@ def parse_price(value: str, field: str = "price") -> int:
     try:
         fen = parse_fen(value)
     except UnitError as exc:
-        reason = R.INVALID_TICK if "decimals" in str(exc) else R.INVALID_PRICE
-        raise RpcError.business(reason, f"{field} {exc}", field) from None
+        raise RpcError.business(exc.reason, f"{field} {exc}", field) from None
     if fen > ranges.PRICE.hi:
         raise RpcError.business(R.INVALID_PRICE, ranges.PRICE.too_large(field), field)
     return fen

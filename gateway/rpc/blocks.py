@@ -51,7 +51,7 @@ def cancel(call: Call, p: BlockRefParams) -> None:
 @method("block.get", BlockRefParams, "private")
 def get_block(call: Call, p: BlockRefParams) -> None:
     call.account(p.account)
-    view = blocks.block_view(call.gw.engine, call.broker(), parse_id(p.block_id))
-    if view is None or p.account not in (view.proposer_account, view.counterparty_account):
+    view = blocks.block_view(call.gw.engine, call.broker(), p.account, parse_id(p.block_id))
+    if view is None:
         raise RpcError.business(R.UNKNOWN_BLOCK, f"no block {p.block_id!r} for this account", "block_id")
     call.read(block_view(view))

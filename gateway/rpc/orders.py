@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from carbonx.engine import reasons as R
+from carbonx.engine.checks import order_ref_failure
 from carbonx.engine.schema import AmendOrder, CancelAll, CancelOrder, PlaceOrder
-from carbonx.gateway.protocol.errors import INVALID_PARAMS, INVALID_PARAMS_REASON, RpcError
+from carbonx.gateway.protocol.errors import RpcError
 from carbonx.gateway.protocol.params import (
     AccountParams,
     AmendParams,
@@ -23,14 +24,11 @@ from carbonx.gateway.rpc.registry import method
 
 @method("order.place", PlaceParams, "private", order=True)
 def place(call: Call, p: PlaceParams) -> None:
-    price = 0 if p.price is None else parse_price(p.price)
     cmd = PlaceOrder(
         ts=call.recv_ns, member=call.broker(), account=p.account, instrument=p.instrument, side=p.side, type=p.type,
-        price=price, quantity=p.quantity, tif=p.time_in_force, post_only=p.post_only, stp=p.stp,
+        price=None if p.price is None else parse_price(p.price), quantity=p.quantity, tif=p.time_in_force, post_only=p.post_only, stp=p.stp,
         client_order_id=p.client_order_id, session=call.session.session_id,
     )  # fmt: skip
-    if p.type == "market" and p.price is not None:
-        cmd.price = price or -1  # the engine rejects a market order with a price (INVALID_ORDER)
     call.command(cmd, order_result)
 
 
@@ -66,6 +64,9 @@ def cancel_mine(call: Call, p: CancelAllParams) -> None:
 @method("order.get", OrderRefParams, "private", listener="both")
 def get_order(call: Call, p: OrderRefParams) -> None:
     oid, coid = _ref(p)
+    failure = order_ref_failure(oid, coid)  # the engine's rule, applied to the read as to amend/cancel
+    if failure is not None:
+        raise RpcError.business(*failure)
     call.account(p.account)
     order = call.gw.engine.order_of(call.member(), p.account, oid, coid)
     if order is None:
@@ -96,19 +97,6 @@ def get_account(call: Call, p: AccountParams) -> None:
 
 
 def _ref(p: OrderRefParams) -> tuple[int, str]:
-    """(order_id, client_order_id) of an order reference; exactly one must be given."""
-    if (p.order_id is None) == (p.client_order_id is None):
-        raise RpcError(
-            INVALID_PARAMS,
-            "invalid params: give exactly one of order_id or client_order_id",
-            {"reason": INVALID_PARAMS_REASON, "field": "order_id"},
-        )
-    if p.order_id is not None:
-        return parse_id(p.order_id), ""
-    if not p.client_order_id:
-        raise RpcError(
-            INVALID_PARAMS,
-            "invalid params: client_order_id must not be empty",
-            {"reason": INVALID_PARAMS_REASON, "field": "client_order_id"},
-        )
-    return 0, p.client_order_id
+    """(order_id, client_order_id) of an order reference as the engine takes them (0 / "" for
+    none): whether exactly one is given is the engine's rule (``checks.order_ref_failure``)."""
+    return (0 if p.order_id is None else parse_id(p.order_id)), (p.client_order_id or "")

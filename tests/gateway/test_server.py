@@ -50,7 +50,7 @@ async def test_login_failures_look_alike_and_private_methods_need_login(h: Harne
     wrong_secret = await other.fail("session.login", key_id="demo-b", secret="nope")
     unknown_key = await another.fail("session.login", key_id="nobody", secret="nope")
     assert wrong_secret.error == unknown_key.error
-    assert wrong_secret.reason == R.NOT_AUTHENTICATED and wrong_secret.code == protocol.REASON_CODES[R.NOT_AUTHENTICATED]
+    assert wrong_secret.reason == R.NOT_AUTHENTICATED and wrong_secret.code == protocol.reason_code(R.NOT_AUTHENTICATED)
     assert (await c.fail("order.place", **sell())).reason == R.NOT_AUTHENTICATED
     assert (await c.fail("account.get", account="A-001")).reason == R.NOT_AUTHENTICATED
     assert (await c.ok("ping"))["ts"] > 0, "ping is public"
@@ -146,15 +146,20 @@ async def test_amend_cancel_and_cancel_all(h: Harness) -> None:
     assert (await a.ok("order.cancel_all", account="A-001"))["cancelled"] == 3
     assert (await a.ok("order.cancel_all"))["cancelled"] == 1
     assert (await a.ok("order.list", account="A-001", open_only=True))["orders"] == []
-    both = await a.fail("order.cancel", account="A-001", order_id="1", client_order_id="k")
-    assert both.code == protocol.INVALID_PARAMS
+    # Exactly one of order_id / client_order_id: the engine's rule, one answer for every method.
+    for method in ("order.cancel", "order.amend", "order.get"):
+        both = await a.fail(method, account="A-001", order_id="1", client_order_id="k")
+        neither = await a.fail(method, account="A-001")
+        empty = await a.fail(method, account="A-001", client_order_id="")
+        for err in (both, neither, empty):
+            assert (err.reason, err.code, err.field) == (R.INVALID_ORDER, protocol.reason_code(R.INVALID_ORDER), "order_id"), method
 
 
 async def test_duplicate_client_order_id_and_engine_rejects_reach_the_wire(h: Harness) -> None:
     a = await h.broker("a")
     await a.ok("order.place", **sell("61.00", 1, client_order_id="dup"))
     dup = await a.fail("order.place", **sell("61.00", 1, client_order_id="dup"))
-    assert (dup.reason, dup.code) == (R.DUPLICATE_CLIENT_ORDER_ID, protocol.REASON_CODES[R.DUPLICATE_CLIENT_ORDER_ID])
+    assert (dup.reason, dup.code) == (R.DUPLICATE_CLIENT_ORDER_ID, protocol.reason_code(R.DUPLICATE_CLIENT_ORDER_ID))
     assert (await a.fail("order.place", **sell("99.00"))).reason == R.PRICE_OUT_OF_BAND
     assert (await a.fail("order.place", **sell("60.001"))).reason == R.INVALID_TICK
     assert (await a.fail("order.place", **sell(qty=0))).reason == R.INVALID_QUANTITY
@@ -229,7 +234,7 @@ async def test_rate_limit_then_close_on_abuse(tmp_path: Path) -> None:
     for _ in range(3):
         await c.ok("ping")
     limited = await c.fail("ping")
-    assert (limited.reason, limited.code) == (R.RATE_LIMITED, protocol.REASON_CODES[R.RATE_LIMITED])
+    assert (limited.reason, limited.code) == (R.RATE_LIMITED, protocol.reason_code(R.RATE_LIMITED))
     await c.fail("ping")
     await c.fail("ping")
     with pytest.raises(ConnectionClosed):

@@ -50,7 +50,7 @@ async def test_snapshot_on_a_full_disk_answers_storage_full_and_leaves_no_temp_f
     op = await h.operator()
     fail_fsync_of_tmp_files(monkeypatch)
     err = await op.fail("admin.snapshot")
-    assert err.code == protocol.REASON_CODES[protocol.STORAGE_FULL] and err.reason == protocol.STORAGE_FULL
+    assert err.code == protocol.reason_code(protocol.STORAGE_FULL) and err.reason == protocol.STORAGE_FULL
     assert "no space left" in err.error["message"]
     assert not list((tmp_path / "snapshots").glob("*")), "the partial temporary file was removed"
     monkeypatch.undo()
