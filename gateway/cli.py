@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         return journal_main(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "hash-secret":
-        from carbonx.gateway.sessions import hash_secret
+        from carbonx.gateway.passwords import hash_secret
 
         print(hash_secret(args.secret))
         return 0

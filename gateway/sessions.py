@@ -1,9 +1,5 @@
 """Sessions: who is logged in on a connection, what they may do, and how fast.
 
-Secrets are stored only as salted scrypt hashes (``scrypt$<salt-hex>$<hash-hex>``);
-verification is constant-time and runs off the event loop (scrypt costs ~50 ms by
-design, which is what makes a stolen configuration expensive to brute-force).
-
 Every session has two token buckets: one for all requests and one for orders (order
 entry is what can hurt the market, so it gets its own, lower budget). Every frame is
 charged, known method or not. A request over budget gets a ``RATE_LIMITED`` error; a
@@ -19,8 +15,6 @@ are bounded in total and per source address, leaving the rest for logged-in sess
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import ipaddress
 import itertools
 import secrets
@@ -31,29 +25,6 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection
 
 from carbonx.gateway.settings import Limits
-
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
-SALT_BYTES = 16
-
-
-def hash_secret(secret: str, salt: bytes | None = None) -> str:
-    """``scrypt$<salt-hex>$<hash-hex>`` for ``secret`` (a fresh random salt by default)."""
-    salt = secrets.token_bytes(SALT_BYTES) if salt is None else salt
-    digest = hashlib.scrypt(secret.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=32)
-    return f"scrypt${salt.hex()}${digest.hex()}"
-
-
-def verify_secret(secret: str, stored: str) -> bool:
-    """Constant-time check of ``secret`` against a stored hash; malformed hashes never match."""
-    try:
-        scheme, salt_hex, hash_hex = stored.split("$")
-        salt, expected = bytes.fromhex(salt_hex), bytes.fromhex(hash_hex)
-    except ValueError:
-        return False
-    if scheme != "scrypt" or not salt or not expected:
-        return False
-    digest = hashlib.scrypt(secret.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=len(expected))
-    return hmac.compare_digest(digest, expected)
 
 
 class TokenBucket:

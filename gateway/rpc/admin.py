@@ -31,6 +31,7 @@ from carbonx.engine.schema import (
     Withdraw,
 )
 from carbonx.gateway.logins import Busy
+from carbonx.gateway.passwords import hash_secret
 from carbonx.gateway.protocol.errors import RpcError
 from carbonx.gateway.protocol.params import (
     AccountCreateParams,
@@ -48,7 +49,6 @@ from carbonx.gateway.protocol.params import (
 from carbonx.gateway.protocol.views import daily_stats, format_fen
 from carbonx.gateway.rpc.call import Call, cancel_all, first, pick
 from carbonx.gateway.rpc.registry import method
-from carbonx.gateway.sessions import hash_secret
 
 
 @method("admin.member.create", MemberCreateParams, "operator")

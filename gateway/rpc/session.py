@@ -10,11 +10,12 @@ from carbonx.engine import reasons as R
 from carbonx.engine.schema import SetCancelOnDisconnect
 from carbonx.gateway.logins import Busy, Throttled
 from carbonx.gateway.marketdata import ChannelError
+from carbonx.gateway.passwords import verify_secret
 from carbonx.gateway.protocol.errors import LOGIN_THROTTLED, TOO_MANY_CONNECTIONS, TOO_MANY_SUBSCRIPTIONS, RpcError
 from carbonx.gateway.protocol.params import CancelOnDisconnectParams, ChannelsParams, LoginParams, NoParams
 from carbonx.gateway.rpc.call import Call
 from carbonx.gateway.rpc.registry import method
-from carbonx.gateway.sessions import Session, verify_secret
+from carbonx.gateway.sessions import Session
 
 if TYPE_CHECKING:
     from carbonx.gateway.app import Gateway

@@ -169,3 +169,55 @@ def test_amounts_must_be_decimal_strings_not_floats(key: str) -> None:
     """TOML ``60.5`` is a binary float: amounts are written as "60.50" or refused."""
     message = instrument_error(**{key: 60.5})
     assert f"instrument X.{key}" in message and "quoted decimal" in message
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        # every unknown key of a table is listed, in every market table
+        ({"instrument": [{"symbol": "X", "reference_price": "1", "zz": 1, "colour": 2}]}, "instrument X: unknown keys ['colour', 'zz']"),
+        ({"calendar": {"timezone": "CST"}, "instrument": [{"symbol": "X", "reference_price": "1"}]}, "calendar: unknown keys ['timezone']"),
+        ({"auction": {"bidder_cap": {}}, "instrument": [{"symbol": "X", "reference_price": "1"}]}, "auction: unknown keys ['bidder_cap']"),
+        # an instrument is named by its index until it has a valid symbol
+        (
+            {"instrument": [{"symbol": "X-1", "reference_price": "1", "lot": 0}]},
+            "instrument[0].symbol: expected 1-16 letters/digits, got 'X-1'",
+        ),
+        ({"instrument": [{"reference_price": "1"}]}, "instrument[0]: symbol is required"),
+        # types are checked, never coerced
+        (
+            {"instrument": [{"symbol": "X", "reference_price": "1", "t1_resale": "yes"}]},
+            "instrument X.t1_resale: expected true or false, got 'yes'",
+        ),
+        (
+            {"instrument": [{"symbol": "X", "reference_price": "1", "lot": 1e12}]},
+            "instrument X.lot: expected a whole number, got 1000000000000.0",
+        ),
+        ({"instrument": [{"symbol": "X", "reference_price": "1", "name": 5}]}, "instrument X.name: expected a string, got 5"),
+        (
+            {"instrument": [{"symbol": "X", "reference_price": "1", "sessions": [["10:30"]]}]},
+            'instrument X.sessions[0]: expected a ["HH:MM", "HH:MM"] pair',
+        ),
+        ({"calendar": 5, "instrument": [{"symbol": "X", "reference_price": "1"}]}, "calendar: expected a table, got 5"),
+        (
+            {"calendar": {"holidays": ["2026-01-01", "2026-1-2"]}, "instrument": [{"symbol": "X", "reference_price": "1"}]},
+            'calendar.holidays[1]: expected a "YYYY-MM-DD" date',
+        ),
+        (
+            {"instrument": [{"symbol": "X", "reference_price": "60.03", "tick": "0.05"}]},
+            "instrument X: reference_price 60.03 is not on the tick 0.05",
+        ),
+    ],
+)
+def test_messages_name_the_path_and_what_was_expected(data: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_market(data)
+    assert str(info.value).startswith(message)
+
+
+def test_holidays_may_be_toml_dates() -> None:
+    """An unquoted TOML date is a date too (and stored as the same "YYYY-MM-DD" text)."""
+    cfg = load_market_text(BASE + '[calendar]\nholidays = [2026-01-01, "2026-10-01"]\n')
+    assert cfg.calendar.holidays == frozenset({"2026-01-01", "2026-10-01"})
+    with pytest.raises(ConfigError, match=r"calendar.holidays\[0\]"):
+        load_market_text(BASE + "[calendar]\nholidays = [2026-01-01T00:00:00]\n")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import msgspec.inspect as mi
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from msgspec.structs import fields, replace
 
 from carbonx.engine import ranges
 from carbonx.engine import reasons as R
@@ -434,7 +434,7 @@ def _with_table(text: str, snippet: str) -> str:
             'cash = "99999999999999999999"',
             "account[0].cash: 99999999999999999999.00 is outside the range 0.00 to 10000000000000.00",
         ),
-        ("vintages = [2024, 2025, 2026]", "vintages = [2024, 10000]", "instrument SHEA.vintages: 10000 is outside the range 1 to 9999"),
+        ("vintages = [2024, 2025, 2026]", "vintages = [2024, 10000]", "instrument SHEA.vintages[1]: 10000 is outside the range 1 to 9999"),
     ],
 )
 def test_config_out_of_range_names_the_key_and_the_range(old: str, new: str, message: str) -> None:

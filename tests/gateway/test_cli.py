@@ -11,7 +11,7 @@ from websockets.asyncio.client import connect
 
 from carbonx.gateway.app import ServeOptions, run
 from carbonx.gateway.cli import main
-from carbonx.gateway.sessions import verify_secret
+from carbonx.gateway.passwords import verify_secret
 from tests.gateway.support import Client, demo_settings
 
 READY = re.compile(r"^carbonx ready trading=(ws://\S+/v1) admin=(ws://\S+/v1) metrics=(http://\S+)$")

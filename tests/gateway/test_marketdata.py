@@ -116,7 +116,7 @@ async def test_snapshot_then_updates_rebuild_the_engine_book(h: Harness) -> None
 
 async def test_updates_are_coalesced_per_tick(tmp_path: Path) -> None:
     settings = demo_settings()
-    from dataclasses import replace
+    from msgspec.structs import replace
 
     h = await start(tmp_path, replace(settings, server=replace(settings.server, coalesce_ms=300.0)))
     a, w = await h.broker("a"), await h.client()
@@ -253,7 +253,7 @@ async def test_slow_consumer_is_cut_off_while_a_fast_one_keeps_up(tmp_path: Path
 
 async def test_heartbeats_carry_the_durable_seq(tmp_path: Path) -> None:
     settings = demo_settings()
-    from dataclasses import replace
+    from msgspec.structs import replace
 
     h = await start(tmp_path, replace(settings, server=replace(settings.server, heartbeat_s=0.1)))
     c = await h.client()

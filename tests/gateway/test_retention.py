@@ -3,10 +3,10 @@ to order.get (by id and by client order id), trade.list returns at most the wind
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import msgspec
+from msgspec.structs import replace
 
 from carbonx.engine import reasons as R
 from carbonx.engine.config import RetentionSpec

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
+from msgspec.structs import replace
 
-from carbonx.gateway.sessions import ConnectionRegistry, Refused, Session, TokenBucket, hash_secret, verify_secret
+from carbonx.gateway.passwords import hash_secret, verify_secret
+from carbonx.gateway.sessions import ConnectionRegistry, Refused, Session, TokenBucket
 from carbonx.gateway.settings import Limits, SettingsError, parse_settings, with_env_operator
 from tests.gateway.support import DEMO_TEXT
 
@@ -98,10 +98,23 @@ def test_demo_settings_are_complete() -> None:
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        ("[limits]\nmax_frame_byte = 10\n", "unknown keys"),
-        ('[server]\nport = "8700"\n', "server.port"),
-        ('[server]\nfsync_policy = "sometimes"\n', "fsync_policy"),
-        ("[limits]\nrequests_per_s = -1\n", "negative"),
+        ("[limits]\nmax_frame_byte = 10\n", r"^limits: unknown keys \['max_frame_byte'\]$"),
+        ('[server]\nport = "8700"\n', r"^server.port: expected a whole number, got '8700'$"),
+        ('[server]\nfsync_policy = "sometimes"\n', r"^server.fsync_policy: expected one of \[.*'fsync'.*\], got 'sometimes'$"),
+        ("[limits]\nrequests_per_s = -1\n", r"^limits.requests_per_s: -1 is outside the range 0.001 to 1000000$"),
+        ("[[member]]\nmember = 'm'\nkey_id = 'k'\nsecret_hash = 'scrypt$00$00'\nextra = 1\n", r"^member\[0\]: unknown keys \['extra'\]$"),
+        ("[[member]]\nmember = ''\nkey_id = 'k'\nsecret_hash = 'scrypt$00$00'\n", r"^member\[0\].member: expected a non-empty string"),
+        ("[[account]]\naccount = 'A'\nmember = 'm'\ntype = 'robot'\n", r"^account\[0\].type: expected one of \["),
+        (
+            "[[account]]\naccount = 'A'\nmember = 'm'\ntype = 'individual'\ncash = 1.5\n",
+            r"^account\[0\].cash: expected an amount as a quoted decimal",
+        ),
+        (
+            "[[account]]\naccount = 'A'\nmember = 'm'\ntype = 'individual'\nholdings = [{ instrument = 'SHEA', quantity = 0 }]\n",
+            r"^account\[0\].holdings\[0\].quantity: 0 t is outside the range 1 t to 1000000000 t$",
+        ),
+        ("[operator]\nkey_id = 'ops'\n", r"^operator: secret_hash is required$"),
+        ("[limts]\nmax_connections = 10\n", r"^top level: unknown keys \['limts'\]$"),
     ],
 )
 def test_bad_gateway_settings_are_named(extra: str, message: str) -> None:

@@ -8,11 +8,11 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from msgspec.structs import replace
 
 from carbonx.engine.schema import Tick
 from carbonx.gateway import protocol
