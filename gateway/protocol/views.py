@@ -4,6 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from carbonx.engine.accounts import Account
+from carbonx.engine.book import Order
+from carbonx.engine.schema import (
+    AuctionInfo,
+    AuctionResults,
+    BidUpdate,
+    BlockUpdate,
+    Certificate,
+    DailyStats,
+    ExecReport,
+    NeutralityEvent,
+    Reject,
+    Trade,
+)
 from carbonx.engine.units import format_fen
 from carbonx.gateway.protocol.errors import RpcError
 
@@ -21,7 +35,7 @@ def fen_or_none(value: int | None) -> str | None:
     return None if value is None else format_fen(value)
 
 
-def exec_report(ev: Any) -> dict[str, Any]:
+def exec_report(ev: ExecReport) -> dict[str, Any]:
     """An ExecReport event (or a book Order) as the protocol's execution report."""
     market = ev.type == "market"
     out: dict[str, Any] = {
@@ -52,7 +66,7 @@ def exec_report(ev: Any) -> dict[str, Any]:
     return out
 
 
-def order_view(order: Any, seq: int) -> dict[str, Any]:
+def order_view(order: Order, seq: int) -> dict[str, Any]:
     """A book Order (read path) as an execution report of its current state."""
     market = order.type == "market"
     out: dict[str, Any] = {
@@ -80,7 +94,7 @@ def _status_exec(status: str) -> str:
     return {"partially_filled": "trade", "filled": "trade", "cancelled": "cancelled", "expired": "expired"}.get(status, "new")
 
 
-def public_trade(t: Any) -> dict[str, Any]:
+def public_trade(t: Trade) -> dict[str, Any]:
     out = {
         "trade_id": str(t.trade_id),
         "instrument": t.instrument,
@@ -95,7 +109,7 @@ def public_trade(t: Any) -> dict[str, Any]:
     return out
 
 
-def account_trade(t: Any, account: str) -> dict[str, Any]:
+def account_trade(t: Trade, account: str) -> dict[str, Any]:
     """A trade from one account's point of view (its side, order and fee)."""
     is_buy = t.buy_account == account
     out = public_trade(t)
@@ -108,7 +122,7 @@ def account_trade(t: Any, account: str) -> dict[str, Any]:
     return out
 
 
-def account_view(acct: Any) -> dict[str, Any]:
+def account_view(acct: Account) -> dict[str, Any]:
     holdings: dict[str, Any] = {}
     for symbol, by_vintage in acct.holdings.items():
         total = {"tradable": 0, "frozen": 0, "compliance_only": 0, "locked": 0}
@@ -132,7 +146,7 @@ def account_view(acct: Any) -> dict[str, Any]:
     }
 
 
-def auction_view(info: Any, results: Any = None) -> dict[str, Any]:
+def auction_view(info: AuctionInfo, results: AuctionResults | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "auction_id": str(info.auction_id),
         "instrument": info.instrument,
@@ -166,7 +180,7 @@ def auction_view(info: Any, results: Any = None) -> dict[str, Any]:
     return out
 
 
-def bid_view(b: Any) -> dict[str, Any]:
+def bid_view(b: BidUpdate) -> dict[str, Any]:
     return {
         "auction_id": str(b.auction_id),
         "bid_id": str(b.bid_id),
@@ -182,7 +196,7 @@ def bid_view(b: Any) -> dict[str, Any]:
     }
 
 
-def block_view(b: Any) -> dict[str, Any]:
+def block_view(b: BlockUpdate) -> dict[str, Any]:
     return {
         "block_id": str(b.block_id),
         "instrument": b.instrument,
@@ -199,7 +213,7 @@ def block_view(b: Any) -> dict[str, Any]:
     }
 
 
-def certificate_view(c: Any) -> dict[str, Any]:
+def certificate_view(c: Certificate) -> dict[str, Any]:
     return {
         "certificate_id": str(c.certificate_id),
         "account": c.account,
@@ -216,7 +230,7 @@ def certificate_view(c: Any) -> dict[str, Any]:
     }
 
 
-def neutrality_view(ev: Any) -> dict[str, Any]:
+def neutrality_view(ev: NeutralityEvent) -> dict[str, Any]:
     return {
         "event_id": ev.event_id,
         "name": ev.name,
@@ -226,7 +240,7 @@ def neutrality_view(ev: Any) -> dict[str, Any]:
     }
 
 
-def daily_stats(stats: Any) -> dict[str, Any]:
+def daily_stats(stats: DailyStats) -> dict[str, Any]:
     return {
         "open": format_fen(stats.open),
         "close": format_fen(stats.close),
@@ -236,7 +250,7 @@ def daily_stats(stats: Any) -> dict[str, Any]:
     }
 
 
-def reject_error(rej: Any) -> RpcError:
+def reject_error(rej: Reject) -> RpcError:
     """An engine Reject as the JSON-RPC error the requester receives."""
     extra: dict[str, Any] = {}
     if rej.order_id:
