@@ -51,12 +51,8 @@ from hdrh.histogram import HdrHistogram
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from carbonx.gateway.client import Client, RpcError  # noqa: E402
-from tests.e2e.support import ACCOUNTS, BROKERS, Server, start_server, write_config  # noqa: E402
+from carbonx.gateway.client import Client, RpcError
+from carbonx.gateway.testkit import ACCOUNTS, BROKERS, Server, start_server, write_config
 
 HIST_MAX_US = 120_000_000
 

@@ -37,16 +37,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from carbonx.engine.config import MarketConfig  # noqa: E402
-from carbonx.engine.engine import Engine  # noqa: E402
-from carbonx.engine.schema import AnyCommand  # noqa: E402
-from carbonx.gateway.journal import LocalJournal, Policy, read_records  # noqa: E402
-from carbonx.gateway.recovery import recover  # noqa: E402
-from carbonx.gateway.snapshots import SnapshotStore  # noqa: E402
-from tests.journal.workload import demo_config, setup_commands, trading_commands  # noqa: E402
+from carbonx.engine.config import MarketConfig
+from carbonx.engine.engine import Engine
+from carbonx.engine.schema import AnyCommand
+from carbonx.gateway.journal import LocalJournal, Policy, read_records
+from carbonx.gateway.recovery import recover
+from carbonx.gateway.snapshots import SnapshotStore
+from carbonx.gateway.testkit import demo_config, setup_commands, trading_commands
 
 
 async def run_bursts(
@@ -196,9 +193,8 @@ def write_big_journal(config: MarketConfig, directory: Path, n: int) -> int:
 _STARTUP_PROBE = """
 import sys
 from pathlib import Path
-sys.path.insert(0, sys.argv[2])
 from carbonx.gateway.recovery import recover
-from tests.journal.workload import demo_config
+from carbonx.gateway.testkit import demo_config
 import time
 cpu = time.process_time()
 seconds = recover(Path(sys.argv[1]), demo_config()).seconds
@@ -212,7 +208,7 @@ def startup_seconds(directory: Path, runs: int) -> list[tuple[float, float]]:
     CPU time is the figure that other load on the machine does not inflate."""
     out = []
     for _ in range(runs):
-        proc = subprocess.run([sys.executable, "-c", _STARTUP_PROBE, str(directory), str(ROOT)], capture_output=True, text=True, check=True)
+        proc = subprocess.run([sys.executable, "-c", _STARTUP_PROBE, str(directory)], capture_output=True, text=True, check=True)
         wall, cpu = proc.stdout.split()[-2:]
         out.append((float(wall), float(cpu)))
     return out

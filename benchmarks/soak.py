@@ -27,19 +27,14 @@ import asyncio
 import itertools
 import json
 import os
-import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from carbonx.gateway.client import Client, RpcError  # noqa: E402
-from tests.e2e.support import ACCOUNTS, BROKERS, Server, start_server, write_config  # noqa: E402
+from carbonx.gateway.client import Client, RpcError
+from carbonx.gateway.testkit import ACCOUNTS, BROKERS, Server, start_server, write_config
 
 
 def rss_mb(pid: int) -> float:

@@ -14,16 +14,12 @@ from __future__ import annotations
 
 import json
 import platform
-import sys
 import timeit
-from pathlib import Path
 from typing import Any
 
 import msgspec
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from carbonx.gateway import wire
+from carbonx.gateway import protocol
 
 PLACE = {"account": "A-001", "instrument": "SHEA", "side": "buy", "price": "60.00", "quantity": 10, "time_in_force": "day",
          "client_order_id": "c-123456"}  # fmt: skip
@@ -41,11 +37,15 @@ def _wide(value: Any) -> bytes:
 
 def main() -> None:
     cases = {
-        "json_place": (wire.JSON, json.dumps(REQUEST, separators=(",", ":")), wire.PlaceParams),
-        "json_place_spaced_colons": (wire.JSON, json.dumps(REQUEST | {"params": PLACE | {"client_order_id": "a:b:c"}}), wire.PlaceParams),
-        "msgpack_place": (wire.MSGPACK, msgspec.msgpack.encode(REQUEST), wire.PlaceParams),
-        "msgpack_place_wide": (wire.MSGPACK, _wide(REQUEST), wire.PlaceParams),
-        "json_ping": (wire.JSON, '{"jsonrpc":"2.0","id":1,"method":"ping"}', wire.NoParams),
+        "json_place": (protocol.JSON, json.dumps(REQUEST, separators=(",", ":")), protocol.PlaceParams),
+        "json_place_spaced_colons": (
+            protocol.JSON,
+            json.dumps(REQUEST | {"params": PLACE | {"client_order_id": "a:b:c"}}),
+            protocol.PlaceParams,
+        ),
+        "msgpack_place": (protocol.MSGPACK, msgspec.msgpack.encode(REQUEST), protocol.PlaceParams),
+        "msgpack_place_wide": (protocol.MSGPACK, _wide(REQUEST), protocol.PlaceParams),
+        "json_ping": (protocol.JSON, '{"jsonrpc":"2.0","id":1,"method":"ping"}', protocol.NoParams),
     }
     out: dict[str, float] = {}
     for name, (codec, frame, kind) in cases.items():

@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace) -> int:
     import uvloop
 
-    from carbonx.gateway.server import ServeOptions, run
+    from carbonx.gateway.app import ServeOptions, run
 
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # websockets logs every connection's open and close (and every refused upgrade) at INFO:

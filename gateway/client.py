@@ -25,7 +25,6 @@ import contextlib
 import itertools
 import logging
 import ssl as ssl_module
-import zlib
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -38,13 +37,13 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from carbonx.engine.units import format_fen, parse_fen
+from carbonx.gateway.protocol.book import Level, checksum
+from carbonx.gateway.protocol.names import MSGPACK_SUBPROTOCOL
 
 log = logging.getLogger("carbonx.client")
 
-MSGPACK: Final = "carbonx.v1.msgpack"
-CHECKSUM_LEVELS: Final = 10
+MSGPACK: Final = MSGPACK_SUBPROTOCOL  # the subprotocol name, as ``Client(subprotocol=...)`` takes it
 
-Level = tuple[int, int]  # (price in fen, quantity in tonnes)
 ChecksumFn = Callable[[list[Level], list[Level]], int]
 
 
@@ -101,16 +100,9 @@ class Notification:
 
 
 def default_checksum(bids: list[Level], asks: list[Level]) -> int:
-    """CRC32 of the top 10 levels, exactly as docs/protocol.md defines it.
-
-    ``zlib.crc32`` (unsigned) of the UTF-8 string ``"<bids>|<asks>"``: each side is its top
-    10 levels best first, each written ``<price>:<quantity>`` with the price as its wire
-    decimal string (``"60.50"``), joined by ``,``; an empty book is ``"|"``. Prices are
-    formatted from integer fen, never floats, so both ends produce the same text.
-    """
-    b = ",".join(f"{format_fen(p)}:{q}" for p, q in bids[:CHECKSUM_LEVELS])
-    a = ",".join(f"{format_fen(p)}:{q}" for p, q in asks[:CHECKSUM_LEVELS])
-    return zlib.crc32(f"{b}|{a}".encode()) & 0xFFFFFFFF
+    """CRC32 of the top 10 levels, exactly as docs/protocol.md defines it
+    (``carbonx.gateway.protocol.book.checksum``, the very function the server uses)."""
+    return checksum(bids, asks)
 
 
 @dataclass

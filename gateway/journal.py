@@ -49,7 +49,7 @@ from typing import Literal
 
 import msgspec
 
-from carbonx.engine.schema import AnyCommand
+from carbonx.engine.schema import AnyCommand, Command
 
 log = logging.getLogger(__name__)
 
@@ -321,6 +321,8 @@ class Journal(abc.ABC):
     command's reply and events only once the command is durable."""
 
     durable_seq: int
+    failure: BaseException | None = None  # set once the journal failed: nothing more becomes durable
+    directory: Path | None = None  # the data directory (None: not on disk), watched for free space
     # Metrics read at scrape time: plain attributes, nothing done per record.
     batches: int
     records: int
@@ -330,7 +332,7 @@ class Journal(abc.ABC):
     bytes_written: int
 
     @abc.abstractmethod
-    def append(self, seq: int, cmd: AnyCommand) -> None:
+    def append(self, seq: int, cmd: Command) -> None:
         """Add the command to the pending batch. ``seq`` must be the previous + 1.
 
         Raises ``UnencodableCommand`` (and appends nothing: the same ``seq`` may be
@@ -368,7 +370,7 @@ class LocalJournal(Journal):
             raise ValueError("segment_bytes must be positive")
         if next_seq < 1:
             raise ValueError("next_seq must be >= 1")
-        self.directory = Path(directory)
+        self.directory: Path = Path(directory)
         self.folder = journal_dir(self.directory)
         self.policy: Policy = policy
         self.segment_bytes = segment_bytes
@@ -415,7 +417,7 @@ class LocalJournal(Journal):
 
     # ------------------------------------------------------------------ hot path
 
-    def append(self, seq: int, cmd: AnyCommand) -> None:
+    def append(self, seq: int, cmd: Command) -> None:
         # The hot path (once per command): locals and module aliases, no policy strings.
         if seq != self._last_appended + 1 or self._refusing:
             self._refuse(seq)

@@ -1,39 +1,29 @@
-"""Market data: channels, fan-out to subscribers, and the slow-consumer guard.
+"""Market data: channels, shadow books, coalescing (stage 5 of the data path, with ``outbound``).
 
 Only durable events reach this module (``EventSink.publish`` is called in sequence
 order once the journal has made a command durable), so nothing published here can be
 lost by a crash. The module keeps its own *shadow* of each book, built from the
 ``BookLevel`` events, because the engine may already be ahead of durability.
 
-Fan-out: each notification is encoded once per wire format and written to every
-subscriber with websockets' ``broadcast`` (no per-subscriber await). ``broadcast`` has
-no backpressure, so before every write the connection's transport buffer is checked:
-past ``write_buffer_bytes`` the subscriber is cut off with close code 1008 and reason
-"slow consumer" and receives nothing more; nobody else waits for it.
+Every message leaves through ``carbonx.gateway.outbound.Outbound`` (encoded once per wire
+format, with the slow-consumer guard).
 
 Book channels coalesce: level changes accumulate and go out once per tick
 (``coalesce_ms``) as one ``update`` with absolute level quantities, so a burst of
-orders costs one message per instrument per tick instead of one per order.
-
-Checksum (``book.*``): CRC32 (``zlib.crc32``, unsigned) of the UTF-8 string
-``"<bids>|<asks>"`` where each side is the channel's top 10 levels, best first, each
-written ``<price>:<quantity>`` (price as the wire decimal string) and joined by ``,``.
-An empty book is ``"|"``.
+orders costs one message per instrument per tick instead of one per order. The
+checksum of each update is ``carbonx.gateway.protocol.book.checksum``.
 """
 
 from __future__ import annotations
 
-import abc
 import asyncio
 import logging
-import zlib
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
-import msgspec
 from sortedcontainers import SortedDict
-from websockets.asyncio.server import broadcast
 
+from carbonx.engine.engine import Engine
 from carbonx.engine.schema import (
     AuctionUpdate,
     BidUpdate,
@@ -48,90 +38,15 @@ from carbonx.engine.schema import (
     Trade,
 )
 from carbonx.engine.units import format_fen
-from carbonx.gateway import wire
+from carbonx.gateway import protocol
+from carbonx.gateway.outbound import Outbound
+from carbonx.gateway.protocol.book import CHECKSUM_LEVELS, checksum, wire_levels
+from carbonx.gateway.sequencer import EventSink
 from carbonx.gateway.sessions import Session
 
 log = logging.getLogger("carbonx.marketdata")
 
-CHECKSUM_LEVELS = 10
 MAX_DEPTH = 100
-SLOW_CONSUMER_CODE = 1008
-SLOW_CONSUMER_REASON = "slow consumer"
-
-
-class EventSink(abc.ABC):
-    """Receives durable events in sequence order (in-process today; NATS-fed later)."""
-
-    @abc.abstractmethod
-    def publish(self, seq: int, events: list[Event]) -> None: ...
-
-    def close(self) -> None:  # noqa: B027 - optional hook
-        """Flush anything pending."""
-
-
-class Fanout:
-    """Writes encoded notifications to sessions, guarding each one's write buffer."""
-
-    def __init__(self, write_buffer_bytes: int) -> None:
-        self.limit = write_buffer_bytes
-        self.slow_disconnects = 0
-        self.messages = 0  # deliveries (message x subscriber)
-        self.cut: set[Session] = set()
-        self.closing: set[asyncio.Task[None]] = set()
-
-    def _writable(self, session: Session) -> bool:
-        """False (and the session is being cut off) when it has fallen behind."""
-        conn = session.connection
-        if conn is None or session in self.cut:
-            return False
-        transport = conn.transport
-        if transport is None or transport.is_closing():
-            return False
-        if transport.get_write_buffer_size() <= self.limit:
-            return True
-        self.cut_off(session)
-        return False
-
-    def cut_off(self, session: Session) -> None:
-        self.cut.add(session)
-        self.slow_disconnects += 1
-        log.warning("cutting off slow consumer session %s (member %s)", session.session_id, session.member)
-        task = asyncio.get_running_loop().create_task(session.connection.close(SLOW_CONSUMER_CODE, SLOW_CONSUMER_REASON))
-        self.closing.add(task)  # keep a reference until done (the loop holds tasks only weakly)
-        task.add_done_callback(self.closing.discard)
-
-    def forget(self, session: Session) -> None:
-        self.cut.discard(session)
-
-    def send(self, sessions: Iterable[Session], message: dict[str, Any]) -> None:
-        """Encode ``message`` at most once per format and write it to every session."""
-        text: list[Any] = []
-        binary: list[Any] = []
-        for s in sessions:
-            if self._writable(s):
-                (binary if s.binary else text).append(s.connection)
-        if text:  # UTF-8 JSON bytes straight into text frames: no str round trip
-            broadcast(text, _json_bytes(message), text=True)
-        if binary:
-            broadcast(binary, wire.MSGPACK.encode(message))
-        self.messages += len(text) + len(binary)
-
-    def send_one(self, session: Session, message: dict[str, Any]) -> None:
-        self.send((session,), message)
-
-
-_json_bytes = msgspec.json.Encoder().encode
-
-
-def checksum(bids: list[tuple[int, int]], asks: list[tuple[int, int]]) -> int:
-    """See the module docstring. Levels are (price fen, quantity)."""
-    b = ",".join(f"{format_fen(p)}:{q}" for p, q in bids[:CHECKSUM_LEVELS])
-    a = ",".join(f"{format_fen(p)}:{q}" for p, q in asks[:CHECKSUM_LEVELS])
-    return zlib.crc32(f"{b}|{a}".encode())
-
-
-def wire_levels(levels: Iterable[tuple[int, int]]) -> list[list[Any]]:
-    return [[format_fen(p), q] for p, q in levels]
 
 
 class ShadowBook:
@@ -145,7 +60,7 @@ class ShadowBook:
         self.seq = 0  # the full-depth channel's counter
         self.ts = 0
 
-    def apply(self, ev: BookLevel) -> None:
+    def set_level(self, ev: BookLevel) -> None:
         if ev.side == "buy":
             book, dirty, key = self.bids, self.dirty_bids, -ev.price
         else:
@@ -241,12 +156,12 @@ class MarketData(EventSink):
 
     def __init__(
         self,
-        engine: Any,
-        fanout: Fanout,
+        engine: Engine,
+        outbound: Outbound,
         coalesce_s: float = 0.005,
         clock: Callable[[], int] | None = None,
     ) -> None:
-        self.fanout = fanout
+        self.outbound = outbound
         self.coalesce_s = coalesce_s
         self.symbols = list(engine.specs)
         self.books = {s: ShadowBook(*engine.depth(s)) for s in self.symbols}
@@ -275,7 +190,7 @@ class MarketData(EventSink):
         if len(parts) >= 2 and parts[0] in PER_INSTRUMENT and parts[1] not in self.books:
             raise ChannelError("UNKNOWN_INSTRUMENT", f"unknown instrument {parts[1]!r} in channel {name!r}")
         raise ChannelError(
-            wire.UNKNOWN_CHANNEL,
+            protocol.UNKNOWN_CHANNEL,
             f"unknown channel {name!r}: expected book.SYM[.DEPTH], trades.SYM, ticker.SYM, status.SYM, auctions or orders",
         )
 
@@ -300,9 +215,9 @@ class MarketData(EventSink):
         if kind == "book":
             self._send_snapshot(session, name, symbol, depth)
         elif kind == "ticker":
-            self.fanout.send_one(session, self._ticker_message(symbol))
+            self.outbound.send_one(session, self._ticker_message(symbol))
         elif kind == "status":
-            self.fanout.send_one(session, self._status_message(symbol))
+            self.outbound.send_one(session, self._status_message(symbol))
 
     def unsubscribe(self, session: Session, name: str) -> None:
         if name == "orders":
@@ -322,7 +237,7 @@ class MarketData(EventSink):
         for name in list(session.subscriptions):
             self.unsubscribe(session, name)
         session.subscriptions.clear()
-        self.fanout.forget(session)
+        self.outbound.forget(session)
 
     def subscription_count(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -347,12 +262,12 @@ class MarketData(EventSink):
             "checksum": checksum(bids, asks),
             "ts": book.ts,
         }
-        self.fanout.send_one(session, wire.notification("book", msg))
+        self.outbound.send_one(session, protocol.notification("book", msg))
 
     def _ticker_message(self, symbol: str) -> dict[str, Any]:
         t = self.tickers[symbol]
         bid, ask = self.books[symbol].best()
-        return wire.notification(
+        return protocol.notification(
             "ticker",
             {
                 "channel": f"ticker.{symbol}",
@@ -366,7 +281,7 @@ class MarketData(EventSink):
                 "high": format_fen(t.high) if t.high else None,
                 "low": format_fen(t.low) if t.low else None,
                 "volume": t.volume,
-                "vwap": wire.avg_price(t.notional, t.volume),
+                "vwap": protocol.avg_price(t.notional, t.volume),
                 "reference": format_fen(t.reference),
                 "lower": format_fen(t.lower),
                 "upper": format_fen(t.upper),
@@ -379,7 +294,7 @@ class MarketData(EventSink):
 
     def _status_message(self, symbol: str) -> dict[str, Any]:
         t = self.tickers[symbol]
-        return wire.notification(
+        return protocol.notification(
             "status",
             {"channel": f"status.{symbol}", "instrument": symbol, "phase": t.phase, "halted": t.halted, "seq": self.last_seq, "ts": t.ts},
         )
@@ -396,7 +311,7 @@ class MarketData(EventSink):
             self.flush_handle = asyncio.get_running_loop().call_later(self.coalesce_s, self.flush)
 
     def _on_level(self, ev: BookLevel) -> None:
-        self.books[ev.instrument].apply(ev)
+        self.books[ev.instrument].set_level(ev)
         self.dirty.add(ev.instrument)
 
     def _on_trade(self, ev: Trade) -> None:
@@ -409,9 +324,9 @@ class MarketData(EventSink):
             self.ticker_dirty.add(ev.instrument)
         subs = self.channels.get(f"trades.{ev.instrument}")
         if subs:
-            msg = wire.public_trade(ev)
+            msg = protocol.public_trade(ev)
             msg["channel"] = f"trades.{ev.instrument}"
-            self.fanout.send(subs, wire.notification("trades", msg))
+            self.outbound.send(subs, protocol.notification("trades", msg))
 
     def _on_status(self, ev: InstrumentStatus) -> None:
         t = self.tickers[ev.instrument]
@@ -419,7 +334,7 @@ class MarketData(EventSink):
         self.ticker_dirty.add(ev.instrument)
         subs = self.channels.get(f"status.{ev.instrument}")
         if subs:
-            self.fanout.send(subs, self._status_message(ev.instrument))
+            self.outbound.send(subs, self._status_message(ev.instrument))
 
     def _on_reference(self, ev: ReferencePrice) -> None:
         t = self.tickers[ev.instrument]
@@ -434,9 +349,9 @@ class MarketData(EventSink):
     def _on_auction(self, ev: AuctionUpdate) -> None:
         subs = self.channels.get("auctions")
         if subs:
-            msg = wire.auction_view(ev.auction, ev.results)
+            msg = protocol.auction_view(ev.auction, ev.results)
             msg.update(channel="auctions", seq=ev.seq, ts=ev.ts)
-            self.fanout.send(subs, wire.notification("auctions", msg))
+            self.outbound.send(subs, protocol.notification("auctions", msg))
 
     def _private(self, members: Iterable[str], kind: str, body: dict[str, Any]) -> None:
         targets: set[Session] = set(self.operators_orders)
@@ -445,24 +360,24 @@ class MarketData(EventSink):
         if targets:
             body["channel"] = "orders"
             body["kind"] = kind
-            self.fanout.send(targets, wire.notification("orders", body))
+            self.outbound.send(targets, protocol.notification("orders", body))
 
     def _on_exec(self, ev: ExecReport) -> None:
         if self.orders.get(ev.member) or self.operators_orders:
-            self._private((ev.member,), "execution_report", wire.exec_report(ev))
+            self._private((ev.member,), "execution_report", protocol.exec_report(ev))
 
     def _on_bid(self, ev: BidUpdate) -> None:
         if self.orders.get(ev.member) or self.operators_orders:
-            self._private((ev.member,), "bid", wire.bid_view(ev))
+            self._private((ev.member,), "bid", protocol.bid_view(ev))
 
     def _on_block(self, ev: BlockUpdate) -> None:
-        body = wire.block_view(ev)
+        body = protocol.block_view(ev)
         kind = "block_proposal" if ev.state == "proposed" else "block_update"
         self._private({ev.proposer_member, ev.counterparty_member}, kind, body)
 
     def _on_certificate(self, ev: Certificate) -> None:
         if self.orders.get(ev.member) or self.operators_orders:
-            self._private((ev.member,), "certificate", wire.certificate_view(ev))
+            self._private((ev.member,), "certificate", protocol.certificate_view(ev))
 
     _handlers: ClassVar[dict[type, Callable[[MarketData, Any], None]]] = {
         BookLevel: _on_level,
@@ -490,7 +405,7 @@ class MarketData(EventSink):
         for symbol in self.ticker_dirty:
             subs = self.channels.get(f"ticker.{symbol}")
             if subs:
-                self.fanout.send(subs, self._ticker_message(symbol))
+                self.outbound.send(subs, self._ticker_message(symbol))
         self.ticker_dirty.clear()
 
     def _flush_book(self, symbol: str) -> None:
@@ -522,7 +437,7 @@ class MarketData(EventSink):
             "checksum": crc,
             "ts": ts,
         }
-        self.fanout.send(subs, wire.notification("book", msg))
+        self.outbound.send(subs, protocol.notification("book", msg))
 
     def close(self) -> None:
         self.flush()

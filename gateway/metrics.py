@@ -18,10 +18,15 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+
+if TYPE_CHECKING:
+    from carbonx.engine.engine import Engine
+    from carbonx.gateway.app import Gateway
+    from carbonx.gateway.journal import Journal
 
 log = logging.getLogger("carbonx.metrics")
 
@@ -85,7 +90,7 @@ def _histogram(name: str, doc: str, hist: LatencyHistogram, labels: dict[str, st
 class GatewayCollector:
     """Reads the gateway's live objects at scrape time (see the module docstring)."""
 
-    def __init__(self, gateway: Any) -> None:
+    def __init__(self, gateway: Gateway) -> None:
         self.gw = gateway
 
     def collect(self) -> Iterator[Metric]:
@@ -95,7 +100,7 @@ class GatewayCollector:
             yield from self._journal(gw.journal)
         yield from self._gateway(gw)
 
-    def _engine(self, eng: Any) -> Iterator[Metric]:
+    def _engine(self, eng: Engine) -> Iterator[Metric]:
         orders = CounterMetricFamily("carbonx_orders", "Orders accepted by the engine", labels=["instrument"])
         trades = CounterMetricFamily("carbonx_trades", "Trades executed", labels=["instrument"])
         volume = CounterMetricFamily("carbonx_traded_tonnes", "Tonnes traded", labels=["instrument"])
@@ -110,7 +115,7 @@ class GatewayCollector:
         yield CounterMetricFamily("carbonx_commands", "Commands applied by the engine", value=eng.stat_commands)
         yield GaugeMetricFamily("carbonx_engine_seq", "Sequence number of the last applied command", value=eng.seq)
 
-    def _journal(self, j: Any) -> Iterator[Metric]:
+    def _journal(self, j: Journal) -> Iterator[Metric]:
         yield GaugeMetricFamily("carbonx_journal_durable_seq", "Highest durable sequence number", value=j.durable_seq)
         yield CounterMetricFamily("carbonx_journal_batches", "Group-commit batches written", value=j.batches)
         yield CounterMetricFamily("carbonx_journal_records", "Records written", value=j.records)
@@ -119,7 +124,7 @@ class GatewayCollector:
         yield CounterMetricFamily("carbonx_journal_fsync_seconds", "Time spent in fsync", value=j.fsync_seconds_total)
         yield GaugeMetricFamily("carbonx_journal_last_fsync_seconds", "Duration of the last fsync", value=j.last_fsync_seconds)
 
-    def _gateway(self, gw: Any) -> Iterator[Metric]:
+    def _gateway(self, gw: Gateway) -> Iterator[Metric]:
         yield _histogram("carbonx_command_latency_seconds", "Receive -> durable", gw.latency_durable, {"stage": "durable"})
         yield _histogram("carbonx_command_reply_latency_seconds", "Receive -> reply written", gw.latency_reply, {"stage": "reply"})
         yield from self._admission(gw)
@@ -128,9 +133,11 @@ class GatewayCollector:
             subs.add_metric([kind], n)
         yield subs
         yield CounterMetricFamily(
-            "carbonx_slow_consumer_disconnects", "Connections cut off as slow consumers", value=gw.fanout.slow_disconnects
+            "carbonx_slow_consumer_disconnects", "Connections cut off as slow consumers", value=gw.outbound.slow_disconnects
         )
-        yield CounterMetricFamily("carbonx_notifications_sent", "Notification deliveries (message x subscriber)", value=gw.fanout.messages)
+        yield CounterMetricFamily(
+            "carbonx_notifications_sent", "Notification deliveries (message x subscriber)", value=gw.outbound.messages
+        )
         yield CounterMetricFamily("carbonx_rate_limited", "Requests refused by rate limits", value=gw.rate_limited)
         depth = GaugeMetricFamily("carbonx_book_levels", "Price levels in the published book", labels=["instrument", "side"])
         spread = GaugeMetricFamily("carbonx_book_spread", "Best ask - best bid (CNY); absent when a side is empty", labels=["instrument"])
@@ -155,7 +162,7 @@ class GatewayCollector:
                 "carbonx_storage_ok", "1 if the data directory is writable with min_free_bytes free", value=int(storage.ok)
             )
 
-    def _admission(self, gw: Any) -> Iterator[Metric]:
+    def _admission(self, gw: Gateway) -> Iterator[Metric]:
         """Connection budgets and login throttling (plain integers of the registry and guards)."""
         reg = gw.registry
         anonymous = {"trading": reg.anonymous_total, "admin": reg.anonymous_admin}
@@ -196,7 +203,7 @@ class GatewayCollector:
         yield from (logins, throttled, hashing)
 
 
-def make_registry(gateway: Any) -> CollectorRegistry:
+def make_registry(gateway: Gateway) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(GatewayCollector(gateway))
     return registry

@@ -28,8 +28,8 @@ from pathlib import Path
 
 from carbonx.engine.config import MarketConfig
 from carbonx.engine.engine import Engine
-from carbonx.engine.schema import AnyCommand
 from carbonx.gateway.journal import JournalCorruption, JournalError, JournalReader, TornTail
+from carbonx.gateway.sequencer import replay, replay_all
 from carbonx.gateway.snapshots import SnapshotError, SnapshotStore
 
 log = logging.getLogger(__name__)
@@ -111,33 +111,12 @@ def _replay(engine: Engine, reader: JournalReader, after: int) -> int:
                 raise RecoveryError(
                     f"journal resumes at seq {seq} but the engine is at {after}: records {after + 1}..{seq - 1} are missing"
                 )
-            _apply(engine, cmd)
-            apply = engine.apply
-            for _, cmd in records:
-                try:
-                    apply(cmd)
-                except Exception:
-                    _engine_raised(engine, cmd)
+            replay(engine, cmd)
+            replay_all(engine, (cmd for _, cmd in records))
     finally:
         if gc_was_enabled:
             gc.enable()
     return engine.seq - after
-
-
-def _apply(engine: Engine, cmd: AnyCommand) -> str | None:
-    """Apply one command as the server does: an exception inside the engine (a bug) is
-    logged and the command stays applied as far as it got - the server journaled it
-    and carried on, so replay must do exactly the same to reach the same state."""
-    try:
-        engine.apply(cmd)
-    except Exception as exc:
-        _engine_raised(engine, cmd)
-        return f"seq {engine.seq}: {exc!r}"
-    return None
-
-
-def _engine_raised(engine: Engine, cmd: AnyCommand) -> None:
-    log.exception("engine raised on replay of seq %d (%s); continuing as the server did", engine.seq, type(cmd).__name__)
 
 
 def _truncate(torn: TornTail) -> None:
@@ -206,7 +185,7 @@ def verify(directory: Path, config: MarketConfig) -> VerifyReport:
             if seq != engine.seq + 1:
                 report.fail(f"journal starts at seq {seq}: records 1..{seq - 1} are not in journal/ or archive/, cannot replay from empty")
                 break
-            error = _apply(engine, cmd)
+            error = replay(engine, cmd)
             if error is not None:
                 report.engine_errors.append(error)
             report.records += 1

@@ -14,12 +14,15 @@ are bounded in total and per source address, leaving the rest for logged-in sess
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import itertools
 import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from websockets.asyncio.server import ServerConnection
 
 from carbonx.gateway.settings import Limits
 
@@ -64,13 +67,13 @@ class Session:
     subscriptions: set[str] = field(default_factory=set)
     violations: int = 0
     login_failures: int = 0
-    connection: Any = None  # the websockets connection (typed loosely: tests pass fakes)
+    connection: ServerConnection | None = None  # the websockets connection (None: not connected)
     address: str = ""  # source address key (see ``address_key``): what per-address limits count
     requests: TokenBucket = field(init=False)
     orders: TokenBucket = field(init=False)
     admitted: int = 0  # admission order (older first), set by the registry
     evicted: bool = False  # closed to make room for another address's connection
-    login_timer: Any = None  # asyncio.TimerHandle of the pending login-timeout check
+    login_timer: asyncio.TimerHandle | None = None  # the pending login-timeout check
 
     def __post_init__(self) -> None:
         self.requests = TokenBucket(self.limits.requests_per_s, self.limits.request_burst)

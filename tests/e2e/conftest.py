@@ -1,6 +1,6 @@
 """End-to-end fixtures: the real ``carbonx serve`` process on loopback, real WebSocket clients.
 
-Servers come from :mod:`tests.e2e.support`. Most tests share one session-wide server and leave
+Servers come from :mod:`carbonx.gateway.testkit`. Most tests share one session-wide server and leave
 its books empty (``clean_books``); tests that halt, block, close the day, crash or restart get
 a server of their own.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from carbonx.gateway.client import Client
-from tests.e2e.support import ACCOUNTS, BROKERS, OPERATOR, Server, start_server
+from carbonx.gateway.testkit import ACCOUNTS, BROKERS, OPERATOR, Server, start_server
 
 
 @contextlib.contextmanager

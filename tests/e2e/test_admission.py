@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from carbonx.gateway.client import Client, ClientClosed, RpcError
+from carbonx.gateway.testkit import BROKERS, OPERATOR, Server, write_config
 from tests.e2e.conftest import running_server
-from tests.e2e.support import BROKERS, OPERATOR, Server, write_config
 
 
 @contextlib.contextmanager

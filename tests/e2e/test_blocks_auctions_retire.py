@@ -7,8 +7,8 @@ from decimal import Decimal
 import pytest
 
 from carbonx.gateway.client import RpcError
+from carbonx.gateway.testkit import Server
 from tests.e2e.conftest import broker, operator
-from tests.e2e.support import Server
 
 
 def _fen(text: str) -> int:

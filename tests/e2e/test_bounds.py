@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from carbonx.gateway.client import Client, RpcError
-from carbonx.gateway.server import MSGPACK_SUBPROTOCOL
+from carbonx.gateway.protocol import MSGPACK_SUBPROTOCOL
+from carbonx.gateway.testkit import Server
 from tests.e2e.conftest import broker, operator, running_server
-from tests.e2e.support import Server
 
 HUGE = "99999999999999999999"
 

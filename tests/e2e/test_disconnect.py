@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import Callable
 
 from carbonx.gateway.client import Client, Notification
+from carbonx.gateway.testkit import BROKERS, Server
 from tests.e2e.conftest import broker
-from tests.e2e.support import BROKERS, Server
 
 
 def _cancelled(order_id: str) -> Callable[[Notification], bool]:

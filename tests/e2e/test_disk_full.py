@@ -26,8 +26,8 @@ from pathlib import Path
 import pytest
 
 from carbonx.gateway.client import ClientError, RpcError
+from carbonx.gateway.testkit import Server, start_server, write_config
 from tests.e2e.conftest import broker, operator, running_server
-from tests.e2e.support import Server, start_server, write_config
 
 DISK_BYTES = 16 * 1024 * 1024
 MIN_FREE = 2 * 1024 * 1024

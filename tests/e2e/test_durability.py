@@ -29,8 +29,8 @@ import pytest
 
 from carbonx.engine.config import load_market_text
 from carbonx.gateway.client import Client, ClientError, RpcError
+from carbonx.gateway.testkit import ACCOUNTS, BROKERS, DEMO, Server, carbonx_argv, start_server, write_config
 from tests.e2e.conftest import broker, operator, running_server
-from tests.e2e.support import ACCOUNTS, BROKERS, DEMO, Server, carbonx_argv, start_server, write_config
 
 TERMINAL = ("filled", "cancelled", "expired", "rejected")
 KEY = (

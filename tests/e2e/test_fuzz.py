@@ -22,9 +22,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from carbonx.gateway.client import Client
+from carbonx.gateway.testkit import ACCOUNTS, BROKERS, OPERATOR, Server, write_config
 from tests.e2e.conftest import broker, operator, running_server
 from tests.e2e.hostile import Frame, Hostile
-from tests.e2e.support import ACCOUNTS, BROKERS, OPERATOR, Server, write_config
 
 MSGPACK = "carbonx.v1.msgpack"
 SEED = int(os.environ.get("CARBONX_FUZZ_SEED", "20261125"))

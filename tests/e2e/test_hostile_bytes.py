@@ -14,8 +14,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from carbonx.gateway.client import Client
+from carbonx.gateway.testkit import BROKERS, Server
 from tests.e2e.conftest import broker
-from tests.e2e.support import BROKERS, Server
 
 MSGPACK = "carbonx.v1.msgpack"
 

@@ -8,7 +8,7 @@ import contextlib
 import pytest
 
 from carbonx.gateway.client import Client, RpcError
-from tests.e2e.support import BROKERS, Server
+from carbonx.gateway.testkit import BROKERS, Server
 
 PER_MEMBER = 16  # limits.max_connections_per_member in the demo configuration
 

@@ -18,8 +18,8 @@ from websockets.exceptions import ConnectionClosed
 
 from carbonx.engine.units import parse_fen
 from carbonx.gateway.client import MSGPACK, Book, Client, RpcError, default_checksum
+from carbonx.gateway.testkit import ACCOUNTS, Server, write_config
 from tests.e2e.conftest import broker, running_server
-from tests.e2e.support import ACCOUNTS, Server, write_config
 
 SYMBOL = "SHCER"  # reference 20.00, band 18.00 .. 22.00
 

@@ -15,8 +15,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from carbonx.gateway.client import Client, RpcError
+from carbonx.gateway.testkit import OPERATOR, Server, write_config
 from tests.e2e.conftest import broker, operator, running_server
-from tests.e2e.support import OPERATOR, Server, write_config
 
 
 def _get(url: str) -> tuple[int, str]:

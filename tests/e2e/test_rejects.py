@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from carbonx.gateway.client import Client, RpcError
+from carbonx.gateway.testkit import Server
 from tests.e2e.conftest import broker, operator
-from tests.e2e.support import Server
 
 
 async def _reject(coro: Awaitable[Any]) -> RpcError:

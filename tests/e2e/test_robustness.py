@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from carbonx.gateway.client import Client, RpcError
+from carbonx.gateway.testkit import Server
 from tests.e2e.conftest import broker
-from tests.e2e.support import Server
 
 
 async def _orphan_error(c: Client, raw: str | bytes) -> dict[str, Any]:

@@ -8,8 +8,8 @@ import re
 import pytest
 
 from carbonx.gateway.client import Client, RpcError
+from carbonx.gateway.testkit import BROKERS, OPERATOR, Server
 from tests.e2e.conftest import broker
-from tests.e2e.support import BROKERS, OPERATOR, Server
 
 
 async def _error(coro: object) -> RpcError:

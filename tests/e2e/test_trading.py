@@ -6,8 +6,8 @@ import asyncio
 from decimal import Decimal
 
 from carbonx.gateway.client import Notification, RpcError
+from carbonx.gateway.testkit import Server
 from tests.e2e.conftest import broker
-from tests.e2e.support import Server
 
 
 def _is_report(order_id: str, exec_type: str) -> object:

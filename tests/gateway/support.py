@@ -14,8 +14,9 @@ from msgspec.structs import replace
 from websockets.asyncio.client import ClientConnection, connect
 
 from carbonx.engine.engine import Engine
-from carbonx.gateway.journal import LocalJournal
-from carbonx.gateway.server import MSGPACK_SUBPROTOCOL, Gateway
+from carbonx.gateway.app import Gateway
+from carbonx.gateway.journal import Journal, LocalJournal
+from carbonx.gateway.protocol import MSGPACK_SUBPROTOCOL
 from carbonx.gateway.settings import Settings, parse_settings
 from carbonx.gateway.snapshots import SnapshotStore
 
@@ -30,7 +31,7 @@ def demo_settings(**limits: Any) -> Settings:
     return replace(s, server=server, limits=replace(s.limits, **limits))
 
 
-class ManualJournal:
+class ManualJournal(Journal):
     """A journal whose durability the test controls (``hold`` / ``release``)."""
 
     def __init__(self) -> None:

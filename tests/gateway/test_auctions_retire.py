@@ -95,6 +95,27 @@ async def test_auction_reserve_from_listing_history(h: Harness) -> None:
     assert created["reserve_inputs"]["lookback_days"] == 5
     bad = await op.fail("admin.auction.create", **{**params, "reserve": {"lookback_days": 5, "factor": 1.2}})
     assert bad.field == "reserve.factor", "a float factor is refused: decimals travel as strings"
+    # The factor is passed through as a percentage, in any documented form; the engine checks its range.
+    forms: list[tuple[str | int, int, str]] = [
+        ("1.2", 120, "74.40"), ("120", 120, "74.40"), ("1.0", 100, "62.00"), (100, 100, "62.00"), ("1.15", 115, "71.30"), (150, 150, "93.00"),
+    ]  # fmt: skip
+    for factor, pct, reserve in forms:
+        created = await op.ok("admin.auction.create", **{**params, "reserve": {"lookback_days": 5, "factor": factor}})
+        assert (created["reserve_price"], created["reserve_inputs"]["factor_pct"]) == (reserve, pct), factor
+    for factor in (0, -5, 5000, "0.00"):
+        out_of_range = await op.fail("admin.auction.create", **{**params, "reserve": {"lookback_days": 5, "factor": factor}})
+        assert (out_of_range.reason, out_of_range.field) == (R.INVALID_ORDER, "reserve_factor_pct"), factor
+    malformed = await op.fail("admin.auction.create", **{**params, "reserve": {"lookback_days": 5, "factor": "1.2.3"}})
+    assert (malformed.code, malformed.field) == (-32602, "reserve.factor")
+
+
+async def test_auction_eligibility_and_caps_reach_the_engine(h: Harness) -> None:
+    op = await h.operator()
+    created = await op.ok(
+        "admin.auction.create", instrument="SHEA", vintage=2025, quantity=100, reserve_price="55.00",
+        eligible=["covered_entity"], caps={"covered_entity": 40},
+    )  # fmt: skip
+    assert (created["eligible"], created["caps"]) == (["covered_entity"], {"covered_entity": 40})
 
 
 async def test_bidding_window_opens_and_closes_on_the_clock(h: Harness) -> None:

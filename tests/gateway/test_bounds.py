@@ -28,9 +28,11 @@ from carbonx.engine import reasons as R
 from carbonx.engine.engine import Engine
 from carbonx.engine.schema import AnyCommand, AuctionCreate, Command, Deposit, PlaceOrder
 from carbonx.engine.units import format_fen
-from carbonx.gateway import wire
-from carbonx.gateway.journal import LocalJournal, UnencodableCommand, encode_frame, read_records
-from carbonx.gateway.server import ADMIN_METHODS, TRADING_METHODS, Gateway, Sequencer
+from carbonx.gateway import protocol
+from carbonx.gateway.app import Gateway
+from carbonx.gateway.journal import Journal, LocalJournal, UnencodableCommand, encode_frame, read_records
+from carbonx.gateway.rpc import ADMIN_METHODS, TRADING_METHODS
+from carbonx.gateway.sequencer import Sequencer
 from carbonx.gateway.sessions import Session
 from carbonx.gateway.settings import RANGES, Limits, ServerSettings, SettingsError, parse_settings
 from tests.gateway.support import DEMO_TEXT, ManualJournal, demo_settings
@@ -38,7 +40,7 @@ from tests.gateway.support import DEMO_TEXT, ManualJournal, demo_settings
 # ----------------------------------------------------------------------------- harness
 
 
-class EncodingJournal:
+class EncodingJournal(Journal):
     """A journal that encodes each command exactly as ``LocalJournal`` does (and keeps
     the frames); durability is released by the test (``release``)."""
 
@@ -92,7 +94,7 @@ class Rig:
         self.journal = EncodingJournal()
         self.gw = Gateway(self.settings, Engine(self.settings.market), self.journal)
         self.replies: list[dict[str, Any]] = []
-        self.gw.fanout.send_one = lambda session, msg: self.replies.append(msg)  # type: ignore[method-assign]
+        self.gw.outbound.send_one = lambda session, msg: self.replies.append(msg)  # type: ignore[method-assign]
         loop.run_until_complete(self.gw.bootstrap())
         self.broker = Session(limits, member="broker-a")
         self.operator = Session(limits, admin=True, operator=True)
@@ -105,7 +107,7 @@ class Rig:
             frame = msgspec.msgpack.encode(envelope) if binary else msgspec.json.encode(envelope)
         except OverflowError:  # MessagePack cannot even carry it: a client can only send it as JSON
             binary, frame = False, msgspec.json.encode(envelope)
-        codec = wire.MSGPACK if binary else wire.JSON
+        codec = protocol.MSGPACK if binary else protocol.JSON
         session = self.operator if admin else self.broker
         session.binary = binary
         if method == "session.login":  # logging in again on a logged-in session is INVALID_STATE: use a fresh one
@@ -118,9 +120,9 @@ class Rig:
         self.replies.clear()
         return mine[0]
 
-    async def _deliver(self, session: Session, codec: wire.Codec, frame: bytes) -> None:
+    async def _deliver(self, session: Session, codec: protocol.Codec, frame: bytes) -> None:
         # As websockets hands them over: text frames (JSON) as str, binary frames as bytes.
-        pending = self.gw._on_frame(session, codec, frame if codec.binary else frame.decode())
+        pending = self.gw.connections.on_frame(session, codec, frame if codec.binary else frame.decode())
         if pending is not None:
             await pending
         for _ in range(3):  # commands: durable, then replied; reads queue behind them
@@ -216,7 +218,7 @@ def _methods() -> Iterator[tuple[str, bool]]:
             yield name, True
 
 
-SPECIFIC = (wire.INVALID_PARAMS, wire.METHOD_NOT_FOUND, wire.INVALID_REQUEST)
+SPECIFIC = (protocol.INVALID_PARAMS, protocol.METHOD_NOT_FOUND, protocol.INVALID_REQUEST)
 
 
 @pytest.fixture(scope="module")
@@ -239,7 +241,7 @@ def test_every_method_at_and_beyond_every_boundary(rig: Rig, method: str, admin:
         reply = rig.call(method, params, admin, binary)
         if "error" in reply:
             err = reply["error"]
-            assert err["code"] != wire.INTERNAL_ERROR, f"{method} {params}: {err}"
+            assert err["code"] != protocol.INTERNAL_ERROR, f"{method} {params}: {err}"
             assert err["code"] in SPECIFIC or 1000 <= err["code"] < 1999, f"{method} {params}: unspecific {err}"
             assert err.get("data", {}).get("reason"), f"{method} {params}: no reason in {err}"
         assert not rig.journal.unencodable, f"{method} {params}: built an unencodable command {rig.journal.unencodable}"
@@ -272,26 +274,26 @@ def test_the_reported_attack_gets_invalid_price_from_the_wire(rig: Rig, method: 
     [("1000000.00", ranges.PRICE.hi), ("999999.99", ranges.PRICE.hi - 1), ("0", 0), ("0.01", 1)],
 )
 def test_parse_price_accepts_up_to_the_range(text: str, expected: int) -> None:
-    assert wire.parse_price(text) == expected
+    assert protocol.parse_price(text) == expected
 
 
 @pytest.mark.parametrize("text", ["1000000.01", "99999999999999999999", "18446744073709551616"])
 def test_parse_price_refuses_beyond_the_range(text: str) -> None:
-    with pytest.raises(wire.RpcError) as exc:
-        wire.parse_price(text, "reserve.cap")
+    with pytest.raises(protocol.RpcError) as exc:
+        protocol.parse_price(text, "reserve.cap")
     assert exc.value.data == {"reason": R.INVALID_PRICE, "field": "reserve.cap"}
 
 
 def test_parse_money_bounds() -> None:
-    assert wire.parse_money(format_fen(ranges.CASH.hi), "cash") == ranges.CASH.hi
-    with pytest.raises(wire.RpcError) as exc:
-        wire.parse_money(format_fen(ranges.CASH.hi + 1), "cash")
+    assert protocol.parse_money(format_fen(ranges.CASH.hi), "cash") == ranges.CASH.hi
+    with pytest.raises(protocol.RpcError) as exc:
+        protocol.parse_money(format_fen(ranges.CASH.hi + 1), "cash")
     assert exc.value.data == {"reason": R.INVALID_AMOUNT, "field": "cash"}
 
 
 @given(st.from_regex(r"[0-9]{1,30}", fullmatch=True))
 def test_parse_id_is_always_in_range(text: str) -> None:
-    n = wire.parse_id(text)
+    n = protocol.parse_id(text)
     assert n == -1 or n in ranges.ID
 
 
@@ -372,11 +374,11 @@ async def test_sequencer_refuses_an_unencodable_command_before_applying_it() -> 
     checker = ranges.CHECKERS[Deposit]
     ranges.CHECKERS[Deposit] = lambda cmd: None  # simulate a range the bounds forgot
     try:
-        with pytest.raises(wire.RpcError) as exc:
+        with pytest.raises(protocol.RpcError) as exc:
             sq.submit(bad)
     finally:
         ranges.CHECKERS[Deposit] = checker
-    assert exc.value.code == wire.INVALID_PARAMS and eng.seq == 0 and not journal.appended and not fatal
+    assert exc.value.code == protocol.INVALID_PARAMS and eng.seq == 0 and not journal.appended and not fatal
     assert sq.submit(Deposit(ts=2, account="A-001", cash=1)) == 1, "the next command gets the seq the refused one did not use"
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
+from carbonx.gateway.app import ServeOptions, run
 from carbonx.gateway.cli import main
 from carbonx.gateway.passwords import verify_secret
-from carbonx.gateway.server import ServeOptions, run
 from tests.gateway.support import Client, demo_settings
 
 READY = re.compile(r"^carbonx ready trading=(ws://\S+/v1) admin=(ws://\S+/v1) metrics=(http://\S+)$")

@@ -14,9 +14,9 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from carbonx.engine.units import format_fen, parse_fen
-from carbonx.gateway import wire
-from carbonx.gateway.marketdata import Fanout
+from carbonx.gateway import protocol
 from carbonx.gateway.metrics import HttpEndpoint, make_registry
+from carbonx.gateway.outbound import Outbound
 from carbonx.gateway.sessions import Session
 from carbonx.gateway.settings import Limits
 from tests.gateway.support import Client, Harness, demo_settings, start
@@ -174,11 +174,11 @@ async def test_subscription_errors(tmp_path: Path) -> None:
     h = await start(tmp_path, demo_settings(max_subscriptions=2))
     c = await h.client()
     assert (await c.fail("subscribe", channels=["book.NOPE"])).reason == "UNKNOWN_INSTRUMENT"
-    assert (await c.fail("subscribe", channels=["weather"])).reason == wire.UNKNOWN_CHANNEL
-    assert (await c.fail("subscribe", channels=["book.SHEA.0"])).reason == wire.UNKNOWN_CHANNEL
+    assert (await c.fail("subscribe", channels=["weather"])).reason == protocol.UNKNOWN_CHANNEL
+    assert (await c.fail("subscribe", channels=["book.SHEA.0"])).reason == protocol.UNKNOWN_CHANNEL
     assert (await c.fail("subscribe", channels=["orders"])).reason == "NOT_AUTHENTICATED"
     assert (await c.ok("subscribe", channels=["trades.SHEA", "trades.CCER"]))["subscribed"] == ["trades.CCER", "trades.SHEA"]
-    assert (await c.fail("subscribe", channels=["trades.SHCER"])).reason == wire.TOO_MANY_SUBSCRIPTIONS
+    assert (await c.fail("subscribe", channels=["trades.SHCER"])).reason == protocol.TOO_MANY_SUBSCRIPTIONS
     assert (await c.ok("unsubscribe", channels=["trades.CCER"]))["subscribed"] == ["trades.SHEA"]
     assert (await c.ok("subscribe", channels=["trades.SHCER"]))["subscribed"] == ["trades.SHCER", "trades.SHEA"]
     await h.gw.shutdown()
@@ -205,7 +205,7 @@ class _FakeConnection:
 
 
 async def test_fanout_cuts_off_a_connection_past_its_buffer_limit() -> None:
-    fan = Fanout(write_buffer_bytes=1000)
+    fan = Outbound(write_buffer_bytes=1000)
     slow = Session(Limits(), connection=_FakeConnection(5000))
     fan.send([slow], {"x": 1})
     await asyncio.sleep(0)
@@ -234,13 +234,13 @@ async def test_slow_consumer_is_cut_off_while_a_fast_one_keeps_up(tmp_path: Path
     mirror = BookMirror()
     mirror.apply((await fast.note("book"))["params"])
     sent = 0
-    while h.gw.fanout.slow_disconnects == 0 and sent < 3000:
+    while h.gw.outbound.slow_disconnects == 0 and sent < 3000:
         price = format_fen(5500 + sent % 1000)
         await a.ok("order.place", account="A-001", instrument="SHEA", side="buy", price=price, quantity=1 + sent % 7)
         sent += 1
         if sent % 20 == 0:
             await drain_book(fast, mirror, quiet=0.02)
-    assert h.gw.fanout.slow_disconnects == 1, f"slow consumer not detected after {sent} orders"
+    assert h.gw.outbound.slow_disconnects == 1, f"slow consumer not detected after {sent} orders"
     print(f"slow consumer cut after {sent} orders")
     await drain_book(fast, mirror)
     assert mirror.levels() == engine_book(h), "the fast subscriber missed nothing"

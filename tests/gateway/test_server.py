@@ -10,7 +10,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from carbonx.engine import reasons as R
-from carbonx.gateway import wire
+from carbonx.gateway import protocol
 from carbonx.gateway.journal import LocalJournal
 from carbonx.gateway.recovery import recover
 from tests.gateway.support import Harness, ManualJournal, demo_settings, start
@@ -50,7 +50,7 @@ async def test_login_failures_look_alike_and_private_methods_need_login(h: Harne
     wrong_secret = await other.fail("session.login", key_id="demo-b", secret="nope")
     unknown_key = await another.fail("session.login", key_id="nobody", secret="nope")
     assert wrong_secret.error == unknown_key.error
-    assert wrong_secret.reason == R.NOT_AUTHENTICATED and wrong_secret.code == wire.REASON_CODES[R.NOT_AUTHENTICATED]
+    assert wrong_secret.reason == R.NOT_AUTHENTICATED and wrong_secret.code == protocol.reason_code(R.NOT_AUTHENTICATED)
     assert (await c.fail("order.place", **sell())).reason == R.NOT_AUTHENTICATED
     assert (await c.fail("account.get", account="A-001")).reason == R.NOT_AUTHENTICATED
     assert (await c.ok("ping"))["ts"] > 0, "ping is public"
@@ -73,11 +73,11 @@ async def test_repeated_login_failures_close_the_connection(tmp_path: Path) -> N
 async def test_operator_only_on_admin_listener(h: Harness) -> None:
     c = await h.client()
     assert (await c.fail("session.login", key_id="ops", secret="ops-secret")).reason == R.NOT_AUTHENTICATED
-    assert (await c.fail("admin.day.close")).code == wire.METHOD_NOT_FOUND
+    assert (await c.fail("admin.day.close")).code == protocol.METHOD_NOT_FOUND
     a = await h.client(admin=True, local_addr=("127.0.0.2", 0))  # its failed login backs off that address
     assert (await a.fail("session.login", key_id="demo-a", secret="demo-a-secret")).reason == R.NOT_AUTHENTICATED
     assert (await a.fail("admin.status")).reason == R.NOT_AUTHENTICATED
-    assert (await a.fail("order.place", **sell())).code == wire.METHOD_NOT_FOUND, "no trading on the admin listener"
+    assert (await a.fail("order.place", **sell())).code == protocol.METHOD_NOT_FOUND, "no trading on the admin listener"
     op = await h.operator()
     assert (await op.ok("admin.status"))["day_open"] is True
     acct = await op.ok("account.get", account="B-002")
@@ -146,15 +146,20 @@ async def test_amend_cancel_and_cancel_all(h: Harness) -> None:
     assert (await a.ok("order.cancel_all", account="A-001"))["cancelled"] == 3
     assert (await a.ok("order.cancel_all"))["cancelled"] == 1
     assert (await a.ok("order.list", account="A-001", open_only=True))["orders"] == []
-    both = await a.fail("order.cancel", account="A-001", order_id="1", client_order_id="k")
-    assert both.code == wire.INVALID_PARAMS
+    # Exactly one of order_id / client_order_id: the engine's rule, one answer for every method.
+    for method in ("order.cancel", "order.amend", "order.get"):
+        both = await a.fail(method, account="A-001", order_id="1", client_order_id="k")
+        neither = await a.fail(method, account="A-001")
+        empty = await a.fail(method, account="A-001", client_order_id="")
+        for err in (both, neither, empty):
+            assert (err.reason, err.code, err.field) == (R.INVALID_ORDER, protocol.reason_code(R.INVALID_ORDER), "order_id"), method
 
 
 async def test_duplicate_client_order_id_and_engine_rejects_reach_the_wire(h: Harness) -> None:
     a = await h.broker("a")
     await a.ok("order.place", **sell("61.00", 1, client_order_id="dup"))
     dup = await a.fail("order.place", **sell("61.00", 1, client_order_id="dup"))
-    assert (dup.reason, dup.code) == (R.DUPLICATE_CLIENT_ORDER_ID, wire.REASON_CODES[R.DUPLICATE_CLIENT_ORDER_ID])
+    assert (dup.reason, dup.code) == (R.DUPLICATE_CLIENT_ORDER_ID, protocol.reason_code(R.DUPLICATE_CLIENT_ORDER_ID))
     assert (await a.fail("order.place", **sell("99.00"))).reason == R.PRICE_OUT_OF_BAND
     assert (await a.fail("order.place", **sell("60.001"))).reason == R.INVALID_TICK
     assert (await a.fail("order.place", **sell(qty=0))).reason == R.INVALID_QUANTITY
@@ -229,7 +234,7 @@ async def test_rate_limit_then_close_on_abuse(tmp_path: Path) -> None:
     for _ in range(3):
         await c.ok("ping")
     limited = await c.fail("ping")
-    assert (limited.reason, limited.code) == (R.RATE_LIMITED, wire.REASON_CODES[R.RATE_LIMITED])
+    assert (limited.reason, limited.code) == (R.RATE_LIMITED, protocol.reason_code(R.RATE_LIMITED))
     await c.fail("ping")
     await c.fail("ping")
     with pytest.raises(ConnectionClosed):
@@ -253,11 +258,11 @@ async def test_malformed_input_gets_clear_errors_and_the_connection_survives(h: 
     a = await h.broker("a")
     await a.ws.send("{nope")
     err = await a.recv()
-    assert err["id"] is None and err["error"]["code"] == wire.PARSE_ERROR
+    assert err["id"] is None and err["error"]["code"] == protocol.PARSE_ERROR
     await a.ws.send(json.dumps({"jsonrpc": "2.0", "id": 5, "method": "order.place", "params": {**sell(), "quantity": "ten"}}))
     err = await a.recv()
-    assert err["id"] == 5 and err["error"]["code"] == wire.INVALID_PARAMS and err["error"]["data"]["field"] == "quantity"
-    assert (await a.fail("order.plac", **sell())).code == wire.METHOD_NOT_FOUND
+    assert err["id"] == 5 and err["error"]["code"] == protocol.INVALID_PARAMS and err["error"]["data"]["field"] == "quantity"
+    assert (await a.fail("order.plac", **sell())).code == protocol.METHOD_NOT_FOUND
     assert (await a.fail("order.place", **sell(), typo=1)).field == "typo"
     seq = h.gw.engine.seq
     assert (await a.ok("order.place", **sell("64.00", 1)))["seq"] == seq + 1, "nothing malformed reached the engine"
@@ -278,7 +283,7 @@ async def test_connections_per_member_limit(tmp_path: Path) -> None:
     await h.broker("a")
     c = await h.client()
     err = await c.fail("session.login", key_id="demo-a", secret="demo-a-secret")
-    assert err.reason == wire.TOO_MANY_CONNECTIONS
+    assert err.reason == protocol.TOO_MANY_CONNECTIONS
     await h.broker("b")
     await h.gw.shutdown()
 
@@ -289,7 +294,7 @@ async def test_msgpack_subprotocol(h: Harness) -> None:
     await c.ok("session.login", key_id="demo-a", secret="demo-a-secret")
     o = await c.ok("order.place", **sell("65.00", 2))
     assert o["price"] == "65.00" and o["status"] == "new"
-    assert (await c.fail("order.place", **sell("65.00", 2), bad=True)).code == wire.INVALID_PARAMS
+    assert (await c.fail("order.place", **sell("65.00", 2), bad=True)).code == protocol.INVALID_PARAMS
 
 
 async def test_unknown_path_is_404(h: Harness) -> None:
@@ -377,9 +382,9 @@ async def test_a_failed_journal_stops_the_exchange(tmp_path: Path) -> None:
 
     journal.append = broken  # type: ignore[method-assign]
     err = await a.fail("order.place", **sell("61.00", 1))
-    assert err.reason == wire.SHUTTING_DOWN and "journal" in err.error["message"], "the documented answer, never -32603"
+    assert err.reason == protocol.SHUTTING_DOWN and "journal" in err.error["message"], "the documented answer, never -32603"
     assert h.gw.stop_event.is_set() and not h.gw.ready and h.gw.fatal is not None
-    assert (await a.fail("order.place", **sell("61.00", 1))).reason == wire.SHUTTING_DOWN, "no more commands once the journal failed"
+    assert (await a.fail("order.place", **sell("61.00", 1))).reason == protocol.SHUTTING_DOWN, "no more commands once the journal failed"
     await h.gw.shutdown()
 
 

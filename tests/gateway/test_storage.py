@@ -15,10 +15,10 @@ import pytest
 from msgspec.structs import replace
 
 from carbonx.engine.schema import Tick
-from carbonx.gateway import wire
+from carbonx.gateway import protocol
+from carbonx.gateway.app import ServeOptions, _readiness, run
 from carbonx.gateway.journal import LocalJournal
 from carbonx.gateway.metrics import HttpEndpoint, make_registry
-from carbonx.gateway.server import ServeOptions, _readiness, run
 from carbonx.gateway.snapshots import SnapshotStore
 from carbonx.gateway.storage import StorageUnavailable, check_storage, is_disk_full
 from tests.gateway.support import demo_settings, start
@@ -50,7 +50,7 @@ async def test_snapshot_on_a_full_disk_answers_storage_full_and_leaves_no_temp_f
     op = await h.operator()
     fail_fsync_of_tmp_files(monkeypatch)
     err = await op.fail("admin.snapshot")
-    assert err.code == wire.REASON_CODES[wire.STORAGE_FULL] and err.reason == wire.STORAGE_FULL
+    assert err.code == protocol.reason_code(protocol.STORAGE_FULL) and err.reason == protocol.STORAGE_FULL
     assert "no space left" in err.error["message"]
     assert not list((tmp_path / "snapshots").glob("*")), "the partial temporary file was removed"
     monkeypatch.undo()
@@ -105,7 +105,7 @@ async def test_low_free_space_refuses_new_orders_keeps_cancels_and_reports_not_r
         await asyncio.sleep(0.02)
     seq = h.gw.engine.seq
     err = await a.fail("order.place", **sell())
-    assert err.reason == wire.STORAGE_FULL and "min_free_bytes" in err.error["message"]
+    assert err.reason == protocol.STORAGE_FULL and "min_free_bytes" in err.error["message"]
     assert h.gw.engine.seq == seq, "refused before the engine"
     await a.ok("order.cancel", account="A-001", order_id=resting["order_id"])  # cancels still work
     readiness = _readiness(h.gw)
@@ -152,7 +152,7 @@ async def test_a_journal_that_failed_answers_shutting_down_and_the_engine_stays_
     journal._fail(OSError(errno.ENOSPC, "No space left on device"))  # as the writer does on a failed write
     seq = h.gw.engine.seq
     err = await a.fail("order.place", **sell())
-    assert err.reason == wire.SHUTTING_DOWN and err.code != wire.INTERNAL_ERROR
+    assert err.reason == protocol.SHUTTING_DOWN and err.code != protocol.INTERNAL_ERROR
     assert h.gw.engine.seq == seq, "a command that cannot be journaled is not applied"
     assert h.gw.stop_event.is_set() and h.gw.fatal is not None
     with pytest.raises(Exception, match="shutting down"):

@@ -11,14 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from carbonx.gateway import wire
-from carbonx.gateway.wire import JSON, MSGPACK, RpcError
+from carbonx.gateway import protocol
+from carbonx.gateway.protocol import JSON, MSGPACK, RpcError
 
 enc = msgspec.msgpack.encode
 PLACE = {"account": "A-001", "instrument": "SHEA", "side": "buy", "price": "60.00", "quantity": 10}
 
 
-def _outcome(codec: wire.Codec, frame: str | bytes, kind: type = wire.PlaceParams) -> tuple[int, Any]:
+def _outcome(codec: protocol.Codec, frame: str | bytes, kind: type = protocol.PlaceParams) -> tuple[int, Any]:
     """(error code, id answered with), or (0, params) when the frame is accepted."""
     try:
         req = codec.request(frame)
@@ -83,7 +83,7 @@ def test_hostile_json_gets_its_error(case: str, frame: str | bytes, code: int, r
 def test_duplicate_errors_name_the_key() -> None:
     frame = '{"jsonrpc":"2.0","id":7,"method":"order.place","params":{"price":"1.00",' + json.dumps(PLACE)[1:] + "}"
     with pytest.raises(RpcError) as err:
-        JSON.params(JSON.request(frame), wire.PlaceParams)
+        JSON.params(JSON.request(frame), protocol.PlaceParams)
     assert err.value.data == {"reason": "INVALID_PARAMS", "field": "price"}
     assert "duplicate key `price`" in err.value.message
     with pytest.raises(RpcError) as err:
@@ -159,14 +159,14 @@ _json_values = st.recursive(
 
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=200) | st.text(max_size=200), st.sampled_from([JSON, MSGPACK]))
-def test_any_bytes_give_an_rpc_error_or_a_request(frame: str | bytes, codec: wire.Codec) -> None:
-    code, _ = _outcome(codec, frame, wire.NoParams)
+def test_any_bytes_give_an_rpc_error_or_a_request(frame: str | bytes, codec: protocol.Codec) -> None:
+    code, _ = _outcome(codec, frame, protocol.NoParams)
     assert code in (0, -32700, -32600, -32602)
 
 
 @settings(max_examples=300, deadline=None)
 @given(_json_values, st.sampled_from([JSON, MSGPACK]), st.booleans())
-def test_any_params_value_gives_a_params_error_or_params(params: Any, codec: wire.Codec, twice: bool) -> None:
+def test_any_params_value_gives_a_params_error_or_params(params: Any, codec: protocol.Codec, twice: bool) -> None:
     """Any value as params (repeated keys when ``twice``): -32602 or a PlaceParams, nothing else."""
     if codec is JSON:
         body = json.dumps(params, allow_nan=True)
@@ -188,12 +188,12 @@ def test_nested_duplicates_are_named_and_big_ones_are_not_reparsed() -> None:
     create = {"instrument": "SHEA", "quantity": 1}
     frame = '{"jsonrpc":"2.0","id":1,"method":"admin.auction.create","params":{"reserve":{"lookback_days":5,"lookback_days":6},'
     with pytest.raises(RpcError) as err:
-        JSON.params(JSON.request(frame + json.dumps(create)[1:] + "}"), wire.AuctionCreateParams)
+        JSON.params(JSON.request(frame + json.dumps(create)[1:] + "}"), protocol.AuctionCreateParams)
     assert err.value.data == {"reason": "INVALID_PARAMS", "field": "lookback_days"}
     repeats = '"account":"A-001",' * 300  # > 4 KiB of repeats: refused, not named (that would re-parse it in Python)
     frame = '{"jsonrpc":"2.0","id":1,"method":"order.place","params":{' + repeats + json.dumps(PLACE)[1:] + "}"
     with pytest.raises(RpcError) as err:
-        JSON.params(JSON.request(frame), wire.PlaceParams)
+        JSON.params(JSON.request(frame), protocol.PlaceParams)
     assert err.value.code == -32602 and err.value.data == {"reason": "INVALID_PARAMS"}
     assert "duplicate key in params" in err.value.message
 

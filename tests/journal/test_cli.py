@@ -14,9 +14,9 @@ from carbonx.engine.config import MarketConfig
 from carbonx.engine.schema import AnyCommand
 from carbonx.gateway.journal_cli import main
 from carbonx.gateway.snapshots import SnapshotStore
+from carbonx.gateway.testkit import DEMO as ROOT_CONFIG
+from carbonx.gateway.testkit import demo_config, workload
 from tests.journal.helpers import replay_from_empty, segments, write_journal
-from tests.journal.workload import DEMO as ROOT_CONFIG
-from tests.journal.workload import demo_config, workload
 
 CMDS = workload(demo_config(), 100)
 

@@ -18,8 +18,8 @@ from carbonx.engine.config import MarketConfig
 from carbonx.engine.schema import AnyCommand
 from carbonx.gateway.journal import HEADER, JournalCorruption, JournalReader, encode_frame, read_records
 from carbonx.gateway.recovery import recover
+from carbonx.gateway.testkit import demo_config, workload
 from tests.journal.helpers import replay_from_empty, segments, write_journal
-from tests.journal.workload import demo_config, workload
 
 CMDS = workload(demo_config(), 60)  # 24 setup commands + 60 orders/cancels
 

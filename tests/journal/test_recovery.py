@@ -16,8 +16,8 @@ from carbonx.engine.schema import Tick
 from carbonx.gateway.journal import JournalCorruption, LocalJournal, read_records
 from carbonx.gateway.recovery import RecoveryError, recover, verify
 from carbonx.gateway.snapshots import SnapshotError, SnapshotStore, decode_snapshot
+from carbonx.gateway.testkit import demo_config, workload
 from tests.journal.helpers import replay_from_empty, segments, write_journal, write_journal_async
-from tests.journal.workload import demo_config, workload
 
 CMDS = workload(demo_config(), 400)
 

@@ -1,4 +1,8 @@
-"""The server harness shared by the end-to-end tests and ``benchmarks/gateway_load.py``.
+"""Test kit of the gateway: what the end-to-end tests, the journal tests and the benchmarks share.
+
+Runs from a source checkout (it reads ``deploy/demo.toml``); nothing in the exchange imports it.
+
+**Server harness** (end-to-end tests, ``benchmarks/gateway_load.py``, ``benchmarks/soak.py``).
 
 ``start_server`` runs the real ``carbonx serve`` as a subprocess on loopback with free ports
 (port 0) and waits for its single ``carbonx ready ...`` stdout line to learn the actual URLs.
@@ -6,12 +10,20 @@ stderr goes to a log file whose tail is attached to start-up failures, so a brok
 diagnosable from the test output. ``write_config`` derives a configuration from the demo one
 with some gateway limits changed (TOML has no "override", so the merged document is written
 out again by a minimal emitter covering the value types configuration files use).
+
+**Journal workload** (journal tests, ``benchmarks/journal_throughput.py``):A realistic, seeded command stream for journal tests and benchmarks.
+
+Everything from an empty engine on is a command (members, accounts, deposits, the day
+opening, then limit orders and cancels by client order id), so the stream can be
+journaled and replayed from empty. Orders straddle the reference price: some rest,
+some trade, some cancels miss (already filled) and are rejected - like real flow.
 """
 
 from __future__ import annotations
 
 import os
 import queue
+import random
 import re
 import signal
 import subprocess
@@ -19,11 +31,15 @@ import sys
 import threading
 import time
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+from carbonx.engine.config import MarketConfig, load_market_text
+from carbonx.engine.schema import AnyCommand, CancelOrder, CreateAccount, CreateMember, DayOpen, Deposit, PlaceOrder, Side
+
+ROOT = Path(__file__).resolve().parents[1]  # the source checkout (gateway/ is one level down)
 DEMO = ROOT / "deploy" / "demo.toml"
 READY = re.compile(r"^carbonx ready trading=(wss?://\S+) admin=(wss?://\S+) metrics=(http://\S+)\s*$")
 
@@ -187,3 +203,62 @@ def write_config(path: Path, base: Path | None = None, **tables: dict[str, Any])
         doc[name] = {**doc.get(name, {}), **values}
     path.write_text(dump_toml(doc))
     return path
+
+
+# --------------------------------------------------------------------------- journal workload
+
+T0 = 1_764_043_200_000_000_000  # 2025-11-25 12:00 local (UTC+8), a Tuesday
+
+JOURNAL_ACCOUNTS = (("A1", "M1", "institution"), ("A2", "M1", "covered_entity"), ("B1", "M2", "covered_entity"), ("B2", "M2", "individual"))
+
+
+def demo_config() -> MarketConfig:
+    return load_market_text(DEMO.read_text())
+
+
+def setup_commands(config: MarketConfig, cash: int = 10**13, tonnes: int = 10**8) -> list[AnyCommand]:
+    """Two members, four accounts funded with ``cash`` fen and ``tonnes`` of every
+    instrument, and the trading day opened (the ``funded_engine`` pattern, as commands)."""
+    cmds: list[AnyCommand] = [CreateMember(ts=T0, member=m, key_id=f"key-{m}", secret_hash="x") for m in ("M1", "M2")]
+    for acct, member, kind in JOURNAL_ACCOUNTS:
+        cmds.append(CreateAccount(ts=T0, account=acct, member=member, type=kind))  # type: ignore[arg-type]
+        cmds.append(Deposit(ts=T0, account=acct, cash=cash))
+        for sym, spec in config.instruments.items():
+            cmds.append(Deposit(ts=T0, account=acct, instrument=sym, quantity=tonnes, vintage=2025 if spec.vintages else None))
+    cmds.append(DayOpen(ts=T0))
+    return cmds
+
+
+def trading_commands(n: int, seed: int = 1, start_ts: int = T0 + 1) -> Iterator[AnyCommand]:
+    """``n`` limit orders (about 55 %) and cancels of earlier orders (about 45 %, some of them already filled) on SHEA."""
+    rng = random.Random(seed)
+    recent: list[tuple[str, str, str]] = []  # (member, account, client_order_id), live or not
+    for i in range(n):
+        ts = start_ts + i * 1_000
+        if recent and rng.random() < 0.45:
+            j = rng.randrange(len(recent))
+            recent[j], recent[-1] = recent[-1], recent[j]
+            member, account, coid = recent.pop()
+            yield CancelOrder(ts=ts, member=member, account=account, client_order_id=coid)
+            continue
+        account, member, _ = JOURNAL_ACCOUNTS[rng.randrange(len(JOURNAL_ACCOUNTS))]
+        side: Side = "buy" if rng.random() < 0.5 else "sell"
+        skew = -10 if side == "buy" else 10  # most orders rest; the overlap trades
+        price = 6000 + skew + rng.randint(-30, 30)
+        coid = f"o{i}"
+        yield PlaceOrder(
+            ts=ts,
+            member=member,
+            account=account,
+            instrument="SHEA",
+            side=side,
+            price=price,
+            quantity=rng.randint(1, 50),
+            client_order_id=coid,
+        )
+        recent.append((member, account, coid))
+
+
+def workload(config: MarketConfig, n: int, seed: int = 1) -> list[AnyCommand]:
+    """Setup commands followed by ``n`` trading commands."""
+    return setup_commands(config) + list(trading_commands(n, seed))
