@@ -3,11 +3,15 @@
 Starts its own ``carbonx serve`` on the demo configuration (which never closes its trading
 day, like the 24/7 demo) and drives it at a fixed ``--rate`` of orders per second for
 ``--seconds`` (default 10 minutes): two broker sessions (members ``a`` and ``b``) place
-crossing SHEA limit orders with client order ids, so every pair trades; one order in
+crossing SHEA limit orders with client order ids, so (nearly) every pair trades; one order in
 ``--rest-every`` rests a tick away and is cancelled by client order id a moment later, and
 every ``--query-every``-th pair also asks ``order.get`` by client order id of a finished
 order and ``trade.list``. The directions alternate, so cash and holdings oscillate instead
-of running out.
+of running out. Pairs overlap in flight, so a sell can meet its own account's older buy at
+the head of the queue: the crossing orders use ``stp="cancel_oldest"`` so that stale own
+order leaves instead of the new one (with the default ``cancel_newest`` every such meeting
+killed the sell and left a buy resting for good: the live book, and the server's memory
+with it, grew without end; ``open_orders`` reports what is left on the book at the end).
 
 Every ``--sample-s`` seconds the server's resident set size (``/proc/PID/status`` VmRSS) is
 sampled. Reported: ``rss_start_mb`` (right after start-up), ``rss_warm_mb`` (after
@@ -99,8 +103,8 @@ async def drive(server: Server, args: argparse.Namespace) -> dict[str, Any]:
         nonlocal sent
         buyer, seller = ((a, acct_a), (b, acct_b)) if i % 2 == 0 else ((b, acct_b), (a, acct_a))
         try:
-            await buyer[0].place(buyer[1], "SHEA", "buy", 1, "60.00", client_order_id=f"s{i}b")
-            await seller[0].place(seller[1], "SHEA", "sell", 1, "60.00", client_order_id=f"s{i}s")
+            await buyer[0].place(buyer[1], "SHEA", "buy", 1, "60.00", stp="cancel_oldest", client_order_id=f"s{i}b")
+            await seller[0].place(seller[1], "SHEA", "sell", 1, "60.00", stp="cancel_oldest", client_order_id=f"s{i}s")
             sent += 2
             if args.rest_every and i % args.rest_every == 0:
                 await buyer[0].place(buyer[1], "SHEA", "buy", 1, "59.90", client_order_id=f"s{i}r")
@@ -127,9 +131,11 @@ async def drive(server: Server, args: argparse.Namespace) -> dict[str, Any]:
     if pending:
         await asyncio.wait(pending, timeout=30)
     samples.append((time.monotonic() - t0, rss_mb(server.pid)))
+    wall = time.monotonic() - t0
+    open_orders = len(await a.list_orders(acct_a, open_only=True)) + len(await b.list_orders(acct_b, open_only=True))
     for c in (a, b):
         await c.close()
-    return {"samples": samples, "orders_sent": sent, "errors": errors, "wall_s": time.monotonic() - t0}
+    return {"samples": samples, "orders_sent": sent, "errors": errors, "wall_s": wall, "open_orders": open_orders}
 
 
 def main() -> None:
@@ -170,6 +176,7 @@ def main() -> None:
         "commands": int(metrics.get("carbonx_commands_total", 0)),
         "trades": int(sum(v for k, v in metrics.items() if k.startswith("carbonx_trades_total"))),
         "errors": run["errors"],
+        "open_orders": run["open_orders"],
         "rss_start_mb": round(samples[0][1], 1),
         "rss_warm_mb": round(warm[0][1], 1),
         "rss_end_mb": round(samples[-1][1], 1),

@@ -7,7 +7,10 @@ Layout chosen for CPython speed (see docs/performance.md):
 - A level's queue is a deque. Cancelling clears the order's ``resting`` flag and
   leaves it in the deque (O(1)); such entries are skipped and dropped when they reach
   the front. An order that loses priority (amend) is re-queued as a fresh copy, so a
-  stale queue entry is always recognisable by ``resting == False``.
+  stale queue entry is always recognisable by ``resting == False``. Behind a live order
+  that never leaves (a level that never empties) dead entries would pile up without
+  bound, each keeping its finished order alive past the ``[retention]`` window, so a
+  queue with more dead than live entries (plus slack) is compacted (amortised O(1)).
 - Bid prices are kept negated in the index so that index[0] is always the best price.
 """
 
@@ -50,6 +53,10 @@ class Order(msgspec.Struct, gc=False):
     resting: bool = False  # live in its level's queue; False = gone (a queue entry to skip)
 
 
+# A level's queue may hold up to live + DEAD_SLACK dead entries before it is compacted.
+DEAD_SLACK = 32
+
+
 class Level:
     """One price level: FIFO queue and the live total quantity."""
 
@@ -74,6 +81,13 @@ class Level:
     def orders(self) -> Iterator[Order]:
         """Live orders in time priority."""
         return (o for o in self.queue if o.resting)
+
+    def compact(self) -> None:
+        """Drop the dead entries (in place: the deque stays the same object)."""
+        queue = self.queue
+        live = [o for o in queue if o.resting]
+        queue.clear()
+        queue.extend(live)
 
 
 class BookSide:
@@ -136,6 +150,8 @@ class BookSide:
                     if price == self.top:
                         self.top = index[0] if index else None
                 return 0
+            if len(level.queue) > 2 * level.live + DEAD_SLACK:  # more dead than live entries
+                level.compact()
         return level.qty
 
     def iter_levels(self) -> Iterator[Level]:

@@ -7,10 +7,11 @@ from __future__ import annotations
 import msgspec
 import pytest
 
+from carbonx.engine.book import DEAD_SLACK
 from carbonx.engine.config import ConfigError, MarketConfig, RetentionSpec, parse_market, parse_retention
 from carbonx.engine.engine import Engine, EngineSnapshot
 from carbonx.engine.schema import BlockCancel, BlockPropose
-from carbonx.engine.testkit import cancel, funded_engine, oid, place
+from carbonx.engine.testkit import amend, book_ids, cancel, funded_engine, oid, place, trades
 
 
 def small(config: MarketConfig, **caps: int) -> MarketConfig:
@@ -93,6 +94,33 @@ def test_finished_block_proposals_are_bounded(demo_config: MarketConfig) -> None
         ids.append(eng.blocks.next_block_id - 1)
         eng.apply(BlockCancel(ts=eng.ts + 1, member="M1", account="A1", block_id=ids[-1]))
     assert sorted(eng.blocks.proposals) == ids[-2:]
+
+
+def test_a_level_that_never_empties_keeps_no_dead_queue_entries(demo_config: MarketConfig) -> None:
+    """Cancels, fills and amends behind a live order that never leaves its level: the
+    queue keeps at most live + DEAD_SLACK dead entries (each one would keep a finished
+    order alive past the window), and time priority is unchanged."""
+    eng = funded_engine(small(demo_config, finished_orders=10, trades=10), tonnes=1_000_000)
+    anchor = oid(place(eng, "A1", "buy", 5900, 1))  # never leaves
+    kept = []
+    level = eng.books["SHEA"].bids.levels[5900]
+    for i in range(3000):
+        churn = oid(place(eng, "A2", "buy", 5900, 1))
+        if i % 3 == 0:
+            cancel(eng, "A2", churn)
+        elif i % 3 == 1:
+            amend(eng, "A2", churn, price=5800)  # leaves this level as a re-queued copy
+            cancel(eng, "A2", churn)
+        elif i % 300 == 2:
+            kept.append(churn)  # a few stay live, spread through the queue
+        else:
+            cancel(eng, "A2", churn)
+        assert len(level.queue) <= 2 * level.live + DEAD_SLACK
+    assert level.live == 1 + len(kept)
+    assert book_ids(eng, "SHEA")[0] == [anchor, *kept]
+    assert len(eng.orders) <= 1 + len(kept) + 10  # live + the finished window: nothing else holds the rest
+    sold = trades(place(eng, "B1", "sell", 5900, 2 + len(kept)))
+    assert [t.buy_order_id for t in sold] == [anchor, *kept]  # time priority survives compaction
 
 
 def test_replay_and_snapshot_drop_the_same_history(demo_config: MarketConfig) -> None:
