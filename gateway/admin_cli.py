@@ -4,7 +4,9 @@ Every operator method of the admin listener (``gateway/rpc/admin.py``, the ``adm
 auction and event methods) and the reads operators use (accounts, orders, trades, auctions,
 events, certificates) is one sub-command; ``carbonx admin --help`` lists them. Each command
 opens one WebSocket to the admin listener (``carbonx.gateway.client.Client``), logs in with
-the operator credentials, sends one request and prints its result.
+the operator credentials, sends one request and prints its result; ``watch CHANNEL...``
+subscribes instead and prints the notifications (an operator's ``orders`` carries every
+member's) until Ctrl-C or ``--count N``.
 
 Credentials never come from the command line (it shows in ``ps`` and shell history): the
 environment (``CARBONX_OPERATOR_KEY_ID`` / ``CARBONX_OPERATOR_SECRET``, the names ``carbonx
@@ -32,13 +34,13 @@ import ssl
 import stat
 import sys
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from getpass import getpass
 from pathlib import Path
 from typing import Any, TextIO
 
-from carbonx.gateway.client import Client, ClientClosed, ClientError, RequestTimeout, RpcError
+from carbonx.gateway.client import Client, ClientClosed, ClientError, Notification, RequestTimeout, RpcError
 
 EXIT_OK = 0
 EXIT_REJECTED = 1
@@ -147,6 +149,7 @@ class Command:
     method: str
     build: Builder
     stdin_secret: bool = False  # the params need a secret read from stdin (admin.member.create)
+    watch: bool = False  # subscribe, then print notifications (``watch``)
 
 
 def _drop_none(**kw: Any) -> dict[str, Any]:
@@ -425,6 +428,17 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     p = leaf(certs, "get", "retire.certificate", lambda a: {"certificate_id": a.certificate_id}, "one certificate")
     p.add_argument("certificate_id", metavar="ID")
 
+    # -- live notifications
+    p = leaf(
+        sub, "watch", "subscribe", lambda a: {"channels": a.channels},
+        "print notifications as they arrive (e.g. orders: every member's; status.SHEA; auctions) until Ctrl-C or --count",
+        watch=True,
+    )  # fmt: skip
+    p.add_argument(
+        "channels", nargs="+", metavar="CHANNEL", help="orders, auctions, status.SYM, trades.SYM, ticker.SYM, book.SYM, heartbeat"
+    )
+    p.add_argument("--count", type=int, metavar="N", help="stop after N notifications")
+
     # -- anything else
     p = leaf(sub, "call", "", _raw_params, "call any admin-listener method with JSON params (escape hatch for scripts)")
     p.add_argument("method", help="e.g. admin.status")
@@ -536,7 +550,44 @@ def _ssl_context(url: str, cafile: Path | None) -> ssl.SSLContext | None:
         raise UsageError(f"cannot load --cafile {cafile}: {exc}") from None
 
 
-async def _run(url: str, ctx: ssl.SSLContext | None, timeout: float, creds: Credentials, method: str, params: dict[str, Any]) -> Any:
+def _note_line(note: Notification) -> str:
+    """One notification on one line: ``KIND CHANNEL key=value ...``."""
+    fields = " ".join(f"{k}={_cell(v)}" for k, v in note.params.items() if k != "channel")
+    return f"{note.method} {note.channel or '-'} {fields}".rstrip()
+
+
+async def _watch(client: Client, params: dict[str, Any], count: int | None, as_json: bool, out: TextIO) -> Any:
+    """Subscribe and print the notifications of those channels until ``count`` or the end."""
+    wanted = set(params["channels"])
+    result = await client.request("subscribe", params)
+    sys.stderr.write(f"{PROG}: watching {', '.join(result.get('subscribed', []))} (Ctrl-C to stop)\n")
+    sys.stderr.flush()  # scripts wait for this line to know the subscription is in place
+    seen = 0
+    if count is not None and count <= 0:
+        return result
+    async for note in client.notifications():
+        if note.channel not in wanted and not (not note.channel and note.method in wanted):
+            continue  # e.g. the heartbeat every connection gets
+        if as_json:
+            out.write(json.dumps({"method": note.method, "params": note.params}) + "\n")
+        else:
+            out.write(_note_line(note) + "\n")
+        out.flush()
+        seen += 1
+        if count is not None and seen >= count:
+            return result
+    raise ClientClosed(client.close_code, client.close_reason or "closed by the server")
+
+
+async def _run(
+    url: str,
+    ctx: ssl.SSLContext | None,
+    timeout: float,
+    creds: Credentials,
+    method: str,
+    params: dict[str, Any],
+    watch: Callable[[Client], Awaitable[Any]] | None = None,
+) -> Any:
     client = Client(url, timeout=timeout, open_timeout=timeout, ssl=ctx)
     try:
         await client.connect()
@@ -551,6 +602,8 @@ async def _run(url: str, ctx: ssl.SSLContext | None, timeout: float, creds: Cred
             raise Unavailable(f"login refused: {_error_line(err)}") from None
         except ClientError as exc:
             raise Unavailable(f"login failed: {exc}") from None
+        if watch is not None:
+            return await watch(client)
         return await client.request(method, params)
     finally:
         await client.close()
@@ -585,8 +638,15 @@ def main(argv: list[str], stdin: TextIO | None = None, stdout: TextIO | None = N
             params["secret"] = _read_secret(stdin)
     except UsageError as exc:
         return fail(EXIT_USAGE, str(exc))
+    watch: Callable[[Client], Awaitable[Any]] | None = None
+    if command.watch:
+        if args.count is not None and args.count < 0:
+            return fail(EXIT_USAGE, "--count must be >= 0")
+        watch = functools.partial(_watch, params=params, count=args.count, as_json=as_json, out=stdout)
     try:
-        result = asyncio.run(_run(url, ctx, args.timeout, creds, method, params))
+        result = asyncio.run(_run(url, ctx, args.timeout, creds, method, params, watch))
+    except KeyboardInterrupt:  # the normal end of ``watch``
+        return EXIT_OK if command.watch else 130
     except Unavailable as exc:
         return fail(EXIT_UNAVAILABLE, str(exc))
     except RpcError as err:
@@ -596,7 +656,11 @@ def main(argv: list[str], stdin: TextIO | None = None, stdout: TextIO | None = N
     except RequestTimeout as exc:
         return fail(EXIT_UNKNOWN, f"{exc}; the request may or may not have been applied: check before retrying")
     except ClientClosed as exc:
+        if command.watch:
+            return fail(EXIT_UNAVAILABLE, f"{exc} while watching")
         return fail(EXIT_UNKNOWN, f"{exc} before the reply; the request may or may not have been applied: check before retrying")
+    if command.watch:
+        return EXIT_OK  # the notifications were the output
     if as_json:
         stdout.write(json.dumps(result) + "\n")
     else:

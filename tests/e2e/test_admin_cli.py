@@ -81,8 +81,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def test_every_admin_listener_method_has_a_command() -> None:
     _, table = admin_cli.build_parser()
     covered = {c.method for c in table.values()}
-    # session handling is the CLI's own business; subscriptions need a long-lived connection.
-    wanted = set(ADMIN_METHODS) - {"session.login", "session.logout", "subscribe", "unsubscribe"}
+    # session handling is the CLI's own business; ``watch`` unsubscribes by ending.
+    wanted = set(ADMIN_METHODS) - {"session.login", "session.logout", "unsubscribe"}
     assert wanted <= covered, wanted - covered
 
 
@@ -90,7 +90,7 @@ def test_help_lists_every_command_and_each_has_its_own_help(capsys: pytest.Captu
     run = admin(None, "--help")
     assert run.rc == 0
     for name in ("status", "day", "member", "account", "halt", "resume", "reference", "block", "unblock", "cancel-all",
-                 "auction", "event", "snapshot", "order", "trade", "certificate", "call"):  # fmt: skip
+                 "auction", "event", "snapshot", "order", "trade", "certificate", "watch", "call"):  # fmt: skip
         assert f"\n    {name} " in run.out, name
     assert "exit status" in run.out and "CARBONX_OPERATOR_SECRET" in run.out
     _, table = admin_cli.build_parser()
@@ -377,3 +377,47 @@ async def test_day_close_and_open(tmp_path: Path) -> None:
         await refused(srv, "day", "open")
         human = await cli(srv, "status")
         assert human.rc == 0 and "day_open      yes" in human.out
+
+
+def _start_watch(server: Server, *args: str) -> subprocess.Popen[str]:
+    """``carbonx admin watch ...`` in the background, returned once its subscription is in place."""
+    argv = carbonx_argv("admin", "--url", server.admin, "watch", *args)
+    proc = subprocess.Popen(argv, env=OPS_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    assert "watching" in line, (line, proc.stderr.read() if proc.poll() is not None else "")
+    return proc
+
+
+async def test_watch_prints_notifications(server: Server) -> None:
+    proc = await asyncio.to_thread(_start_watch, server, "--json", "status.SHCER", "orders", "--count", "3")
+    try:
+        async with broker(server, "b") as b:
+            await b.place("B-002", "SHCER", "sell", 5, "20.70", client_order_id="watch-1")
+            assert (await cli(server, "halt", "SHCER")).rc == 0
+            out, err = await asyncio.to_thread(proc.communicate, timeout=30)
+            assert proc.returncode == 0, err
+            notes = [json.loads(line) for line in out.splitlines()]
+            assert [n["method"] for n in notes] == ["status", "orders", "status"], notes
+            assert notes[0]["params"]["channel"] == "status.SHCER" and notes[0]["params"]["halted"] is False
+            assert notes[1]["params"]["client_order_id"] == "watch-1" and notes[1]["params"]["account"] == "B-002"
+            assert notes[2]["params"]["halted"] is True
+            assert (await cli(server, "resume", "SHCER")).rc == 0
+            await b.cancel_all(account="B-002")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    proc = await asyncio.to_thread(_start_watch, server, "auctions", "--count", "1")
+    try:
+        created = await ok_json(server, "auction", "create", "CCER", "10", "--reserve-price", "70.00")
+        out, err = await asyncio.to_thread(proc.communicate, timeout=30)
+        assert proc.returncode == 0, err
+        assert out.startswith(f"auctions auctions auction_id={created['auction_id']} instrument=CCER"), out
+        assert (await ok_json(server, "auction", "cancel", created["auction_id"]))["state"] == "cancelled"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    run = await cli(server, "watch", "no.such.channel")
+    assert run.rc == admin_cli.EXIT_REJECTED and "reason" in run.err
