@@ -591,10 +591,8 @@ async def _run(
     client = Client(url, timeout=timeout, open_timeout=timeout, ssl=ctx)
     try:
         await client.connect()
-    except (OSError, TimeoutError, ClientError, ValueError) as exc:
+    except Exception as exc:  # OSError, TimeoutError, websockets' InvalidURI / InvalidStatus / InvalidHandshake, TLS
         raise Unavailable(f"cannot connect to {url}: {exc or type(exc).__name__}") from None
-    except Exception as exc:  # websockets' handshake errors (InvalidStatus, InvalidURI, ...)
-        raise Unavailable(f"cannot connect to {url}: {exc}") from None
     try:
         try:
             await client.login(creds.key_id, creds.secret)

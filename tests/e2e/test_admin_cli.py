@@ -214,7 +214,10 @@ def test_no_reply_is_outcome_unknown() -> None:
 async def test_status_ping_snapshot_and_call(server: Server) -> None:
     status = await ok_json(server, "status")
     assert set(status) == {"seq", "durable_seq", "day_open", "trading_date", "phases", "sessions"}
-    assert status["phases"]["SHEA"] in ("open", "halted", "closed", "pre_open", "auction") or status["phases"]["SHEA"]
+    assert set(status["phases"]) == {"SHEA", "CCER", "SHCER"} and status["durable_seq"] == status["seq"] > 0
+    async with operator(server) as op:
+        direct = await op.call("admin.status")
+    assert direct["phases"] == status["phases"] and direct["trading_date"] == status["trading_date"]
     human = await cli(server, "status")
     assert human.rc == 0 and "phases.SHEA" in human.out and "durable_seq" in human.out
     assert isinstance((await ok_json(server, "ping"))["ts"], int)
@@ -421,3 +424,13 @@ async def test_watch_prints_notifications(server: Server) -> None:
             proc.wait()
     run = await cli(server, "watch", "no.such.channel")
     assert run.rc == admin_cli.EXIT_REJECTED and "reason" in run.err
+
+
+async def test_wrong_endpoint_and_tls_mismatch_cannot_connect(server: Server, tmp_path: Path) -> None:
+    host_port = server.admin.removeprefix("ws://").removesuffix("/v1")
+    run = await asyncio.to_thread(admin, f"wss://{host_port}/v1", "--timeout", "5", "status")
+    assert run.rc == admin_cli.EXIT_UNAVAILABLE and "cannot connect" in run.err  # TLS to a plain listener
+    run = await asyncio.to_thread(admin, server.admin, "--cafile", str(tmp_path / "ca.pem"), "status")
+    assert run.rc == admin_cli.EXIT_USAGE and "--cafile is for wss://" in run.err
+    run = await asyncio.to_thread(admin, f"wss://{host_port}/v1", "--cafile", str(tmp_path / "absent.pem"), "status")
+    assert run.rc == admin_cli.EXIT_USAGE and "cannot load --cafile" in run.err
