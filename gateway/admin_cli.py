@@ -556,12 +556,12 @@ def _note_line(note: Notification) -> str:
     return f"{note.method} {note.channel or '-'} {fields}".rstrip()
 
 
-async def _watch(client: Client, params: dict[str, Any], count: int | None, as_json: bool, out: TextIO) -> Any:
+async def _watch(client: Client, params: dict[str, Any], count: int | None, as_json: bool, out: TextIO, err: TextIO) -> Any:
     """Subscribe and print the notifications of those channels until ``count`` or the end."""
     wanted = set(params["channels"])
     result = await client.request("subscribe", params)
-    sys.stderr.write(f"{PROG}: watching {', '.join(result.get('subscribed', []))} (Ctrl-C to stop)\n")
-    sys.stderr.flush()  # scripts wait for this line to know the subscription is in place
+    err.write(f"{PROG}: watching {', '.join(result.get('subscribed', []))} (Ctrl-C to stop)\n")
+    err.flush()  # scripts wait for this line to know the subscription is in place
     seen = 0
     if count is not None and count <= 0:
         return result
@@ -640,7 +640,7 @@ def main(argv: list[str], stdin: TextIO | None = None, stdout: TextIO | None = N
     if command.watch:
         if args.count is not None and args.count < 0:
             return fail(EXIT_USAGE, "--count must be >= 0")
-        watch = functools.partial(_watch, params=params, count=args.count, as_json=as_json, out=stdout)
+        watch = functools.partial(_watch, params=params, count=args.count, as_json=as_json, out=stdout, err=stderr)
     try:
         result = asyncio.run(_run(url, ctx, args.timeout, creds, method, params, watch))
     except KeyboardInterrupt:  # the normal end of ``watch``
