@@ -184,8 +184,8 @@ def test_server_down_cannot_connect() -> None:
 def test_no_reply_is_outcome_unknown() -> None:
     """A server that accepts the login and then never answers: exit 4, 'check before retrying'."""
     ready = threading.Event()
-    stop: list[asyncio.AbstractEventLoop] = []
     port: list[int] = []
+    stop: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
 
     async def handler(ws: ServerConnection) -> None:
         async for message in ws:
@@ -193,19 +193,27 @@ def test_no_reply_is_outcome_unknown() -> None:
             if request["method"] == "session.login":
                 await ws.send(json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": {"member": None, "operator": True}}))
 
-    async def main() -> None:
+    async def silent_server() -> None:
         async with serve(handler, "127.0.0.1", 0) as srv:
             port.append(srv.sockets[0].getsockname()[1])
-            stop.append(asyncio.get_running_loop())
+            loop = asyncio.get_running_loop()
+            done: asyncio.Future[None] = loop.create_future()
+            stop.append((loop, done))
             ready.set()
-            await asyncio.get_running_loop().create_future()
+            await done
 
-    thread = threading.Thread(target=lambda: asyncio.run(main()), daemon=True)
+    thread = threading.Thread(target=lambda: asyncio.run(silent_server()), daemon=True)
     thread.start()
-    assert ready.wait(10)
-    run = admin(f"ws://127.0.0.1:{port[0]}/v1", "--timeout", "1", "halt", "SHEA")
-    assert run.rc == admin_cli.EXIT_UNKNOWN, run.err
-    assert "may or may not have been applied" in run.err
+    try:
+        assert ready.wait(10)
+        run = admin(f"ws://127.0.0.1:{port[0]}/v1", "--timeout", "1", "halt", "SHEA")
+        assert run.rc == admin_cli.EXIT_UNKNOWN, run.err
+        assert "no reply to admin.instrument.halt" in run.err and "may or may not have been applied" in run.err
+    finally:
+        if stop:
+            loop, done = stop[0]
+            loop.call_soon_threadsafe(done.set_result, None)
+        thread.join(10)
 
 
 # --------------------------------------------------------------------------- commands
