@@ -442,3 +442,17 @@ async def test_wrong_endpoint_and_tls_mismatch_cannot_connect(server: Server, tm
     assert run.rc == admin_cli.EXIT_USAGE and "--cafile is for wss://" in run.err
     run = await asyncio.to_thread(admin, f"wss://{host_port}/v1", "--cafile", str(tmp_path / "absent.pem"), "status")
     assert run.rc == admin_cli.EXIT_USAGE and "cannot load --cafile" in run.err
+
+
+def test_watch_ends_with_exit_3_when_the_exchange_stops(tmp_path: Path) -> None:
+    with running_server(tmp_path / "data") as srv:
+        proc = _start_watch(srv, "auctions")
+        try:
+            assert srv.terminate() == 0
+            _, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == admin_cli.EXIT_UNAVAILABLE, err
+    assert "while watching" in err
