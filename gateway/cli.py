@@ -4,6 +4,7 @@
                   [--admin-host H] [--admin-port N] [--metrics-port N] [--fsync-policy P]
     carbonx hash-secret SECRET        # prints scrypt$<salt-hex>$<hash-hex> for the config
     carbonx journal verify|dump ...   # see docs/journal.md (gateway.journal_cli)
+    carbonx admin COMMAND ...         # the operator's CLI, see docs/operations.md (gateway.admin_cli)
 
 Flags override the configuration's ``[server]`` table; port 0 picks a free port (the
 ready line printed on stdout tells which).
@@ -38,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     hs = sub.add_parser("hash-secret", help="print the salted hash of a secret for the configuration")
     hs.add_argument("secret")
     sub.add_parser("journal", help="journal tools: verify DIR --config FILE | dump DIR [--from SEQ]", add_help=False)
+    sub.add_parser("admin", help="operate a running exchange over its admin listener (carbonx admin --help)", add_help=False)
     return parser
 
 
@@ -95,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
         from carbonx.gateway.journal_cli import main as journal_main
 
         return journal_main(argv[1:])
+    if argv and argv[0] == "admin":
+        from carbonx.gateway.admin_cli import main as admin_main
+
+        return admin_main(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "hash-secret":
         from carbonx.gateway.passwords import hash_secret
