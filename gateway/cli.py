@@ -23,6 +23,17 @@ from carbonx.gateway.settings import FSYNC_POLICIES, SettingsError, load_setting
 log = logging.getLogger("carbonx")
 
 
+def _port(text: str) -> int:
+    """A TCP port, 0-65535 (0 = any free port): like every number from outside, in range."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is outside the range 0 to 65535")
+    return port
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="carbonx", description="carbonx exchange core")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -30,10 +41,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", required=True, type=Path, help="TOML configuration (e.g. deploy/demo.toml)")
     serve.add_argument("--data-dir", help="journal and snapshots directory (default: [server] data_dir, ./data)")
     serve.add_argument("--host", help="trading listener address (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="trading listener port (default 8700; 0 = any free port)")
+    serve.add_argument("--port", type=_port, help="trading listener port (default 8700; 0 = any free port)")
     serve.add_argument("--admin-host", help="admin listener address (default 127.0.0.1)")
-    serve.add_argument("--admin-port", type=int, help="admin listener port (default 8701; 0 = any free port)")
-    serve.add_argument("--metrics-port", type=int, help="metrics/health HTTP port (default 9100; 0 = any free port)")
+    serve.add_argument("--admin-port", type=_port, help="admin listener port (default 8701; 0 = any free port)")
+    serve.add_argument("--metrics-port", type=_port, help="metrics/health HTTP port (default 9100; 0 = any free port)")
     serve.add_argument("--fsync-policy", choices=FSYNC_POLICIES, help="journal durability policy (default fsync)")
     serve.add_argument("--log-level", default="INFO", help="logging level (stderr)")
     hs = sub.add_parser("hash-secret", help="print the salted hash of a secret for the configuration")

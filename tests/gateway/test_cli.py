@@ -64,3 +64,12 @@ async def test_run_serves_until_stopped_and_restarts_without_refunding(tmp_path:
     assert acct["cash"]["available"] == "10000000.00", "restart did not fund the account twice"
     stop2.set()
     assert await asyncio.wait_for(task2, 10) == 0
+
+
+@pytest.mark.parametrize("flag", ["--port", "--admin-port", "--metrics-port"])
+@pytest.mark.parametrize("value", ["70000", "-1", "http"])
+def test_ports_on_the_command_line_are_range_checked(flag: str, value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["serve", "--config", "deploy/demo.toml", flag, value])
+    assert exit_.value.code == 2
+    assert flag in capsys.readouterr().err
