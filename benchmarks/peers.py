@@ -2,12 +2,13 @@
 
 Workload (seeded; issue 13): one instrument, tick 0.01, every price 90.00-110.00 around a
 mid of 100.00 (prices are integer fen: 9000..11000). A preload of ``--book`` passive limit
-orders builds the resting book (~80,000 orders over ~2,000 levels by default); then the
-measured ``--commands``: ~70% passive limits (offset from the mid 1 + Exp(mean 50 ticks),
-capped at 1,000 ticks, quantity 1-100), ~25% cancels of live orders, ~5% aggressive limits
+orders builds the resting book; then the measured ``--commands``: ~70% passive limits
+(offset from the mid 1 + Exp(mean 50 ticks), capped at 1,000 ticks, quantity 1-100), ~25% cancels of live orders, ~5% aggressive limits
 that sweep the opposite side (a few levels through its best price, quantity up to 500; the
 remainder rests). Buys come from buy-only accounts and sells from sell-only accounts in
 other members, so no order can meet its own account (no self-trade prevention involved).
+The flow adds more than it removes: with the defaults (48,000 preloaded, 200,000 measured)
+the book grows from 48,000 to ~113,000 orders, ~80,000 on average, over ~2,000 levels.
 
 Each engine runs in its own subprocess on the same command list (written once to a
 temporary file); only the measured commands are timed, the preload is applied untimed:
@@ -15,9 +16,10 @@ temporary file); only the measured commands are timed, the preload is applied un
 - ``carbonx``: ``Engine.apply`` with every risk check and every event (funded accounts:
   cash and tonnes deposited through commands, fees on);
 - ``matching-engine``: the PyPI package ``matching-engine`` 0.1.1 (``MatchingEngine.process``
-  with ``SequencedCommand``), when importable by ``--peer-python`` (default: this
-  interpreter). It needs Python >= 3.12; where it is missing the run says so and reports
-  ``null`` for it;
+  with ``SequencedCommand``), when importable by ``--peer-python`` (default: ``--python``,
+  default this interpreter). It needs Python >= 3.12; where it is missing the run says so
+  and reports ``null`` for it. For the issue's comparison run every engine on the same
+  3.12 interpreter: ``--python /path/to/python3.12`` (with carbonx importable there);
 - ``baseline``: the bare book below (price-time FIFO, dict of deques, sorted price lists):
   what the matching alone costs in CPython.
 
@@ -62,55 +64,64 @@ Cmd = tuple[str, int, int, int, int, int]
 
 
 class BareBook:
-    """Price-time priority limit order book, nothing else: per side a dict price -> deque of
-    [order_id, qty] and a sorted price list (bids negated); cancels remove from the deque."""
+    """Price-time priority limit order book, nothing else. Per side: a dict price -> level
+    ``[deque of entries, live count]`` and a sorted key list (ask price / negated bid price,
+    so ``keys[0]`` is the best). An entry is ``[order_id, open qty]``; a cancel sets its qty
+    to 0 and leaves it in the deque (skipped when it reaches the front), so a cancel is O(1)
+    like carbonx's own book; a level goes when its last live order does."""
 
     def __init__(self) -> None:
-        self.levels: tuple[dict[int, deque[list[int]]], dict[int, deque[list[int]]]] = ({}, {})  # (asks, bids)
-        self.keys: tuple[list[int], list[int]] = ([], [])  # sorted keys: ask price / -bid price
-        self.orders: dict[int, tuple[int, int, list[int]]] = {}  # id -> (is_buy, price, entry)
+        self.levels: tuple[dict[int, list[Any]], dict[int, list[Any]]] = ({}, {})  # (asks, bids)
+        self.keys: tuple[list[int], list[int]] = ([], [])
+        self.orders: dict[int, tuple[int, int, list[int]]] = {}  # live order id -> (is_buy, price, entry)
         self.fills: list[tuple[int, int, int, int]] = []
 
     def place(self, order_id: int, is_buy: int, price: int, qty: int) -> None:
         opp_levels, opp_keys = self.levels[1 - is_buy], self.keys[1 - is_buy]
-        fills = self.fills
+        orders, fills = self.orders, self.fills
         while qty and opp_keys:
-            key = opp_keys[0]
-            level_price = -key if not is_buy else key
+            level_price = -opp_keys[0] if not is_buy else opp_keys[0]
             if (level_price > price) if is_buy else (level_price < price):
                 break
-            queue = opp_levels[level_price]
-            while qty and queue:
+            level = opp_levels[level_price]
+            queue = level[0]
+            while qty and level[1]:
                 entry = queue[0]
+                if not entry[1]:  # cancelled
+                    queue.popleft()
+                    continue
                 n = min(qty, entry[1])
                 fills.append((order_id, entry[0], level_price, n))
                 qty -= n
                 entry[1] -= n
                 if not entry[1]:
                     queue.popleft()
-                    del self.orders[entry[0]]
-            if not queue:
+                    del orders[entry[0]]
+                    level[1] -= 1
+            if not level[1]:
                 del opp_levels[level_price]
                 opp_keys.pop(0)
         if qty:
             own_levels = self.levels[is_buy]
             entry = [order_id, qty]
-            queue = own_levels.get(price)
-            if queue is None:
-                queue = own_levels[price] = deque()
+            level = own_levels.get(price)
+            if level is None:
+                level = own_levels[price] = [deque(), 0]
                 bisect.insort(self.keys[is_buy], -price if is_buy else price)
-            queue.append(entry)
-            self.orders[order_id] = (is_buy, price, entry)
+            level[0].append(entry)
+            level[1] += 1
+            orders[order_id] = (is_buy, price, entry)
 
     def cancel(self, order_id: int) -> bool:
         found = self.orders.pop(order_id, None)
         if found is None:
             return False
         is_buy, price, entry = found
+        entry[1] = 0
         levels = self.levels[is_buy]
-        queue = levels[price]
-        queue.remove(entry)
-        if not queue:
+        level = levels[price]
+        level[1] -= 1
+        if not level[1]:
             del levels[price]
             keys = self.keys[is_buy]
             del keys[bisect.bisect_left(keys, -price if is_buy else price)]
@@ -127,7 +138,7 @@ class BareBook:
         for is_buy, side in ((1, "buy"), (0, "sell")):
             for key in self.keys[is_buy]:
                 price = -key if is_buy else key
-                out.extend((side, price, oid, qty) for oid, qty in self.levels[is_buy][price])
+                out.extend((side, price, oid, qty) for oid, qty in self.levels[is_buy][price][0] if qty)
         return out
 
 
@@ -213,6 +224,7 @@ def summary(fills: list[tuple[int, int, int, int]], resting: list[tuple[str, int
         "volume": sum(f[3] for f in fills),
         "fills_digest": hashlib.blake2b(repr(fills).encode(), digest_size=16).hexdigest(),
         "resting_orders": len(resting),
+        "levels": len({(r[0], r[1]) for r in resting}),
         "book_digest": hashlib.blake2b(repr(resting).encode(), digest_size=16).hexdigest(),
     }
 
@@ -382,9 +394,12 @@ def check_agreement(results: dict[str, dict[str, Any]]) -> None:
             raise AssertionError(f"{name} disagrees with the baseline on {differ}: {r} vs {reference}")
 
 
-def run_all(book: int, commands: int, seed: int, peer_python: str = sys.executable, quiet: bool = False) -> dict[str, Any]:
-    """Generate the workload, run every engine in its own subprocess, check they agree.
-    Returns the result dict (the JSON line); raises ``AssertionError`` on disagreement."""
+def run_all(
+    book: int, commands: int, seed: int, python: str = sys.executable, peer_python: str | None = None, quiet: bool = False
+) -> dict[str, Any]:
+    """Generate the workload, run every engine in its own subprocess of ``python``
+    (matching-engine: of ``peer_python`` when given), check they agree. Returns the result
+    dict (the JSON line); raises ``AssertionError`` on disagreement."""
     load_start = os.getloadavg()
     preload, measured = workload(book, commands, seed)
     n = len(measured)
@@ -393,9 +408,9 @@ def run_all(book: int, commands: int, seed: int, peer_python: str = sys.executab
         path = Path(tmp) / "workload.json"
         path.write_text(json.dumps({"preload": preload, "measured": measured}))
         for name in RUNNERS:
-            python = peer_python if name == "matching_engine" else sys.executable
+            interpreter = peer_python if name == "matching_engine" and peer_python else python
             proc = subprocess.run(
-                [python, __file__, "--engine", name, "--workload", str(path)], capture_output=True, text=True, check=False
+                [interpreter, __file__, "--engine", name, "--workload", str(path)], capture_output=True, text=True, check=False
             )
             if proc.returncode != 0:
                 raise AssertionError(f"{name} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -426,12 +441,14 @@ def run_all(book: int, commands: int, seed: int, peer_python: str = sys.executab
         "matching_engine_skipped": results["matching_engine"].get("skipped"),
         "commands": n,
         "preload": len(preload),
-        **{k: reference[k] for k in ("fills", "volume", "resting_orders")},
+        **{k: reference[k] for k in ("fills", "volume", "resting_orders", "levels")},
         "carbonx_events": ran["carbonx"]["events"],
         "seed": seed,
         "load_start": [round(x, 2) for x in load_start],
         "load_end": [round(x, 2) for x in os.getloadavg()],
-        "python": platform.python_version(),
+        "python": subprocess.run(
+            [python, "-c", "import platform; print(platform.python_version())"], capture_output=True, text=True, check=True
+        ).stdout.strip(),
         "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.system()}",
     }
 
@@ -439,9 +456,12 @@ def run_all(book: int, commands: int, seed: int, peer_python: str = sys.executab
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--commands", type=int, default=200_000, help="measured commands")
-    ap.add_argument("--book", type=int, default=80_000, help="preloaded passive orders (untimed)")
+    ap.add_argument(
+        "--book", type=int, default=48_000, help="preloaded passive orders (untimed; the book grows to ~113,000 over 200,000 commands)"
+    )
     ap.add_argument("--seed", type=int, default=13)
-    ap.add_argument("--peer-python", default=sys.executable, help="interpreter (>= 3.12) that can import matching_engine")
+    ap.add_argument("--python", default=sys.executable, help="interpreter of every engine's process (it must import carbonx)")
+    ap.add_argument("--peer-python", help="interpreter for matching-engine only (default: --python)")
     ap.add_argument("--engine", choices=sorted(RUNNERS), help=argparse.SUPPRESS)  # child process
     ap.add_argument("--workload", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -452,7 +472,7 @@ def main() -> None:
         print(json.dumps(RUNNERS[args.engine](preload, measured)))  # type: ignore[arg-type]
         return
     try:
-        result = run_all(args.book, args.commands, args.seed, args.peer_python)
+        result = run_all(args.book, args.commands, args.seed, args.python, args.peer_python)
     except AssertionError as e:
         print(f"FAILED: {e}", file=sys.stderr)
         sys.exit(1)
