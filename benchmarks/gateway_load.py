@@ -20,8 +20,11 @@ the group-committed fsync) on loopback and runs three phases:
    ``/metrics`` counter) and whether any reader was cut or saw a ``seq`` gap.
 
 The generator shares the machine's cores with the server, so every phase also reports the
-CPU seconds each side used: a side near 100 % of a core is what limits that figure. Runs
-the generator on uvloop. The last line of output is one JSON object.
+CPU seconds each side used: a side near 100 % of a core is what limits that figure. The
+order-entry phases also report ``server_cpu_us_per_order``: the server process's CPU time
+over the phase divided by the orders it acknowledged (top level: the sustained phase;
+``peak_server_cpu_us_per_order``: the closed loop), which the machine's load does not
+move the way it moves latencies and rates. Runs the generator on uvloop. The last line of output is one JSON object.
 """
 
 from __future__ import annotations
@@ -104,6 +107,7 @@ class CpuMeter:
             "server_cpu_pct": round(100 * server / wall, 1),
             "generator_cpu_pct": round(100 * generator / wall, 1),
             "other_cpu_pct": round(100 * max(machine - server - generator, 0.0) / wall, 1),
+            "server_cpu_s": round(server, 3),
         }
 
 
@@ -304,18 +308,26 @@ async def _reset_books(url: str) -> None:
                 await c.cancel_all(account=account)
 
 
+def _cpu_per_order(phase: dict[str, Any]) -> float | None:
+    """Server CPU time over the phase (from its start until the last reply) per order it
+    acknowledged, in µs: the server's cost of one order, whatever the machine's load."""
+    return round(1e6 * phase["server_cpu_s"] / phase["acked"], 1) if phase["acked"] else None
+
+
 async def order_entry(server: Server, args: argparse.Namespace) -> dict[str, Any]:
     sessions = await _sessions(server.trading, args.connections)
     try:
         cpu, stats = CpuMeter(server.pid), ServerStats(server)
         sustained = await open_loop(sessions, args.rate, args.duration, args.seed)
         sustained.update(cpu.read(), **stats.read())
+        sustained["server_cpu_us_per_order"] = _cpu_per_order(sustained)
         await _reset_books(server.trading)
         peak = None
         if args.peak_duration > 0:
             cpu, stats = CpuMeter(server.pid), ServerStats(server)
             peak = await closed_loop(sessions, args.peak_duration, args.window, args.seed)
             peak.update(cpu.read(), **stats.read())
+            peak["server_cpu_us_per_order"] = _cpu_per_order(peak)
             await _reset_books(server.trading)
     finally:
         for c, _ in sessions:
@@ -628,6 +640,7 @@ def main(argv: list[str] | None = None) -> int:
         "p99_ms": sustained.get("p99_ms"),
         "p999_ms": sustained.get("p999_ms"),
         "sustained_server_cpu_pct": sustained.get("server_cpu_pct"),
+        "server_cpu_us_per_order": sustained.get("server_cpu_us_per_order"),
         "sustained_generator_cpu_pct": sustained.get("generator_cpu_pct"),
         "sustained_other_cpu_pct": sustained.get("other_cpu_pct"),
         "sustained_server_reply_p99_ms": sustained.get("server_reply_p99_ms"),
@@ -636,6 +649,7 @@ def main(argv: list[str] | None = None) -> int:
         "peak_orders_per_s": peak.get("orders_per_s"),
         "peak_p99_ms": peak.get("p99_ms"),
         "peak_server_cpu_pct": peak.get("server_cpu_pct"),
+        "peak_server_cpu_us_per_order": peak.get("server_cpu_us_per_order"),
         "peak_generator_cpu_pct": peak.get("generator_cpu_pct"),
         "peak_other_cpu_pct": peak.get("other_cpu_pct"),
         **fan,
