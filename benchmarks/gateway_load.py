@@ -55,7 +55,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from carbonx.gateway.client import Client, RpcError
-from carbonx.gateway.testkit import ACCOUNTS, BROKERS, Server, start_server, write_config
+from carbonx.gateway.testkit import ACCOUNTS, BROKERS, Server, cpu_seconds, machine_busy_seconds, scrape, start_server, write_config
 
 HIST_MAX_US = 120_000_000
 
@@ -66,19 +66,6 @@ def _hist() -> HdrHistogram:
 
 def _ms(hist: HdrHistogram, percentile: float) -> float:
     return round(hist.get_value_at_percentile(percentile) / 1000, 3) if hist.get_total_count() else 0.0
-
-
-def _cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (Linux /proc), in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _machine_busy_seconds() -> float:
-    """CPU seconds all processes of the machine spent busy (Linux /proc/stat)."""
-    ticks = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = ticks[3] + ticks[4]  # idle + iowait
-    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -92,35 +79,23 @@ class CpuMeter:
     server0: float = 0.0
     helpers0: float = 0.0
     self0: float = field(default_factory=time.process_time)
-    machine0: float = field(default_factory=_machine_busy_seconds)
+    machine0: float = field(default_factory=machine_busy_seconds)
 
     def __post_init__(self) -> None:
-        self.server0 = _cpu_seconds(self.server_pid)
-        self.helpers0 = sum(_cpu_seconds(p) for p in self.helper_pids)
+        self.server0 = cpu_seconds(self.server_pid)
+        self.helpers0 = sum(cpu_seconds(p) for p in self.helper_pids)
 
     def read(self) -> dict[str, float]:
         wall = max(time.monotonic() - self.t0, 1e-9)
-        server = _cpu_seconds(self.server_pid) - self.server0
-        generator = time.process_time() - self.self0 + sum(_cpu_seconds(p) for p in self.helper_pids) - self.helpers0
-        machine = _machine_busy_seconds() - self.machine0
+        server = cpu_seconds(self.server_pid) - self.server0
+        generator = time.process_time() - self.self0 + sum(cpu_seconds(p) for p in self.helper_pids) - self.helpers0
+        machine = machine_busy_seconds() - self.machine0
         return {
             "server_cpu_pct": round(100 * server / wall, 1),
             "generator_cpu_pct": round(100 * generator / wall, 1),
             "other_cpu_pct": round(100 * max(machine - server - generator, 0.0) / wall, 1),
             "server_cpu_s": round(server, 3),
         }
-
-
-def _scrape(server: Server) -> dict[str, float]:
-    """Every sample of the server's ``/metrics`` as ``{"name{labels}": value}``."""
-    with urllib.request.urlopen(server.metrics + "/metrics", timeout=5) as response:
-        text = response.read().decode()
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            out[name] = float(value)
-    return out
 
 
 def _bucket_percentile(before: dict[str, float], after: dict[str, float], family: str, pct: float) -> float | None:
@@ -149,7 +124,7 @@ class ServerStats:
     def __init__(self, server: Server) -> None:
         self.server = server
         self.t0 = time.perf_counter()
-        self.before = _scrape(server)
+        self.before = scrape(server)
         self.fsync_max = 0.0
         self.lag_max = 0.0  # the server resets its lag maximum at every scrape: keep ours
         self.sampler = asyncio.get_running_loop().create_task(self._sample())
@@ -157,13 +132,13 @@ class ServerStats:
     async def _sample(self) -> None:
         while True:
             await asyncio.sleep(0.2)
-            sample = await asyncio.to_thread(_scrape, self.server)
+            sample = await asyncio.to_thread(scrape, self.server)
             self.fsync_max = max(self.fsync_max, sample.get("carbonx_journal_last_fsync_seconds", 0.0))
             self.lag_max = max(self.lag_max, sample.get("carbonx_event_loop_lag_max_seconds", 0.0))
 
     def read(self) -> dict[str, Any]:
         self.sampler.cancel()
-        after = _scrape(self.server)
+        after = scrape(self.server)
         wall = time.perf_counter() - self.t0
 
         def delta(key: str) -> float:

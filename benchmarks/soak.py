@@ -30,47 +30,13 @@ import argparse
 import asyncio
 import itertools
 import json
-import os
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from carbonx.gateway.client import Client, RpcError
-from carbonx.gateway.testkit import ACCOUNTS, BROKERS, Server, start_server, write_config
-
-
-def rss_mb(pid: int) -> float:
-    """Resident set size of a process in MiB (Linux /proc)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-def _machine_busy_seconds() -> float:
-    ticks = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    return (sum(ticks[:8]) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def scrape(server: Server) -> dict[str, float]:
-    with urllib.request.urlopen(server.metrics + "/metrics", timeout=5) as response:
-        text = response.read().decode()
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            try:
-                out[name] = float(value)
-            except ValueError:
-                continue
-    return out
+from carbonx.gateway.testkit import ACCOUNTS, BROKERS, Server, cpu_seconds, machine_busy_seconds, rss_mb, scrape, start_server, write_config
 
 
 def slope_per_min(samples: list[tuple[float, float]]) -> float:
@@ -157,11 +123,11 @@ def main() -> None:
         config = write_config(Path(tmp) / "soak.toml", retention=caps)
         server = start_server(data_dir, fsync=args.fsync, config=config)
         try:
-            busy0, server_cpu0 = _machine_busy_seconds(), _cpu_seconds(server.pid)
+            busy0, server_cpu0 = machine_busy_seconds(), cpu_seconds(server.pid)
             run = asyncio.run(drive(server, args))
             metrics = scrape(server)
-            busy = _machine_busy_seconds() - busy0
-            server_cpu = _cpu_seconds(server.pid) - server_cpu0
+            busy = machine_busy_seconds() - busy0
+            server_cpu = cpu_seconds(server.pid) - server_cpu0
         finally:
             server.terminate()
     samples: list[tuple[float, float]] = run["samples"]
