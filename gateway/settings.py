@@ -256,6 +256,9 @@ def _validate(s: Settings) -> None:
     _validate_admission(s.limits)
     if not s.cluster.nats_urls:
         raise SettingsError("cluster.nats_urls: at least one NATS URL is needed")
+    if not s.cluster.duplicate_window_s > s.cluster.publish_retry_s + s.cluster.publish_timeout_s:
+        # A publish retried after the window could be stored twice.
+        raise SettingsError("cluster: need duplicate_window_s > publish_retry_s + publish_timeout_s")
 
 
 def _validate_admission(lim: Limits) -> None:

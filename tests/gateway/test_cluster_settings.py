@@ -43,6 +43,7 @@ def test_a_full_table_is_read() -> None:
         ('command_stream = "a.b"', "cluster.command_stream"),
         ('command_subject = "a.*"', "cluster.command_subject"),
         ('sync_interval = "sometimes"', "cluster.sync_interval"),
+        ("duplicate_window_s = 30.0", "cluster: need duplicate_window_s > publish_retry_s + publish_timeout_s"),
     ],
 )
 def test_bad_values_name_the_key(snippet: str, message: str) -> None:
