@@ -227,7 +227,7 @@ async def test_the_journal_fails_when_nats_is_gone_past_the_retry_time(tmp_path:
         t0 = time.monotonic()
         with pytest.raises(JournalError, match="not acknowledged"):
             await journal.wait_durable(2)
-        assert time.monotonic() - t0 < 10
+        assert time.monotonic() - t0 < 30, "the journal gives up after publish_retry_s, it does not hang"
         assert journal.failure is not None and journal.durable_seq == 1
         with pytest.raises(JournalError, match="failed earlier"):
             journal.append(3, Deposit(ts=1, account="A", cash=5))
