@@ -138,7 +138,8 @@ async def ensure_command_stream(js: JetStreamContext, settings: ClusterSettings)
     try:
         await retrying(lambda: js.add_stream(config), what=f"creating stream {settings.command_stream}")
     except nats.js.errors.BadRequestError as exc:
-        raise JournalError(f"command stream {settings.command_stream} exists with another configuration: {exc.description}") from exc
+        # e.g. "stream name already in use with a different configuration", "subjects overlap with an existing stream"
+        raise JournalError(f"cannot create command stream {settings.command_stream} as configured: {exc.description}") from exc
 
 
 # --------------------------------------------------------------------------- the journal
@@ -299,6 +300,8 @@ class JetStreamJournal(Journal):
         if self._task is not None and self._wake is not None:
             self._wake.set()
             await self._task
+        elif self.failure is None and self._last_appended > self.durable_seq:
+            self.failure = JournalError(f"closed before start: seqs {self.durable_seq + 1}..{self._last_appended} were never published")
         if self._own_nc and self._nc is not None:
             try:
                 await self._nc.close()

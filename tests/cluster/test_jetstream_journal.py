@@ -19,7 +19,7 @@ from msgspec.structs import replace
 from carbonx.engine.engine import Engine
 from carbonx.engine.schema import Deposit, Event
 from carbonx.engine.testkit import throughput_workload
-from carbonx.gateway.cluster.journal import EXPECTED_LAST_SEQ, MSG_ID, SEQ_HEADER, JetStreamJournal, connect, read_stream
+from carbonx.gateway.cluster.journal import EXPECTED_LAST_SEQ, MSG_ID, SEQ_HEADER, JetStreamJournal, connect, read_stream, retrying
 from carbonx.gateway.journal import JournalError, LocalJournal, UnencodableCommand, read_records
 from carbonx.gateway.metrics import LatencyHistogram
 from carbonx.gateway.natskit import NatsCluster
@@ -78,7 +78,8 @@ async def test_a_retried_publish_is_stored_once(cluster_settings: ClusterSetting
         assert msg.headers is not None and msg.headers[MSG_ID] == f"w1-{journal.batches}"
         # The same publish again (a retry after a lost ack): JetStream answers with the stored seq.
         headers = {k: msg.headers[k] for k in (MSG_ID, EXPECTED_LAST_SEQ, SEQ_HEADER)}
-        ack = await js.publish(cluster_settings.command_subject, msg.data, headers=headers)
+        # (retrying: a fresh connection's server may not have heard of the stream's subject yet: "no responders")
+        ack = await retrying(lambda: js.publish(cluster_settings.command_subject, msg.data, headers=dict(headers)))
         assert ack.seq == last and ack.duplicate
         info = await js.stream_info(cluster_settings.command_stream)
         assert info.state.last_seq == last
@@ -127,7 +128,7 @@ async def test_start_refuses_a_next_seq_that_does_not_continue_the_stream(cluste
 
 async def test_a_stream_with_another_configuration_is_refused(cluster_settings: ClusterSettings) -> None:
     await JetStreamJournal(cluster_settings).start()
-    with pytest.raises(JournalError, match="another configuration"):
+    with pytest.raises(JournalError, match="as configured: stream name already in use with a different configuration"):
         await JetStreamJournal(replace(cluster_settings, replicas=1)).start()
 
 
@@ -141,6 +142,37 @@ def test_unencodable_and_oversized_commands_append_nothing() -> None:
     journal.append(2, Deposit(ts=1, account="B", cash=6))  # the refused ones used no seq
     with pytest.raises(JournalError, match="last appended was 2"):
         journal.append(4, Deposit(ts=1, account="B", cash=6))
+
+
+async def test_linger_holds_a_batch_back_to_fill_it(cluster_settings: ClusterSettings) -> None:
+    cmds = workload(demo_config(), 10, seed=8)
+    for linger_ms, most_batches in ((0.0, None), (200.0, 1)):
+        suffix = f"L{int(linger_ms)}"
+        settings = replace(
+            cluster_settings,
+            linger_ms=linger_ms,
+            command_stream=f"{cluster_settings.command_stream}_{suffix}",
+            command_subject=f"{cluster_settings.command_subject}.{suffix}",
+        )
+        journal = JetStreamJournal(settings)
+        await journal.start()
+        journal.append(1, cmds[0])
+        await asyncio.sleep(0.05)  # without linger the first command is published alone meanwhile
+        for seq, cmd in enumerate(cmds[1:], 2):
+            journal.append(seq, cmd)
+        await journal.wait_durable(len(cmds))
+        await journal.close()
+        if most_batches is None:
+            assert journal.batches >= 2
+        else:
+            assert journal.batches == most_batches
+
+
+def test_closing_an_unstarted_journal_with_appends_fails_it() -> None:
+    journal = JetStreamJournal(ClusterSettings())
+    journal.append(1, Deposit(ts=1, account="A", cash=5))
+    with pytest.raises(JournalError, match=r"closed before start: seqs 1\.\.1 were never published"):
+        asyncio.run(journal.close())
 
 
 async def test_kill9_a_nats_node_while_appending_loses_no_acknowledged_command(
