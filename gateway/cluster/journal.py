@@ -39,7 +39,7 @@ import struct
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import msgspec
 import nats
@@ -435,27 +435,44 @@ async def read_stream(
 
     Engine seqs are positions: the first batch starts at its ``Carbonx-Seq`` (1 if it has
     none), each batch continues the previous one; a batch whose header says otherwise raises
-    ``StreamCorruption`` (as does a message that is not a batch, or a deleted message)."""
+    ``StreamCorruption`` (as does a message that is not a batch, or one missing from the middle).
+    Messages are delivered by an ordered consumer (flow-controlled, recreated by the client
+    after a gap), not fetched one request each."""
     info = await retrying(lambda: js.stream_info(stream), retry_s, f"stream info of {stream}")
     state = info.state
     if not state.messages:
         return
-    expected: int | None = None
-    for stream_seq in range(state.first_seq, state.last_seq + 1):
-        msg = await _get(js, stream, stream_seq, retry_s)
-        first, commands = decode_batch(stream, stream_seq, msg.headers, msg.data)
-        if expected is None:
-            expected = first if first is not None else 1
-        if first is not None and first != expected:
-            raise StreamCorruption(stream, stream_seq, f"batch starts at seq {first}, expected {expected}")
-        for i, cmd in enumerate(commands):
-            if expected + i > after_seq:
-                yield expected + i, cmd
-        expected += len(commands)
-
-
-async def _get(js: JetStreamContext, stream: str, stream_seq: int, retry_s: float) -> Any:
+    subjects = info.config.subjects or []
+    if len(subjects) != 1:
+        raise JournalError(f"command stream {stream} must have exactly one subject, it has {subjects}")
+    sub = await retrying(
+        lambda: js.subscribe(subjects[0], stream=stream, ordered_consumer=True, idle_heartbeat=1.0, flow_control=True),
+        retry_s,
+        f"reading {stream}",
+    )
     try:
-        return await retrying(lambda: js.get_msg(stream, stream_seq), retry_s, f"reading {stream} seq {stream_seq}")
-    except nats.js.errors.NotFoundError:
-        raise StreamCorruption(stream, stream_seq, "message missing (deleted from the middle of the command log)") from None
+        expected: int | None = None
+        previous = state.first_seq - 1
+        while previous < state.last_seq:
+            try:
+                msg = await sub.next_msg(timeout=retry_s)
+            except nats.errors.TimeoutError:
+                raise JournalError(f"reading {stream}: no message after stream seq {previous} within {retry_s}s") from None
+            stream_seq = msg.metadata.sequence.stream
+            if stream_seq != previous + 1:
+                raise StreamCorruption(stream, previous + 1, "message missing (deleted from the middle of the command log)")
+            previous = stream_seq
+            first, commands = decode_batch(stream, stream_seq, msg.headers, msg.data)
+            if expected is None:
+                expected = first if first is not None else 1
+            if first is not None and first != expected:
+                raise StreamCorruption(stream, stream_seq, f"batch starts at seq {first}, expected {expected}")
+            for i, cmd in enumerate(commands):
+                if expected + i > after_seq:
+                    yield expected + i, cmd
+            expected += len(commands)
+    finally:
+        try:
+            await sub.unsubscribe()
+        except Exception:  # the connection is gone: the ephemeral consumer expires by itself
+            log.debug("unsubscribing the reader failed", exc_info=True)

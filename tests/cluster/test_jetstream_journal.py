@@ -13,13 +13,23 @@ import itertools
 import time
 from pathlib import Path
 
+import msgspec
 import pytest
 from msgspec.structs import replace
 
 from carbonx.engine.engine import Engine
 from carbonx.engine.schema import Deposit, Event
 from carbonx.engine.testkit import throughput_workload
-from carbonx.gateway.cluster.journal import EXPECTED_LAST_SEQ, MSG_ID, SEQ_HEADER, JetStreamJournal, connect, read_stream, retrying
+from carbonx.gateway.cluster.journal import (
+    EXPECTED_LAST_SEQ,
+    MSG_ID,
+    SEQ_HEADER,
+    JetStreamJournal,
+    StreamCorruption,
+    connect,
+    read_stream,
+    retrying,
+)
 from carbonx.gateway.journal import JournalError, LocalJournal, UnencodableCommand, read_records
 from carbonx.gateway.metrics import LatencyHistogram
 from carbonx.gateway.natskit import NatsCluster
@@ -109,6 +119,44 @@ async def test_a_second_writer_cannot_interleave(cluster_settings: ClusterSettin
         await first.close()
     await second.close()
     assert [seq for seq, _ in await _read_all(cluster_settings)] == list(range(1, 12))
+
+
+async def test_the_reader_refuses_a_log_that_is_not_one(cluster_settings: ClusterSettings) -> None:
+    """A batch that does not continue the previous one, a payload that is not a batch, a message
+    deleted from the middle: StreamCorruption naming the stream seq, never a silent skip."""
+    cmds = workload(demo_config(), 3, seed=9)
+    nc = await connect(cluster_settings.nats_urls)
+    try:
+        js = nc.jetstream()
+        for n, (headers, payload, why) in enumerate(
+            [
+                ({SEQ_HEADER: "4"}, msgspec.msgpack.encode(cmds[2:4]), "batch starts at seq 4, expected 3"),
+                ({SEQ_HEADER: "3"}, b"not msgpack", "batch does not decode"),
+                ({SEQ_HEADER: "3"}, msgspec.msgpack.encode([]), "empty batch"),
+                ({SEQ_HEADER: "x"}, msgspec.msgpack.encode(cmds[2:4]), "is not a sequence number"),
+                (None, None, "message missing"),
+            ]
+        ):
+            settings = replace(cluster_settings, command_stream=f"BAD{n}", command_subject=f"carbonx.bad{n}", batch_max_commands=1)
+            journal = JetStreamJournal(settings)
+            await journal.start()
+            journal.append(1, cmds[0])
+            journal.append(2, cmds[1])
+            await journal.close()
+            assert journal.batches == 2
+            if headers is None:  # delete the second of three messages
+                journal = JetStreamJournal(settings, next_seq=3)
+                await journal.start()
+                journal.append(3, cmds[2])
+                await journal.close()
+                assert await js.delete_msg(settings.command_stream, 2)
+            else:
+                await retrying(lambda s=settings, h=headers, p=payload: js.publish(s.command_subject, p, headers=dict(h)))
+            with pytest.raises(StreamCorruption, match=why) as exc:
+                await _read_all(settings)
+            assert exc.value.stream == settings.command_stream
+    finally:
+        await nc.close()
 
 
 async def test_start_refuses_a_next_seq_that_does_not_continue_the_stream(cluster_settings: ClusterSettings) -> None:
