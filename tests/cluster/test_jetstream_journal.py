@@ -259,6 +259,14 @@ async def test_kill9_a_nats_node_while_appending_loses_no_acknowledged_command(
     replayed = await _read_all(cluster_settings)
     assert [seq for seq, _ in replayed] == list(range(1, len(cmds) + 1))
     assert [cmd for _, cmd in replayed] == cmds
+    # The restarted node catches up: it ends up holding every batch.
+    deadline = time.monotonic() + 30
+    while (state := nats_cluster.stream_state(victim, cluster_settings.command_stream)) is None or state.get(
+        "last_seq"
+    ) != journal.stream_last_seq:
+        assert time.monotonic() < deadline, f"restarted node did not catch up: {state} vs last seq {journal.stream_last_seq}"
+        await asyncio.sleep(0.1)
+    assert state.get("messages") == journal.stream_last_seq
 
 
 class _Sink(EventSink):
