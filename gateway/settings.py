@@ -127,6 +127,32 @@ class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     socket_send_buffer: Annotated[int, _within(0, 1024 * _MIB)] = 256 * 1024  # 0 = the kernel's default (autotuned)
 
 
+SyncInterval = Annotated[str, msgspec.Meta(pattern=r"^(always|default|[1-9][0-9]{0,5}(ms|s|m))$")]
+NatsUrl = Annotated[str, msgspec.Meta(pattern=r"^(nats|tls)://[^\s/]+$", max_length=256)]
+StreamName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+Subject = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$", max_length=128)]
+
+
+class ClusterSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``[cluster]``: cluster mode on NATS JetStream (docs/cluster.md). Unused by ``carbonx serve``."""
+
+    nats_urls: tuple[NatsUrl, ...] = ("nats://127.0.0.1:4222",)
+    command_stream: StreamName = "CARBONX_COMMANDS"  # the replicated command log
+    command_subject: Subject = "carbonx.commands"
+    replicas: Annotated[int, _within(1, 5)] = 3  # R3 survives the loss of one NATS node of three
+    lease_ttl_s: Annotated[float, _within(0.5, 300)] = 5.0  # the active engine's leadership lease
+    batch_max_commands: Annotated[int, _within(1, 100_000)] = 1000  # commands per stream message at most
+    batch_max_bytes: Annotated[int, _within(1024, 8 * _MIB)] = 512 * 1024  # below the server's max_payload (1 MiB default)
+    linger_ms: Annotated[float, _within(0, 1000)] = 0.0  # wait this long for a batch to fill (0: group commit only)
+    publish_timeout_s: Annotated[float, _within(0.05, 60)] = 2.0  # one publish attempt waits this long for its ack
+    publish_retry_s: Annotated[float, _within(0, 600)] = 30.0  # then retries this long before the journal fails
+    duplicate_window_s: Annotated[float, _within(1, 86_400)] = 120.0  # the stream's Nats-Msg-Id de-duplication window
+    # The NATS servers' jetstream sync_interval this deployment expects (advice, checked by no one:
+    # the NATS servers' own configuration decides). "default" = every 2 minutes; "always" = fsync
+    # every write (survives a power loss of every node at once; measured ~20x slower).
+    sync_interval: SyncInterval = "default"
+
+
 def _ranges(cls: type[msgspec.Struct]) -> dict[str, tuple[float, float]]:
     info = mi.type_info(cls)
     assert isinstance(info, mi.StructType)
@@ -139,7 +165,11 @@ def _ranges(cls: type[msgspec.Struct]) -> dict[str, tuple[float, float]]:
 
 # The range (inclusive) of every number in [server] and [limits], as the Structs declare them
 # (for docs and tests: msgspec enforces them).
-RANGES: dict[str, dict[str, tuple[float, float]]] = {"server": _ranges(ServerSettings), "limits": _ranges(Limits)}
+RANGES: dict[str, dict[str, tuple[float, float]]] = {
+    "server": _ranges(ServerSettings),
+    "limits": _ranges(Limits),
+    "cluster": _ranges(ClusterSettings),
+}
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=64, description="a non-empty string of at most 64 characters")]
 SecretHash = Annotated[
@@ -189,6 +219,7 @@ class _GatewayFile(msgspec.Struct, forbid_unknown_fields=True):
 
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     limits: Limits = msgspec.field(default_factory=Limits)
+    cluster: ClusterSettings = msgspec.field(default_factory=ClusterSettings)
     operator: Credential | None = None
     member: tuple[MemberSetting, ...] = ()
     account: tuple[_AccountTable, ...] = ()
@@ -205,6 +236,7 @@ class Settings(msgspec.Struct, frozen=True):
     operator: Credential | None = None
     members: tuple[MemberSetting, ...] = ()
     accounts: tuple[AccountSetting, ...] = ()
+    cluster: ClusterSettings = msgspec.field(default_factory=ClusterSettings)
 
 
 def _validate(s: Settings) -> None:
@@ -222,6 +254,11 @@ def _validate(s: Settings) -> None:
             if h.instrument not in s.market.instruments:
                 raise SettingsError(f"account {a.account}: unknown instrument {h.instrument!r}")
     _validate_admission(s.limits)
+    if not s.cluster.nats_urls:
+        raise SettingsError("cluster.nats_urls: at least one NATS URL is needed")
+    if not s.cluster.duplicate_window_s > s.cluster.publish_retry_s + s.cluster.publish_timeout_s:
+        # A publish retried after the window could be stored twice.
+        raise SettingsError("cluster: need duplicate_window_s > publish_retry_s + publish_timeout_s")
 
 
 def _validate_admission(lim: Limits) -> None:
@@ -243,7 +280,7 @@ def parse_settings(text: str) -> Settings:
         AccountSetting(a.account, a.member, a.type, money(a.cash, f"account[{i}].cash", ranges.CASH, SettingsError), a.holdings)
         for i, a in enumerate(doc.account)
     )
-    settings = Settings(market, doc.server, doc.limits, doc.operator, doc.member, accounts)
+    settings = Settings(market, doc.server, doc.limits, doc.operator, doc.member, accounts, doc.cluster)
     _validate(settings)
     return settings
 

@@ -34,7 +34,7 @@ from carbonx.gateway.journal import Journal, LocalJournal, UnencodableCommand, e
 from carbonx.gateway.rpc import ADMIN_METHODS, TRADING_METHODS
 from carbonx.gateway.sequencer import Sequencer
 from carbonx.gateway.sessions import Session
-from carbonx.gateway.settings import RANGES, Limits, ServerSettings, SettingsError, parse_settings
+from carbonx.gateway.settings import RANGES, ClusterSettings, Limits, ServerSettings, SettingsError, parse_settings
 from tests.gateway.support import DEMO_TEXT, ManualJournal, demo_settings
 
 # ----------------------------------------------------------------------------- harness
@@ -386,7 +386,7 @@ async def test_sequencer_refuses_an_unencodable_command_before_applying_it() -> 
 
 
 def test_every_number_in_server_and_limits_has_a_range() -> None:
-    for cls, table in ((ServerSettings, "server"), (Limits, "limits")):
+    for cls, table in ((ServerSettings, "server"), (Limits, "limits"), (ClusterSettings, "cluster")):
         numeric = {f.name for f in fields(cls) if type(getattr(cls(), f.name)) in (int, float)}
         assert numeric == set(RANGES[table]), f"[{table}] numbers and their ranges differ"
 
