@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
+from carbonx.engine.calendar import is_trading_day, local_day_and_second
+
 if TYPE_CHECKING:
     from carbonx.engine.engine import Engine
     from carbonx.gateway.app import Gateway
@@ -114,6 +116,7 @@ class GatewayCollector:
         yield from (orders, trades, volume, rejects)
         yield CounterMetricFamily("carbonx_commands", "Commands applied by the engine", value=eng.stat_commands)
         yield GaugeMetricFamily("carbonx_engine_seq", "Sequence number of the last applied command", value=eng.seq)
+        yield from _market(eng)
 
     def _journal(self, j: Journal) -> Iterator[Metric]:
         yield GaugeMetricFamily("carbonx_journal_durable_seq", "Highest durable sequence number", value=j.durable_seq)
@@ -154,6 +157,8 @@ class GatewayCollector:
         lag.max = 0.0
         yield _histogram("carbonx_event_loop_lag", "Event-loop lag samples", lag.histogram)
         storage = getattr(gw, "storage", None)  # gateway/storage.py, refreshed every storage_check_s
+        ready = bool(gw.ready) and (storage is None or storage.ok)
+        yield GaugeMetricFamily("carbonx_ready", "1 when /readyz answers 200 (serving, storage usable)", value=int(ready))
         if storage is not None:
             yield GaugeMetricFamily(
                 "carbonx_data_dir_free_bytes", "Free bytes in the data directory's file system", value=storage.free_bytes
@@ -201,6 +206,56 @@ class GatewayCollector:
             hashing.add_metric([listener, "admitted"], guard.pending)
             hashing.add_metric([listener, "peak"], guard.peak_hashing)
         yield from (logins, throttled, hashing)
+
+
+def _market(eng: Engine) -> Iterator[Metric]:
+    """The trading day, prices, auctions and frozen cash, read from engine state at scrape
+    time (no per-command work). Prices are CNY; a price gauge is absent until the day's
+    first listing trade. The calendar is evaluated at the wall clock of the scrape."""
+    yield GaugeMetricFamily("carbonx_day_open", "1 while the trading day is open (day_open .. day_close)", value=int(eng.day_open))
+    cal = eng.config.calendar
+    now = time.time_ns()
+    day, _ = local_day_and_second(cal, now)
+    yield GaugeMetricFamily(
+        "carbonx_calendar_trading_day", "1 if today (exchange-local) is a trading day per the calendar", value=int(is_trading_day(cal, day))
+    )
+    in_session = GaugeMetricFamily(
+        "carbonx_calendar_in_session", "1 if the calendar has the instrument's continuous session open now", labels=["instrument"]
+    )
+    halted = GaugeMetricFamily("carbonx_instrument_halted", "1 while the instrument is halted", labels=["instrument"])
+    last = GaugeMetricFamily("carbonx_last_price", "Last listing trade price today (CNY)", labels=["instrument"])
+    vwap = GaugeMetricFamily("carbonx_vwap", "Volume-weighted average listing price today (CNY)", labels=["instrument"])
+    high = GaugeMetricFamily("carbonx_day_high", "Highest listing trade price today (CNY)", labels=["instrument"])
+    low = GaugeMetricFamily("carbonx_day_low", "Lowest listing trade price today (CNY)", labels=["instrument"])
+    ref = GaugeMetricFamily("carbonx_reference_price", "Reference price: centre of the price band (CNY)", labels=["instrument"])
+    day_volume = GaugeMetricFamily("carbonx_day_volume_tonnes", "Listing tonnes traded today", labels=["instrument"])
+    for sym, st in eng.instruments.items():
+        in_session.add_metric([sym], int(eng.clock.in_session(eng.specs[sym], now)))
+        halted.add_metric([sym], int(st.halted))
+        ref.add_metric([sym], st.reference / 100)
+        day_volume.add_metric([sym], st.volume)
+        if st.trades:
+            last.add_metric([sym], st.last / 100)
+            high.add_metric([sym], st.high / 100)
+            low.add_metric([sym], st.low / 100)
+            if st.volume:
+                vwap.add_metric([sym], st.notional / st.volume / 100)
+    yield from (in_session, halted, last, vwap, high, low, ref, day_volume)
+    # Only auctions still in play (scheduled/open): finished ones would grow the series forever.
+    state = GaugeMetricFamily(
+        "carbonx_auction_state", "1 for the live auction's current state (scheduled|open)", labels=["auction", "instrument", "state"]
+    )
+    bids = GaugeMetricFamily("carbonx_auction_bids", "Live bids in a scheduled or open auction", labels=["auction", "instrument"])
+    for aid, auction in eng.auctions.auctions.items():
+        info = auction.info
+        if info.state in ("scheduled", "open"):
+            state.add_metric([str(aid), info.instrument, info.state], 1)
+            bids.add_metric([str(aid), info.instrument], len(auction.bids))
+    yield from (state, bids)
+    yield GaugeMetricFamily(
+        "carbonx_frozen_cash", "Cash frozen (CNY), summed over all accounts",
+        value=sum(a.frozen for a in eng.accounts.values()) / 100,
+    )  # fmt: skip
 
 
 def make_registry(gateway: Gateway) -> CollectorRegistry:
