@@ -116,7 +116,7 @@ class GatewayCollector:
         yield from (orders, trades, volume, rejects)
         yield CounterMetricFamily("carbonx_commands", "Commands applied by the engine", value=eng.stat_commands)
         yield GaugeMetricFamily("carbonx_engine_seq", "Sequence number of the last applied command", value=eng.seq)
-        yield from _market(eng)
+        yield from _market(eng, time.time_ns())
 
     def _journal(self, j: Journal) -> Iterator[Metric]:
         yield GaugeMetricFamily("carbonx_journal_durable_seq", "Highest durable sequence number", value=j.durable_seq)
@@ -208,13 +208,12 @@ class GatewayCollector:
         yield from (logins, throttled, hashing)
 
 
-def _market(eng: Engine) -> Iterator[Metric]:
+def _market(eng: Engine, now: int) -> Iterator[Metric]:
     """The trading day, prices, auctions and frozen cash, read from engine state at scrape
     time (no per-command work). Prices are CNY; a price gauge is absent until the day's
-    first listing trade. The calendar is evaluated at the wall clock of the scrape."""
+    first listing trade. The calendar is evaluated at ``now`` (ns, the wall clock of the scrape)."""
     yield GaugeMetricFamily("carbonx_day_open", "1 while the trading day is open (day_open .. day_close)", value=int(eng.day_open))
     cal = eng.config.calendar
-    now = time.time_ns()
     day, _ = local_day_and_second(cal, now)
     yield GaugeMetricFamily(
         "carbonx_calendar_trading_day", "1 if today (exchange-local) is a trading day per the calendar", value=int(is_trading_day(cal, day))
