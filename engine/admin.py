@@ -7,6 +7,7 @@ from __future__ import annotations
 from carbonx.engine import blocks
 from carbonx.engine import reasons as R
 from carbonx.engine.accounts import Account, Member, cash_event, holding_event, position
+from carbonx.engine.calendar import is_trading_day, local_day_and_second
 from carbonx.engine.checks import tick_failure, valid_id, vintage_failure
 from carbonx.engine.matching import cancel
 from carbonx.engine.ranges import CASH, QUANTITY
@@ -225,6 +226,33 @@ def day_close(eng: ExchangeState, cmd: DayClose) -> None:
     eng.done_coid.clear()
     eng.day_open = False
     eng.publish_phases()
+
+
+def day_due(eng: ExchangeState, ts: int) -> list[DayOpen | DayClose]:
+    """The day lifecycle commands the calendar makes due at ``ts`` (a query, not journaled).
+
+    Close an open day once the end of the calendar's last session has come or the local
+    date has moved on; open a day on a trading day (weekday, not a holiday) from the start
+    of its first session until the end of its last one, unless that date's day has already
+    run (an operator's early close is not undone). A 24-hour calendar therefore rolls its
+    day at local midnight: close, then open. The caller (the gateway's clock) submits the
+    returned commands as ordinary journaled commands, in order, so replay is exact."""
+    cal = eng.config.calendar
+    if not cal.sessions:
+        return []
+    first = min(start for start, _ in cal.sessions)
+    last = max(end for _, end in cal.sessions)
+    day, second = local_day_and_second(cal, ts)
+    today = eng.local_date(ts)
+    out: list[DayOpen | DayClose] = []
+    is_open = eng.day_open
+    if is_open and (eng.trading_date != today or second >= last):
+        out.append(DayClose(ts=ts))
+        is_open = False
+    ran_today = eng.trading_date == today
+    if not is_open and not ran_today and is_trading_day(cal, day) and first <= second < last:
+        out.append(DayOpen(ts=ts))
+    return out
 
 
 def tick(eng: ExchangeState, cmd: Tick) -> None:

@@ -29,6 +29,7 @@ from websockets.asyncio.server import Server
 
 from carbonx.engine import auction as auctions
 from carbonx.engine import reasons as R
+from carbonx.engine.admin import day_due
 from carbonx.engine.engine import Engine
 from carbonx.engine.schema import CancelAll, Command, CreateAccount, CreateMember, DayOpen, Deposit, Event, Reject, Tick
 from carbonx.gateway import protocol
@@ -153,6 +154,9 @@ class Gateway:
                     self.seq.submit(Tick(ts=now))
                 for due in auctions.due(self.engine, now):  # bidding windows that opened/ended
                     self.seq.submit(due)
+                if self.settings.server.day_schedule:  # the calendar's day open/close (or midnight roll)
+                    for day in day_due(self.engine, now):
+                        self.seq.submit(day)
             every = self.settings.server.snapshot_every
             if every and self.snapshots is not None and self.engine.seq - self.last_snapshot_seq >= every:
                 try:

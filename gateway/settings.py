@@ -62,6 +62,9 @@ class ServerSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     data_dir: str = "./data"
     fsync_policy: FsyncPolicy = "fsync"
     auto_open_day: bool = False
+    # Open and close the trading day on the calendar (engine admin.day_due), journaled; a
+    # 24-hour calendar rolls its day (close, open) at local midnight.
+    day_schedule: bool = False
     heartbeat_s: Seconds = 10.0
     keepalive_s: Seconds = 20.0  # WebSocket ping interval and timeout
     coalesce_ms: Annotated[float, _within(0, 10_000)] = 5.0  # book/ticker updates are batched per tick of this length
