@@ -356,7 +356,74 @@ class Journal(abc.ABC):
         """Write and sync everything pending, then stop the writer."""
 
 
-class LocalJournal(Journal):
+class SequencedJournal(Journal):
+    """The bookkeeping every journal shares: appends in seq order, durability reported in seq
+    order to waiters and listeners, and failure (after which nothing more becomes durable and
+    appends raise). A concrete journal encodes and writes; it calls ``_durable(seq)`` once
+    ``seq`` is durable and ``_fail(exc)`` when it cannot go on."""
+
+    def __init__(self, next_seq: int) -> None:
+        if next_seq < 1:
+            raise ValueError("next_seq must be >= 1")
+        self.durable_seq = next_seq - 1
+        self.failure: BaseException | None = None
+        self._last_appended = next_seq - 1
+        self._listeners: list[Callable[[int], None]] = []
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._tiebreak = itertools.count()
+        self._closing = False
+        self._refusing = False  # closing or failed: append must raise
+
+    def _refuse(self, seq: int) -> None:
+        if self.failure is not None:
+            raise JournalError(f"journal failed earlier: {self.failure!r}")
+        if self._closing:
+            raise JournalError("journal is closed")
+        raise JournalError(f"append seq {seq} but the last appended was {self._last_appended}")
+
+    async def wait_durable(self, seq: int) -> None:
+        if self.durable_seq >= seq:
+            return
+        if self.failure is not None:
+            raise JournalError(f"journal failed: {self.failure!r}")
+        if seq > self._last_appended:
+            raise JournalError(f"seq {seq} was never appended (last appended {self._last_appended})")
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (seq, next(self._tiebreak), fut))
+        await fut
+
+    def add_listener(self, fn: Callable[[int], None]) -> None:
+        self._listeners.append(fn)
+
+    @property
+    def closing(self) -> bool:
+        """True once ``close`` was called (or the journal failed): appends will raise."""
+        return self._refusing
+
+    def _durable(self, seq: int) -> None:
+        if seq > self.durable_seq:
+            self.durable_seq = seq
+        waiters = self._waiters
+        while waiters and waiters[0][0] <= self.durable_seq:
+            fut = heapq.heappop(waiters)[2]
+            if not fut.done():
+                fut.set_result(None)
+        for fn in self._listeners:
+            try:
+                fn(self.durable_seq)
+            except Exception:
+                log.exception("journal: durability listener failed")
+
+    def _fail(self, exc: BaseException) -> None:
+        self.failure = exc
+        self._refusing = True
+        for _, _, fut in self._waiters:
+            if not fut.done():
+                fut.set_exception(JournalError(f"journal failed: {exc!r}"))
+        self._waiters.clear()
+
+
+class LocalJournal(SequencedJournal):
     """Segment files in ``directory/journal`` with asyncio group commit.
 
     A failed write or fsync is fatal (after a failed fsync the kernel may have dropped
@@ -368,18 +435,15 @@ class LocalJournal(Journal):
             raise ValueError(f"fsync policy must be one of {list(POLICIES)}, not {policy!r}")
         if segment_bytes <= 0:
             raise ValueError("segment_bytes must be positive")
-        if next_seq < 1:
-            raise ValueError("next_seq must be >= 1")
+        super().__init__(next_seq)
         self.directory: Path = Path(directory)
         self.folder = journal_dir(self.directory)
         self.policy: Policy = policy
         self.segment_bytes = segment_bytes
         self.folder.mkdir(parents=True, exist_ok=True)
         self._check_continuity(next_seq)
-        self.durable_seq = next_seq - 1
         self.batches = self.records = self.last_batch_size = self.bytes_written = 0
         self.fsync_seconds_total = self.last_fsync_seconds = 0.0
-        self._last_appended = next_seq - 1
         # Double buffering: appends fill _pending[:_used] while the writer writes the
         # other buffer. Buffers are reused, never shrunk (encode_into truncates only the
         # logical length), so a batch costs no fresh allocation or page faults.
@@ -387,9 +451,6 @@ class LocalJournal(Journal):
         self._spare: bytearray | None = bytearray(HEADER.size)
         self._used = 0
         self._pending_first = next_seq  # seq of the first record in _pending
-        self._listeners: list[Callable[[int], None]] = []
-        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
-        self._tiebreak = itertools.count()
         self._fd = -1
         self._segment_size = 0
         self._wake: asyncio.Event | None = None
@@ -398,11 +459,8 @@ class LocalJournal(Journal):
         # (e.g. password hashing at login).
         self._executor: ThreadPoolExecutor | None = None
         self._writing: bytearray | None = None
-        self._closing = False
         self._closed = False
-        self._refusing = False  # closing or failed: append must raise
         self._durable_on_append = policy == "none"
-        self.failure: BaseException | None = None
 
     def _check_continuity(self, next_seq: int) -> None:
         """Refuse to fork history: if segments exist, ``next_seq`` must follow the last
@@ -438,32 +496,6 @@ class LocalJournal(Journal):
         self._last_appended = seq
         if self._durable_on_append:
             self.durable_seq = seq
-
-    def _refuse(self, seq: int) -> None:
-        if self.failure is not None:
-            raise JournalError(f"journal failed earlier: {self.failure!r}")
-        if self._closing:
-            raise JournalError("journal is closed")
-        raise JournalError(f"append seq {seq} but the last appended was {self._last_appended}")
-
-    async def wait_durable(self, seq: int) -> None:
-        if self.durable_seq >= seq:
-            return
-        if self.failure is not None:
-            raise JournalError(f"journal failed: {self.failure!r}")
-        if seq > self._last_appended:
-            raise JournalError(f"seq {seq} was never appended (last appended {self._last_appended})")
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiters, (seq, next(self._tiebreak), fut))
-        await fut
-
-    def add_listener(self, fn: Callable[[int], None]) -> None:
-        self._listeners.append(fn)
-
-    @property
-    def closing(self) -> bool:
-        """True once ``close`` was called (or the journal failed): appends will raise."""
-        return self._refusing
 
     # ------------------------------------------------------------------ writer
 
@@ -576,25 +608,3 @@ class LocalJournal(Journal):
         self._segment_size = 0
         if self.policy == "fsync":
             fsync_dir(self.folder)
-
-    def _durable(self, seq: int) -> None:
-        if seq > self.durable_seq:
-            self.durable_seq = seq
-        waiters = self._waiters
-        while waiters and waiters[0][0] <= self.durable_seq:
-            fut = heapq.heappop(waiters)[2]
-            if not fut.done():
-                fut.set_result(None)
-        for fn in self._listeners:
-            try:
-                fn(self.durable_seq)
-            except Exception:
-                log.exception("journal: durability listener failed")
-
-    def _fail(self, exc: BaseException) -> None:
-        self.failure = exc
-        self._refusing = True
-        for _, _, fut in self._waiters:
-            if not fut.done():
-                fut.set_exception(JournalError(f"journal failed: {exc!r}"))
-        self._waiters.clear()

@@ -32,8 +32,6 @@ failed fsync: waiters get ``JournalError``, appends raise, the gateway stops.
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
 import logging
 import struct
 import time
@@ -50,7 +48,7 @@ from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
 
 from carbonx.engine.schema import AnyCommand, Command
-from carbonx.gateway.journal import Journal, JournalError, UnencodableCommand
+from carbonx.gateway.journal import JournalError, SequencedJournal, UnencodableCommand
 from carbonx.gateway.settings import ClusterSettings
 
 log = logging.getLogger(__name__)
@@ -160,7 +158,7 @@ class _Batch:
         return self.buf
 
 
-class JetStreamJournal(Journal):
+class JetStreamJournal(SequencedJournal):
     """The Sequencer's command log on a JetStream stream (see the module docstring).
 
     ``nc``: an open NATS connection to use (the caller closes it); otherwise one is opened to
@@ -170,34 +168,25 @@ class JetStreamJournal(Journal):
     for a different history."""
 
     def __init__(self, settings: ClusterSettings, *, next_seq: int = 1, nc: NatsClient | None = None, writer_id: str | None = None) -> None:
-        if next_seq < 1:
-            raise ValueError("next_seq must be >= 1")
+        super().__init__(next_seq)
         self.settings = settings
         self.stream = settings.command_stream
         self.subject = settings.command_subject
         self.writer_id = writer_id or uuid.uuid4().hex
         self.directory = None
-        self.durable_seq = next_seq - 1
         self.batches = self.records = self.last_batch_size = self.bytes_written = 0
         self.fsync_seconds_total = self.last_fsync_seconds = 0.0  # here: time from publish to quorum ack
         self.retries = 0  # publish attempts repeated after a timeout or an unavailable leader
         self.duplicates = 0  # acks that said "already stored" (a retried publish had been stored)
-        self.failure: BaseException | None = None
         self.stream_last_seq = 0  # stream sequence of the last batch stored (ours or found at start)
         self._nc = nc
         self._own_nc = nc is None
         self._js: JetStreamContext | None = None
-        self._last_appended = next_seq - 1
         self._open: _Batch | None = None
         self._full: list[_Batch] = []
         self._batch_no = 0
-        self._listeners: list[Callable[[int], None]] = []
-        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
-        self._tiebreak = itertools.count()
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
-        self._closing = False
-        self._refusing = False
         self._closed = False
 
     # ------------------------------------------------------------------ hot path
@@ -231,31 +220,6 @@ class JetStreamJournal(Journal):
         if batch.count >= self.settings.batch_max_commands:
             self._full.append(batch)
             self._open = None
-
-    def _refuse(self, seq: int) -> None:
-        if self.failure is not None:
-            raise JournalError(f"journal failed earlier: {self.failure!r}")
-        if self._closing:
-            raise JournalError("journal is closed")
-        raise JournalError(f"append seq {seq} but the last appended was {self._last_appended}")
-
-    async def wait_durable(self, seq: int) -> None:
-        if self.durable_seq >= seq:
-            return
-        if self.failure is not None:
-            raise JournalError(f"journal failed: {self.failure!r}")
-        if seq > self._last_appended:
-            raise JournalError(f"seq {seq} was never appended (last appended {self._last_appended})")
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiters, (seq, next(self._tiebreak), fut))
-        await fut
-
-    def add_listener(self, fn: Callable[[int], None]) -> None:
-        self._listeners.append(fn)
-
-    @property
-    def closing(self) -> bool:
-        return self._refusing
 
     # ------------------------------------------------------------------ start / close
 
@@ -383,28 +347,6 @@ class JetStreamJournal(Journal):
         self.records += batch.count
         self.last_batch_size = batch.count
         self.bytes_written += len(payload)
-
-    def _durable(self, seq: int) -> None:
-        if seq > self.durable_seq:
-            self.durable_seq = seq
-        waiters = self._waiters
-        while waiters and waiters[0][0] <= self.durable_seq:
-            fut = heapq.heappop(waiters)[2]
-            if not fut.done():
-                fut.set_result(None)
-        for fn in self._listeners:
-            try:
-                fn(self.durable_seq)
-            except Exception:
-                log.exception("journal: durability listener failed")
-
-    def _fail(self, exc: BaseException) -> None:
-        self.failure = exc
-        self._refusing = True
-        for _, _, fut in self._waiters:
-            if not fut.done():
-                fut.set_exception(JournalError(f"journal failed: {exc!r}"))
-        self._waiters.clear()
 
 
 # --------------------------------------------------------------------------- reading
