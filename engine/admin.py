@@ -13,6 +13,8 @@ from carbonx.engine.matching import cancel
 from carbonx.engine.ranges import CASH, QUANTITY
 from carbonx.engine.schema import (
     AccountCreated,
+    AckAlert,
+    AlertAcked,
     BlockedChanged,
     CreateAccount,
     CreateMember,
@@ -23,9 +25,11 @@ from carbonx.engine.schema import (
     DayOpened,
     Deposit,
     MemberCreated,
+    RelatedGroup,
     SetBlocked,
     SetHalt,
     SetReference,
+    SetRelated,
     SnapshotMark,
     SnapshotMarked,
     Tick,
@@ -263,6 +267,39 @@ def snapshot_mark(eng: ExchangeState, cmd: SnapshotMark) -> None:
     eng.out.append(SnapshotMarked(seq=eng.seq, ts=eng.ts))
 
 
+MAX_GROUP_ACCOUNTS = 1_000
+MAX_NOTE = 500
+
+
+def set_related(eng: ExchangeState, cmd: SetRelated) -> None:
+    """Declare, replace or (empty ``accounts``) dissolve a related-party group."""
+    accounts = cmd.accounts
+    if not valid_id(cmd.group):
+        eng.reject(cmd, R.INVALID_GROUP, "group must be 1-64 printable ASCII, no spaces", "group")
+    elif not accounts and cmd.group not in eng.related:
+        eng.reject(cmd, R.INVALID_GROUP, f"no group {cmd.group!r} to dissolve", "group")
+    elif len(accounts) == 1 or len(accounts) > MAX_GROUP_ACCOUNTS:
+        eng.reject(cmd, R.INVALID_GROUP, f"a group has 2 to {MAX_GROUP_ACCOUNTS} accounts, not {len(accounts)}", "accounts")
+    elif len(set(accounts)) != len(accounts):
+        eng.reject(cmd, R.INVALID_GROUP, "an account is listed twice", "accounts")
+    elif unknown := [a for a in accounts if a not in eng.accounts]:
+        eng.reject(cmd, R.INVALID_GROUP, f"unknown account {unknown[0]!r}", "accounts")
+    else:
+        if accounts:
+            eng.related[cmd.group] = sorted(accounts)
+        else:
+            del eng.related[cmd.group]
+        eng.out.append(RelatedGroup(seq=eng.seq, ts=eng.ts, group=cmd.group, accounts=sorted(accounts)))
+
+
+def ack_alert(eng: ExchangeState, cmd: AckAlert) -> None:
+    """Echo an operator's acknowledgement (the supervision consumer owns alerts)."""
+    if len(cmd.note) > MAX_NOTE or len(cmd.operator) > MAX_NOTE:
+        eng.reject(cmd, R.INVALID_ORDER, f"note and operator are at most {MAX_NOTE} characters", "note")
+    else:
+        eng.out.append(AlertAcked(seq=eng.seq, ts=eng.ts, alert_id=cmd.alert_id, operator=cmd.operator, note=cmd.note))
+
+
 HANDLERS: dict[type, Handler] = {
     CreateMember: create_member,
     CreateAccount: create_account,
@@ -275,4 +312,6 @@ HANDLERS: dict[type, Handler] = {
     DayClose: day_close,
     Tick: tick,
     SnapshotMark: snapshot_mark,
+    SetRelated: set_related,
+    AckAlert: ack_alert,
 }

@@ -62,6 +62,7 @@ class EngineSnapshot(msgspec.Struct, kw_only=True):
     retention: RetentionSpec | None = None  # the caps in force when the snapshot was taken
     finished: list[int] | None = None  # finished order ids, in the order they finished
     finished_blocks: list[int] | None = None  # finished block ids, in the order they finished
+    related: dict[str, list[str]] = {}  # related-party groups (format 3; older snapshots: none)
     # The state format (see STATE_FORMAT). Snapshots written before it existed decode as 1.
     format: int = 1
 
@@ -71,7 +72,8 @@ class EngineSnapshot(msgspec.Struct, kw_only=True):
 # to a different digest: recovery then relies on the file's own integrity check (SHA-256 of the
 # stored bytes) instead. Bump on every change to what the snapshot holds.
 #   1: up to the first release; 2: retention windows (finished order/block order, caps), desks.
-STATE_FORMAT = 2
+#   3: related-party groups declared for surveillance (``related``; absent = none).
+STATE_FORMAT = 3
 
 
 # Insertion order is itself deterministic (same commands, same order) and survives a
@@ -160,6 +162,7 @@ class Engine(ExchangeState):
             retention=self.retention,
             finished=list(self.finished),
             finished_blocks=list(self.finished_blocks),
+            related=self.related,
             format=STATE_FORMAT,
         )
 
@@ -197,6 +200,7 @@ class Engine(ExchangeState):
                     eng.live_coid[(order.account, order.client_order_id)] = oid
         eng.auctions, eng.blocks, eng.registry = snap.auctions, snap.blocks, snap.registry
         eng.cod_sessions = snap.cod_sessions
+        eng.related = snap.related
         # A snapshot from before retention existed has no finish order: take finished
         # orders and proposals by id (creation order), the best order it implies.
         finished = snap.finished

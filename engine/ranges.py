@@ -98,6 +98,7 @@ FIELDS: dict[str, Range] = {
     "auction_id": Range("auction_id", ID.lo, INT64_MAX, R.UNKNOWN_AUCTION),
     "bid_id": Range("bid_id", ID.lo, INT64_MAX, R.UNKNOWN_BID),
     "block_id": Range("block_id", ID.lo, INT64_MAX, R.UNKNOWN_BLOCK),
+    "alert_id": Range("alert_id", ID.lo, INT64_MAX, R.UNKNOWN_ALERT),
     "vintage": VINTAGE,
     "seed": SEED,
     "reserve_lookback_days": LOOKBACK_DAYS,

@@ -89,6 +89,10 @@ STORAGE_FULL = "STORAGE_FULL"
 # why the exchange ended an order (ExecReport.reason only)
 SELF_TRADE_PREVENTION = "SELF_TRADE_PREVENTION"
 UNFILLED_REMAINDER = "UNFILLED_REMAINDER"
+# 1060-1069: supervision and disclosure (docs/supervision.md, docs/disclosure.md)
+UNKNOWN_ALERT = "UNKNOWN_ALERT"
+INVALID_GROUP = "INVALID_GROUP"
+UNKNOWN_REPORT = "UNKNOWN_REPORT"
 
 # Append only: code = 1000 + position (test_reasons checks it).
 TABLE: tuple[Reason, ...] = (
@@ -142,6 +146,10 @@ TABLE: tuple[Reason, ...] = (
     Reason(STORAGE_FULL, 1047, "the data directory is (nearly) full: new commands refused", "gateway"),
     Reason(SELF_TRADE_PREVENTION, 1048, "cancelled by self-trade prevention", "exec"),
     Reason(UNFILLED_REMAINDER, 1049, "IOC or market remainder cancelled", "exec"),
+    # 1050-1059 are other areas' (cluster 1050-1054, operations 1055-1059), merged in before these.
+    Reason(UNKNOWN_ALERT, 1060, "no such surveillance alert", "gateway"),
+    Reason(INVALID_GROUP, 1061, "related-party group invalid (name, unknown or repeated account, fewer than 2 accounts)"),
+    Reason(UNKNOWN_REPORT, 1062, "no disclosure report for that trading date", "gateway"),
 )
 
 BY_NAME: dict[str, Reason] = {r.name: r for r in TABLE}

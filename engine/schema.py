@@ -287,6 +287,28 @@ class EventCreate(Command, tag="event_create", kw_only=True):
     footprint: int  # tonnes
 
 
+# -- supervision (operator; docs/supervision.md) --
+
+
+class SetRelated(Command, tag="related_set", kw_only=True):
+    """Declare (or replace) a related-party group: accounts surveillance treats as one
+    beneficial owner (trades between them are wash-trade candidates). An empty ``accounts``
+    dissolves the group. Changes nothing in trading."""
+
+    group: str
+    accounts: list[str]
+
+
+class AckAlert(Command, tag="alert_ack", kw_only=True):
+    """An operator acknowledged surveillance alert ``alert_id``. Journaled so the ack
+    survives restarts; the engine only echoes it (``AlertAcked``): alerts are derived from
+    the event stream by ``carbonx.engine.supervision``, which checks the id exists."""
+
+    alert_id: int
+    operator: str = ""
+    note: str = ""
+
+
 AnyCommand = (
     PlaceOrder
     | AmendOrder
@@ -317,6 +339,8 @@ AnyCommand = (
     | BlockCancel
     | Retire
     | EventCreate
+    | SetRelated
+    | AckAlert
 )
 
 
@@ -583,6 +607,24 @@ class NeutralityEvent(Event, tag="neutrality_event", kw_only=True):
     certificate_id: int | None = None
 
 
+# -- supervision --
+
+
+class RelatedGroup(Event, tag="related_group", kw_only=True):
+    """A related-party group's new membership (empty: dissolved). Operator-only."""
+
+    group: str
+    accounts: list[str]
+
+
+class AlertAcked(Event, tag="alert_acked", kw_only=True):
+    """Surveillance alert ``alert_id`` was acknowledged. Operator-only."""
+
+    alert_id: int
+    operator: str
+    note: str
+
+
 AnyEvent = (
     Reject
     | ExecReport
@@ -603,6 +645,8 @@ AnyEvent = (
     | BlockUpdate
     | Certificate
     | NeutralityEvent
+    | RelatedGroup
+    | AlertAcked
 )
 
 command_encoder = msgspec.msgpack.Encoder()

@@ -107,6 +107,7 @@ class ExchangeState:
         self.auctions = AuctionDesk()
         self.blocks = BlockDesk()
         self.registry = Registry()
+        self.related: dict[str, list[str]] = {}  # related-party group -> accounts (surveillance only)
         # Metrics: plain integers read by the gateway's collector at scrape time.
         self.stat_orders: dict[str, int] = dict.fromkeys(self.specs, 0)
         self.stat_trades: dict[str, int] = dict.fromkeys(self.specs, 0)
