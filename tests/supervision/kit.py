@@ -30,14 +30,16 @@ class Watched(Engine):
         return events
 
 
-def watched(spec: SurveillanceSpec | None = None, config: MarketConfig | None = None, tonnes: int = 10_000) -> Watched:
-    """Members M1 (A1, A2), M2 (B1, B2), 1,000,000.00 CNY and ``tonnes`` of X each, the day open."""
+def watched(
+    spec: SurveillanceSpec | None = None, config: MarketConfig | None = None, tonnes: int = 10_000, cash: int = 100_000_000
+) -> Watched:
+    """Members M1 (A1, A2), M2 (B1, B2), ``cash`` fen and ``tonnes`` of X each, the day open."""
     eng = Watched(config or make_config(instrument("X")), spec or SurveillanceSpec())
     for m in ("M1", "M2"):
         eng.apply(CreateMember(ts=T0, member=m, key_id=f"key-{m}", secret_hash="x"))
     for acct, member, kind in ACCOUNTS:
         eng.apply(CreateAccount(ts=T0, account=acct, member=member, type=kind))  # type: ignore[arg-type]
-        eng.apply(Deposit(ts=T0, account=acct, cash=100_000_000))
+        eng.apply(Deposit(ts=T0, account=acct, cash=cash))
         eng.apply(Deposit(ts=T0, account=acct, instrument="X", quantity=tonnes))
     eng.apply(DayOpen(ts=T0))
     return eng
