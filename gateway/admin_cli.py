@@ -428,6 +428,31 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     p = leaf(certs, "get", "retire.certificate", lambda a: {"certificate_id": a.certificate_id}, "one certificate")
     p.add_argument("certificate_id", metavar="ID")
 
+    # -- supervision and disclosure (docs/supervision.md, docs/disclosure.md)
+    related = group("related", "related-party groups that surveillance treats as one owner")
+    p = leaf(
+        related, "set", "admin.related.set", lambda a: {"group": a.group, "accounts": a.accounts},
+        "declare or replace a group (no accounts: dissolve it)",
+    )  # fmt: skip
+    p.add_argument("group")
+    p.add_argument("accounts", nargs="*", metavar="ACCOUNT")
+    leaf(related, "list", "admin.related.list", _no_params, "every declared group")
+    alerts = group("alerts", "surveillance alerts: list, ack")
+    p = leaf(
+        alerts, "list", "admin.surveillance.list",
+        lambda a: _drop_none(detector=a.detector, unacked=True if a.unacked else None, after_id=a.after_id, limit=a.limit),
+        "alerts, oldest first",
+    )  # fmt: skip
+    p.add_argument("--detector", help="only this detector, e.g. wash_trade")
+    p.add_argument("--unacked", action="store_true", help="only alerts not acknowledged yet")
+    p.add_argument("--after-id", type=int, metavar="ID", help="only alerts with a larger id (paging)")
+    p.add_argument("--limit", type=int, metavar="N", help="at most N (default 100, at most 1000)")
+    p = leaf(alerts, "ack", "admin.surveillance.ack", lambda a: _drop_none(alert_id=a.alert_id, note=a.note), "acknowledge an alert")
+    p.add_argument("alert_id", metavar="ID")
+    p.add_argument("--note", help="why (kept with the alert, at most 500 characters)")
+    p = leaf(sub, "report", "disclosure.get", lambda a: {"date": a.date}, "the market report of a closed trading day")
+    p.add_argument("date", metavar="YYYY-MM-DD")
+
     # -- live notifications
     p = leaf(
         sub, "watch", "subscribe", lambda a: {"channels": a.channels},
@@ -435,7 +460,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
         watch=True,
     )  # fmt: skip
     p.add_argument(
-        "channels", nargs="+", metavar="CHANNEL", help="orders, auctions, status.SYM, trades.SYM, ticker.SYM, book.SYM, heartbeat"
+        "channels",
+        nargs="+",
+        metavar="CHANNEL",
+        help="orders, auctions, surveillance, disclosure, status.SYM, trades.SYM, ticker.SYM, book.SYM, heartbeat",
     )
     p.add_argument("--count", type=int, metavar="N", help="stop after N notifications")
 

@@ -45,6 +45,7 @@ from carbonx.gateway.sessions import ConnectionRegistry
 from carbonx.gateway.settings import Settings
 from carbonx.gateway.snapshots import SnapshotError, SnapshotStore
 from carbonx.gateway.storage import StorageStatus, StorageUnavailable, check_storage, free_bytes, is_disk_full
+from carbonx.gateway.supervision import REPORTS, Sinks, Supervision, SupervisionCollector
 
 log = logging.getLogger("carbonx.gateway")
 
@@ -63,7 +64,12 @@ class Gateway:
         self.latency_durable = LatencyHistogram()
         self.latency_reply = LatencyHistogram()
         self.loop_lag = LoopLag()
-        self.seq = Sequencer(engine, journal, self.market, self.latency_durable, self.latency_reply, self._fatal)
+        # Surveillance and disclosure consume the same durable events, after market data (docs/supervision.md).
+        directory = getattr(journal, "directory", None)
+        reports_dir = Path(directory) / REPORTS if directory is not None else None
+        self.supervision = Supervision(settings.surveillance, settings.disclosure, self.market, self.outbound, reports_dir)
+        sink = Sinks(self.market, self.supervision)
+        self.seq = Sequencer(engine, journal, sink, self.latency_durable, self.latency_reply, self._fatal)
         self.registry = ConnectionRegistry(self.limits)
         self.connections = Connections(self)
         lim = self.limits
@@ -232,6 +238,7 @@ class Gateway:
             if self.fatal is None:  # after a journal failure the engine is ahead of it: no flush, no snapshot
                 await self.journal.wait_durable(self.engine.seq)
                 self.market.close()
+                await self.supervision.drain()
                 if self.snapshots is not None and self.engine.seq > self.last_snapshot_seq:
                     await self.snapshot()
         except Exception:
@@ -300,6 +307,10 @@ async def run(settings: Settings, opts: ServeOptions, stop: asyncio.Event | None
     gw = Gateway(settings, engine, journal, SnapshotStore(data_dir, fork=srv.snapshot_fork))
     gw.storage = storage
     gw.registry_metrics = make_registry(gw)
+    gw.registry_metrics.register(SupervisionCollector(gw.supervision))
+    # Alerts, acks and reports are derived from the journal, not stored: rebuild them first.
+    derived = await loop.run_in_executor(None, gw.supervision.derive, data_dir, settings.market, engine.seq)
+    log.info("supervision: derived from %d journal records", derived)
     holder["gw"] = gw
     booted = await gw.bootstrap()
     trading = await gw.listen(opts.host or srv.host, srv.port if opts.port is None else opts.port, admin=False)

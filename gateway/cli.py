@@ -5,6 +5,7 @@
     carbonx hash-secret SECRET        # prints scrypt$<salt-hex>$<hash-hex> for the config
     carbonx journal verify|dump ...   # see docs/journal.md (gateway.journal_cli)
     carbonx admin COMMAND ...         # the operator's CLI, see docs/operations.md (gateway.admin_cli)
+    carbonx report day DATE --data DIR --config FILE   # regenerate a day report (docs/disclosure.md)
 
 Flags override the configuration's ``[server]`` table; port 0 picks a free port (the
 ready line printed on stdout tells which).
@@ -51,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     hs.add_argument("secret")
     sub.add_parser("journal", help="journal tools: verify DIR --config FILE | dump DIR [--from SEQ]", add_help=False)
     sub.add_parser("admin", help="operate a running exchange over its admin listener (carbonx admin --help)", add_help=False)
+    sub.add_parser("report", help="disclosure reports: day DATE --data DIR --config FILE [--out DIR]", add_help=False)
     return parser
 
 
@@ -112,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         from carbonx.gateway.admin_cli import main as admin_main
 
         return admin_main(argv[1:])
+    if argv and argv[0] == "report":
+        from carbonx.gateway.report_cli import main as report_main
+
+        return report_main(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "hash-secret":
         from carbonx.gateway.passwords import hash_secret

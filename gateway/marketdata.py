@@ -179,7 +179,7 @@ class MarketData(EventSink):
 
     def parse_channel(self, name: str) -> tuple[str, str | None, int | None]:
         """(kind, instrument, depth); raises ChannelError."""
-        if name in ("auctions", "orders"):
+        if name in ("auctions", "orders", "disclosure", "surveillance"):
             return name, None, None
         parts = name.split(".")
         if len(parts) in (2, 3) and parts[0] in PER_INSTRUMENT and parts[1] in self.books:
@@ -191,7 +191,8 @@ class MarketData(EventSink):
             raise ChannelError("UNKNOWN_INSTRUMENT", f"unknown instrument {parts[1]!r} in channel {name!r}")
         raise ChannelError(
             protocol.UNKNOWN_CHANNEL,
-            f"unknown channel {name!r}: expected book.SYM[.DEPTH], trades.SYM, ticker.SYM, status.SYM, auctions or orders",
+            f"unknown channel {name!r}: expected book.SYM[.DEPTH], trades.SYM, ticker.SYM, status.SYM, auctions, orders, "
+            "disclosure or (operators) surveillance",
         )
 
     def subscribe(self, session: Session, name: str) -> None:
@@ -203,7 +204,7 @@ class MarketData(EventSink):
             else:
                 self.orders.setdefault(session.member or "", set()).add(session)
             return
-        if symbol is None:  # auctions: no initial state (auction.list gives it)
+        if symbol is None:  # auctions, disclosure, surveillance: no initial state (their list/get methods give it)
             self.channels.setdefault(name, set()).add(session)
             return
         if kind == "book":

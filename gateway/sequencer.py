@@ -160,6 +160,16 @@ def replay(engine: Engine, cmd: AnyCommand) -> str | None:
     return None
 
 
+def replay_events(engine: Engine, cmd: AnyCommand) -> list[Event]:
+    """``replay`` for consumers of the events (supervision's start-up derivation): the
+    events the command caused, none if the engine raised (as the live server released)."""
+    try:
+        return engine.apply(cmd)
+    except Exception:
+        _engine_raised(engine, cmd)
+        return []
+
+
 def replay_all(engine: Engine, commands: Iterable[AnyCommand]) -> None:
     """``replay`` every command, in order (the start-up loop: no per-command result)."""
     apply = engine.apply

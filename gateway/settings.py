@@ -25,6 +25,7 @@ from msgspec.structs import replace
 from carbonx.engine import ranges
 from carbonx.engine.config import MarketConfig, Money, bounded, convert, load_market_text, money
 from carbonx.engine.schema import ParticipantType
+from carbonx.engine.supervision.thresholds import DisclosureSpec, SurveillanceSpec, surveillance_problem
 from carbonx.gateway.passwords import hash_secret
 
 FsyncPolicy = Literal["fsync", "os", "none"]
@@ -223,6 +224,8 @@ class _GatewayFile(msgspec.Struct, forbid_unknown_fields=True):
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     limits: Limits = msgspec.field(default_factory=Limits)
     cluster: ClusterSettings = msgspec.field(default_factory=ClusterSettings)
+    surveillance: SurveillanceSpec = msgspec.field(default_factory=SurveillanceSpec)
+    disclosure: DisclosureSpec = msgspec.field(default_factory=DisclosureSpec)
     operator: Credential | None = None
     member: tuple[MemberSetting, ...] = ()
     account: tuple[_AccountTable, ...] = ()
@@ -240,6 +243,8 @@ class Settings(msgspec.Struct, frozen=True):
     members: tuple[MemberSetting, ...] = ()
     accounts: tuple[AccountSetting, ...] = ()
     cluster: ClusterSettings = msgspec.field(default_factory=ClusterSettings)
+    surveillance: SurveillanceSpec = msgspec.field(default_factory=SurveillanceSpec)  # docs/supervision.md
+    disclosure: DisclosureSpec = msgspec.field(default_factory=DisclosureSpec)  # docs/disclosure.md
 
 
 def _validate(s: Settings) -> None:
@@ -257,6 +262,8 @@ def _validate(s: Settings) -> None:
             if h.instrument not in s.market.instruments:
                 raise SettingsError(f"account {a.account}: unknown instrument {h.instrument!r}")
     _validate_admission(s.limits)
+    if (problem := surveillance_problem(s.surveillance)) is not None:
+        raise SettingsError(problem)
     if not s.cluster.nats_urls:
         raise SettingsError("cluster.nats_urls: at least one NATS URL is needed")
     if not s.cluster.duplicate_window_s > s.cluster.publish_retry_s + s.cluster.publish_timeout_s:
@@ -283,7 +290,7 @@ def parse_settings(text: str) -> Settings:
         AccountSetting(a.account, a.member, a.type, money(a.cash, f"account[{i}].cash", ranges.CASH, SettingsError), a.holdings)
         for i, a in enumerate(doc.account)
     )
-    settings = Settings(market, doc.server, doc.limits, doc.operator, doc.member, accounts, doc.cluster)
+    settings = Settings(market, doc.server, doc.limits, doc.operator, doc.member, accounts, doc.cluster, doc.surveillance, doc.disclosure)
     _validate(settings)
     return settings
 

@@ -8,11 +8,9 @@ timestamps, in ns, against them).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
-
-from carbonx.engine.config import ConfigError, convert
 
 
 def _within(lo: int, hi: int) -> msgspec.Meta:
@@ -62,14 +60,8 @@ class DisclosureSpec(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     holders_public: bool = False  # name the accounts (else they are numbered per report)
 
 
-def parse_surveillance(raw: Any) -> SurveillanceSpec:
-    """The ``[surveillance]`` table: every key optional; ranges as declared above."""
-    spec = convert(raw if raw is not None else {}, SurveillanceSpec, ConfigError, at="surveillance")
+def surveillance_problem(spec: SurveillanceSpec) -> str | None:
+    """What ties keys of ``[surveillance]`` together (each key's range msgspec checks)."""
     if spec.price_move_bp > spec.price_move_high_bp:
-        raise ConfigError("surveillance: need price_move_bp <= price_move_high_bp")
-    return spec
-
-
-def parse_disclosure(raw: Any) -> DisclosureSpec:
-    """The ``[disclosure]`` table: every key optional."""
-    return convert(raw if raw is not None else {}, DisclosureSpec, ConfigError, at="disclosure")
+        return "surveillance: need price_move_bp <= price_move_high_bp"
+    return None

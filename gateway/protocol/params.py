@@ -286,3 +286,29 @@ def reserve_factor_pct(value: str | int, field: str = "reserve.factor") -> int:
         return parse_fen(value)  # "1.2" -> 120 hundredths
     except UnitError as exc:
         raise RpcError(INVALID_PARAMS, f"invalid params: {field} {exc}", {"reason": INVALID_PARAMS_REASON, "field": field}) from None
+
+
+# -- supervision and disclosure (docs/supervision.md, docs/disclosure.md)
+
+MAX_GROUP_ACCOUNTS = 1_000
+
+
+class RelatedSetParams(Params):
+    group: AccountId
+    accounts: Annotated[list[AccountId], msgspec.Meta(max_length=MAX_GROUP_ACCOUNTS)]
+
+
+class AlertListParams(Params):
+    detector: Annotated[str, msgspec.Meta(max_length=32)] | None = None
+    unacked: bool = False  # only alerts not acknowledged yet
+    after_id: Annotated[int, msgspec.Meta(ge=0, le=ranges.INT64_MAX)] = 0  # page: alerts with a larger id
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
+
+
+class AlertAckParams(Params):
+    alert_id: WireId
+    note: Annotated[str, msgspec.Meta(max_length=500)] = ""
+
+
+class DisclosureParams(Params):
+    date: Annotated[str, msgspec.Meta(min_length=10, max_length=10)]  # YYYY-MM-DD, the trading date

@@ -7,7 +7,7 @@ complete once ``carbonx.gateway.rpc`` is imported. ``call`` is the request being
 
 from __future__ import annotations
 
-from carbonx.gateway.rpc import admin, auctions, blocks, orders, retirement, session
+from carbonx.gateway.rpc import admin, auctions, blocks, orders, retirement, session, supervision
 from carbonx.gateway.rpc.call import Call
 from carbonx.gateway.rpc.registry import ADMIN_METHODS, TRADING_METHODS, Method, check_access, lookup
 
@@ -24,4 +24,5 @@ __all__ = [
     "orders",
     "retirement",
     "session",
+    "supervision",
 ]

@@ -122,6 +122,8 @@ def subscribe(call: Call, p: ChannelsParams) -> None:
             raise RpcError.business(exc.reason, str(exc), "channels") from None
         if name == "orders" and not s.authenticated:
             raise RpcError.business(R.NOT_AUTHENTICATED, "the orders channel is private: log in first", "channels")
+        if name == "surveillance" and not s.operator:  # alerts name accounts and members
+            raise RpcError.business(R.NOT_AUTHORIZED, "the surveillance channel is for operators (admin listener)", "channels")
     wanted = s.subscriptions | set(p.channels)
     if len(wanted) > call.gw.limits.max_subscriptions:
         raise RpcError.business(

@@ -1,0 +1,207 @@
+"""Supervision in the gateway: the surveillance and disclosure consumers behind the event seam.
+
+``Supervision`` is an ``EventSink``: the sequencer hands it each command's events once they
+are durable (after the market-data sink, through ``Sinks``), in journal order. It feeds
+``carbonx.engine.supervision``'s pure consumers and
+
+* sends each new or acknowledged alert on the operator-only ``surveillance`` channel;
+* at each day close writes the day report to ``DATA/reports/DATE.json`` and ``.csv``
+  (a worker thread: never on the event loop) and sends it on the ``disclosure`` channel.
+
+Neither changes trading: they only read events. Alerts and reports are functions of the
+journal, so nothing extra is stored: at start-up ``derive`` replays the whole journal
+(archived segments included) into a scratch engine and feeds the same consumers, giving
+the alerts, acks and reports the server had (docs/supervision.md, "Where it runs").
+``carbonx report day`` uses the same ``derive``. ``SupervisionCollector`` exports
+``carbonx_surveillance_alerts_total{detector,severity}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from prometheus_client.core import CounterMetricFamily, Metric
+
+from carbonx.engine.config import MarketConfig
+from carbonx.engine.engine import Engine
+from carbonx.engine.schema import Event
+from carbonx.engine.supervision.alerts import DETECTORS, SEVERITIES, Alert
+from carbonx.engine.supervision.disclosure import DayReport, DayReports, report_csv, report_json
+from carbonx.engine.supervision.surveillance import Surveillance
+from carbonx.engine.supervision.thresholds import DisclosureSpec, SurveillanceSpec
+from carbonx.engine.units import format_fen
+from carbonx.gateway import protocol
+from carbonx.gateway.journal import JournalReader
+from carbonx.gateway.marketdata import MarketData
+from carbonx.gateway.outbound import Outbound
+from carbonx.gateway.sequencer import EventSink, replay_events
+
+log = logging.getLogger("carbonx.gateway")
+
+REPORTS = "reports"  # the data directory's folder for day reports
+FEN_FIGURES = frozenset({"price", "reference", "close", "base", "touch"})  # figures in fen: decimal strings on the wire
+
+
+class Sinks(EventSink):
+    """Several sinks behind the sequencer's one seam, called in order."""
+
+    def __init__(self, *sinks: EventSink) -> None:
+        self.sinks = sinks
+
+    def publish(self, seq: int, events: list[Event]) -> None:
+        for sink in self.sinks:
+            sink.publish(seq, events)
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            sink.close()
+
+
+def alert_view(alert: Alert) -> dict[str, Any]:
+    """An alert on the wire: ids as strings, prices as decimal strings (docs/supervision.md)."""
+    out: dict[str, Any] = msgspec.to_builtins(alert)
+    out["alert_id"] = str(alert.alert_id)
+    out["order_ids"] = [str(i) for i in alert.order_ids]
+    out["trade_ids"] = [str(i) for i in alert.trade_ids]
+    out["figures"] = {k: format_fen(v) if k in FEN_FIGURES else v for k, v in alert.figures.items()}
+    return out
+
+
+def report_view(report: DayReport) -> dict[str, Any]:
+    """A day report on the wire: exactly the JSON file's content."""
+    out: dict[str, Any] = msgspec.to_builtins(report)
+    return out
+
+
+def report_paths(folder: Path, trading_date: str) -> tuple[Path, Path]:
+    return folder / f"{trading_date}.json", folder / f"{trading_date}.csv"
+
+
+def write_report(folder: Path, report: DayReport) -> tuple[Path, Path]:
+    """Write the report's JSON and CSV files (each atomically: temporary file, rename)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = report_paths(folder, report.trading_date)
+    for path, data in zip(paths, (report_json(report), report_csv(report)), strict=True):
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    return paths
+
+
+class Supervision(EventSink):
+    """The consumers, their channels and the report files (see the module docstring).
+
+    ``surveillance`` / ``reports`` are None when ``[surveillance]`` / ``[disclosure]`` say
+    ``enabled = false``; ``reports_dir`` None writes no files (in-process tests)."""
+
+    def __init__(
+        self,
+        surveillance: SurveillanceSpec,
+        disclosure: DisclosureSpec,
+        market: MarketData,
+        outbound: Outbound,
+        reports_dir: Path | None = None,
+    ) -> None:
+        self.surveillance = Surveillance(surveillance) if surveillance.enabled else None
+        self.reports = DayReports(disclosure) if disclosure.enabled else None
+        self.market = market
+        self.outbound = outbound
+        self.reports_dir = reports_dir
+        self.pending_writes: set[asyncio.Future[Any]] = set()
+        self.write_failures = 0
+
+    def feed(self, events: list[Event]) -> tuple[list[Alert], list[DayReport]]:
+        """Both consumers take ``events``; returns what they produced (no I/O)."""
+        alerts = self.surveillance.observe(events) if self.surveillance is not None else []
+        reports = self.reports.observe(events) if self.reports is not None else []
+        return alerts, reports
+
+    def publish(self, seq: int, events: list[Event]) -> None:
+        alerts, reports = self.feed(events)
+        if alerts:
+            subs = self.market.channels.get("surveillance")
+            if subs:
+                for alert in alerts:
+                    body = alert_view(alert)
+                    body["channel"] = "surveillance"
+                    self.outbound.send(subs, protocol.notification("surveillance", body))
+        for report in reports:
+            self._write(report)
+            subs = self.market.channels.get("disclosure")
+            if subs:
+                body = report_view(report)
+                body["channel"] = "disclosure"
+                self.outbound.send(subs, protocol.notification("disclosure", body))
+
+    def _write(self, report: DayReport) -> None:
+        folder = self.reports_dir
+        if folder is None:
+            return
+        future = asyncio.get_running_loop().run_in_executor(None, write_report, folder, report)
+        self.pending_writes.add(future)
+        future.add_done_callback(lambda f: self._written(f, report.trading_date))
+
+    def _written(self, future: asyncio.Future[Any], trading_date: str) -> None:
+        self.pending_writes.discard(future)
+        exc = future.exception()
+        if exc is not None:  # the journal still has everything: `carbonx report day` rewrites it
+            self.write_failures += 1
+            log.error("day report %s not written (regenerate with `carbonx report day %s`): %r", trading_date, trading_date, exc)
+
+    async def drain(self) -> None:
+        """Wait for report files being written (shutdown, tests)."""
+        if self.pending_writes:
+            await asyncio.gather(*self.pending_writes, return_exceptions=True)
+
+    def derive(self, directory: Path, config: MarketConfig, upto: int) -> int:
+        """Rebuild the consumers' state from the journal up to seq ``upto`` (start-up; see
+        ``derive``). Returns the records replayed."""
+        return derive(directory, config, upto, self.feed)
+
+
+def derive(directory: Path, config: MarketConfig, upto: int, feed: Callable[[list[Event]], object]) -> int:
+    """Replay the journal of ``directory`` (archived segments included) from seq 1 to
+    ``upto`` into a scratch engine, handing each command's events to ``feed``. A journal
+    that no longer starts at seq 1 (its early segments were deleted) cannot be replayed
+    from empty: logged, and nothing is fed. Blocking: run it in a worker thread."""
+    if upto <= 0:
+        return 0
+    engine = Engine(config)
+    n = 0
+    for seq, cmd in JournalReader(directory, after_seq=0, include_archive=True):
+        if n == 0 and seq != 1:
+            log.error("supervision: the journal starts at seq %d, not 1: alerts and reports before it cannot be derived", seq)
+            return 0
+        feed(replay_events(engine, cmd))
+        n += 1
+        if seq >= upto:
+            break
+    return n
+
+
+class SupervisionCollector:
+    """Prometheus: ``carbonx_surveillance_alerts_total{detector,severity}`` (every pair
+    exported, zeros included, so alert rules can use ``increase``)."""
+
+    def __init__(self, supervision: Supervision) -> None:
+        self.supervision = supervision
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "carbonx_surveillance_alerts", "Surveillance alerts raised (derived from the journal)", labels=["detector", "severity"]
+        )
+        surv = self.supervision.surveillance
+        counts = surv.counts if surv is not None else {}
+        for detector in DETECTORS:
+            for severity in SEVERITIES:
+                family.add_metric([detector, severity], counts.get((detector, severity), 0))
+        yield family
