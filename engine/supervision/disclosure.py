@@ -13,6 +13,9 @@ integers. docs/disclosure.md defines every field and its source rule.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, ClassVar
+
 import msgspec
 
 from carbonx.engine.schema import AuctionUpdate, Certificate, DayClosed, DayOpened, Event, Holding, ReferencePrice, Trade
@@ -132,28 +135,30 @@ class DayReports:
         self.positions: dict[tuple[str, str, int], int] = {}
         self.totals: dict[tuple[str, str], int] = {}  # (instrument, account) -> tonnes held
         self.open_seq = -1
+        self.done: list[DayReport] = []
+
+    _handlers: ClassVar[dict[type, Callable[[DayReports, Any], None]]] = {}  # filled below the class
 
     def observe(self, events: list[Event]) -> list[DayReport]:
         """Take the next events in journal order; return the reports they completed."""
-        done: list[DayReport] = []
+        self.done = []
+        handlers = self._handlers
         for ev in events:
-            kind = type(ev)
-            if kind is Trade:
-                self._trade(ev)  # type: ignore[arg-type]
-            elif kind is Holding:
-                self._holding(ev)  # type: ignore[arg-type]
-            elif kind is ReferencePrice and ev.seq == self.open_seq:
-                self.previous[ev.instrument] = ev.price  # type: ignore[attr-defined]
-            elif kind is DayOpened:
-                self.open_seq = ev.seq
-                self.tallies.clear()
-            elif kind is AuctionUpdate:
-                self._auction(ev)  # type: ignore[arg-type]
-            elif kind is Certificate:
-                self._certificate(ev)  # type: ignore[arg-type]
-            elif kind is DayClosed:
-                done.append(self._close(ev))  # type: ignore[arg-type]
-        return done
+            handler = handlers.get(type(ev))
+            if handler is not None:
+                handler(self, ev)
+        return self.done
+
+    def _reference(self, ev: ReferencePrice) -> None:
+        if ev.seq == self.open_seq:  # the references set by the day open: the previous closes
+            self.previous[ev.instrument] = ev.price
+
+    def _day_open(self, ev: DayOpened) -> None:
+        self.open_seq = ev.seq
+        self.tallies.clear()
+
+    def _day_close(self, ev: DayClosed) -> None:
+        self.done.append(self._close(ev))
 
     def _trade(self, t: Trade) -> None:
         tally = self.tallies.get(t.instrument)
@@ -277,6 +282,17 @@ class DayReports:
             rank[sym] = rank.get(sym, 0) + 1
             out.append(LargeHolder(instrument=sym, holder=acct if self.spec.holders_public else f"holder-{rank[sym]}", quantity=-neg))
         return out
+
+
+DayReports._handlers = {
+    Trade: DayReports._trade,
+    Holding: DayReports._holding,
+    ReferencePrice: DayReports._reference,
+    DayOpened: DayReports._day_open,
+    AuctionUpdate: DayReports._auction,
+    Certificate: DayReports._certificate,
+    DayClosed: DayReports._day_close,
+}
 
 
 def report_json(report: DayReport) -> bytes:

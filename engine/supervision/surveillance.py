@@ -287,7 +287,7 @@ class Surveillance:
         current, count = self.window.get(account, (number, 0))
         count = count + 1 if current == number else 1
         self.window[account] = (number, count)
-        if count > spec.rate_max:
+        if count == spec.rate_max + 1:  # the first message over the limit (once a day: see _raise)
             self._raise(
                 ("rate", account),
                 "message_rate",
