@@ -450,8 +450,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     p = leaf(alerts, "ack", "admin.surveillance.ack", lambda a: _drop_none(alert_id=a.alert_id, note=a.note), "acknowledge an alert")
     p.add_argument("alert_id", metavar="ID")
     p.add_argument("--note", help="why (kept with the alert, at most 500 characters)")
-    p = leaf(sub, "report", "disclosure.get", lambda a: {"date": a.date}, "the market report of a closed trading day")
-    p.add_argument("date", metavar="YYYY-MM-DD")
+    p = leaf(sub, "report", "disclosure.get", lambda a: _drop_none(date=a.date), "the market report of a closed trading day")
+    p.add_argument("date", nargs="?", metavar="YYYY-MM-DD", help="the trading date (default: the latest report)")
 
     # -- live notifications
     p = leaf(

@@ -311,4 +311,4 @@ class AlertAckParams(Params):
 
 
 class DisclosureParams(Params):
-    date: Annotated[str, msgspec.Meta(min_length=10, max_length=10)]  # YYYY-MM-DD, the trading date
+    date: Annotated[str, msgspec.Meta(min_length=10, max_length=10)] | None = None  # YYYY-MM-DD; none: the latest report

@@ -87,15 +87,18 @@ def surveillance_ack(call: Call, p: AlertAckParams) -> None:
 
 @method("disclosure.get", DisclosureParams, "public", listener="both")
 def disclosure_get(call: Call, p: DisclosureParams) -> None:
-    """The market report of trading date ``date`` (produced at that day's close)."""
-    if not DATE.match(p.date):
+    """The market report of trading date ``date`` (produced at that day's close); without
+    ``date``, the latest one."""
+    if p.date is not None and not DATE.match(p.date):
         raise RpcError.business(R.INVALID_ORDER, "date must be YYYY-MM-DD", "date")
     reports = call.gw.supervision.reports
     if reports is None:
         raise RpcError.business(R.INVALID_STATE, "disclosure is disabled ([disclosure] enabled = false)")
-    report = reports.reports.get(p.date)
+    if p.date is None:
+        report = reports.reports[next(reversed(reports.reports))] if reports.reports else None
+    else:
+        report = reports.reports.get(p.date)
     if report is None:
-        raise RpcError.business(
-            R.UNKNOWN_REPORT, f"no market report for {p.date} (the day has not closed, or is older than the reports kept)", "date"
-        )
+        which = p.date or "any day"
+        raise RpcError.business(R.UNKNOWN_REPORT, f"no market report for {which} (not closed yet, or older than the reports kept)", "date")
     call.read(report_view(report))

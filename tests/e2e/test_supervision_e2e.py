@@ -64,6 +64,7 @@ async def test_alerts_acks_reports_survive_restart_and_regenerate(tmp_path: Path
             report = await b.wait_for(lambda n: n.channel == "disclosure")
             assert report.params["trading_date"] == date
             got = await b.call("disclosure.get", date=date)
+            assert await b.call("disclosure.get") == got == {k: v for k, v in report.params.items() if k != "channel"}  # the latest
             shea = next(row for row in got["instruments"] if row["instrument"] == "SHEA")
             assert (shea["open"], shea["close"], shea["listing_volume"], shea["listing_trades"]) == ("60.00", "60.00", 15, 2)
             with pytest.raises(RpcError) as err:
