@@ -34,7 +34,7 @@ from carbonx.engine.engine import Engine
 from carbonx.engine.schema import CancelAll, Command, CreateAccount, CreateMember, DayOpen, Deposit, Event, Reject, Tick
 from carbonx.gateway import protocol
 from carbonx.gateway.connection import Connections
-from carbonx.gateway.http import HttpServer, page_config
+from carbonx.gateway.http import HttpServer, day_trades, page_config
 from carbonx.gateway.journal import Journal
 from carbonx.gateway.logins import LoginGuard
 from carbonx.gateway.marketdata import MarketData
@@ -287,6 +287,7 @@ async def run(settings: Settings, opts: ServeOptions, stop: asyncio.Event | None
         lambda: holder["gw"].registry_metrics if "gw" in holder else None,
         lambda: _readiness(holder.get("gw")),
         lambda: page or None,
+        lambda symbol: day_trades(holder["gw"].engine, symbol, holder["gw"].journal.durable_seq) if page else None,
     )
     metrics_port = await http.start(srv.metrics_host, srv.metrics_port if opts.metrics_port is None else opts.metrics_port)
     loop = asyncio.get_running_loop()

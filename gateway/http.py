@@ -16,6 +16,8 @@ headers 431 (websockets' answers). Everything parsed is answered by ``HttpServer
   listeners are up with usable storage, else 503 with the reason; ``/metrics`` the
   Prometheus text format (503 while recovering);
 * ``/config.json``: what the page needs to connect (503 while recovering);
+  ``/trades.json?instrument=SYM``: the trading day's durable listing trades so far, so
+  the page draws the whole day and fills a gap after a reconnect (``day_trades``);
 * ``/`` is ``index.html``; ``/NAME`` for any ``*.html``, ``*.js``, ``*.css`` directly in
   ``gateway/web/`` (read once at start: a file added later is served after a restart), with
   its content type, a strong ``ETag`` (``If-None-Match`` gives 304) and ``Cache-Control:
@@ -31,16 +33,22 @@ import hashlib
 import json
 import logging
 import re
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
+
+from carbonx.engine.units import format_fen
+
+if TYPE_CHECKING:
+    from carbonx.engine.engine import Engine
 
 log = logging.getLogger("carbonx.http")
 
@@ -113,6 +121,8 @@ class HttpServer:
     registry_fn: Callable[[], CollectorRegistry | None]
     ready_fn: Callable[[], bool | str]
     config_fn: Callable[[], Mapping[str, Any] | None] = lambda: None
+    # instrument -> /trades.json's object; None while recovering; LookupError: unknown instrument
+    trades_fn: Callable[[str], Mapping[str, Any] | None] = lambda symbol: None
     timeout: float = 5.0  # seconds for the whole request (websockets' open_timeout)
     static: dict[str, StaticFile] = field(default_factory=load_static)
     server: Server | None = None
@@ -176,6 +186,8 @@ class HttpServer:
             if config is None:
                 return _text(HTTPStatus.SERVICE_UNAVAILABLE, "recovering")
             return Reply(HTTPStatus.OK, "application/json", json.dumps(config).encode(), (("Cache-Control", "no-store"),))
+        if path == "/trades.json":
+            return self._trades(target.partition("?")[2])
         page = self.static.get(path)
         if page is None:
             return _text(HTTPStatus.NOT_FOUND, "not found")
@@ -183,6 +195,24 @@ class HttpServer:
         if headers is not None and page.etag in _etags(headers.get("If-None-Match")):
             return Reply(HTTPStatus.NOT_MODIFIED, page.content_type, b"", cache)
         return Reply(HTTPStatus.OK, page.content_type, page.body, cache)
+
+    def _trades(self, query: str) -> Reply:
+        try:
+            values = urllib.parse.parse_qs(query, strict_parsing=True, max_num_fields=4) if query else {}
+        except ValueError as exc:
+            return _text(HTTPStatus.BAD_REQUEST, f"bad query string: {exc}")
+        symbols = values.get("instrument", [])
+        if len(symbols) != 1 or set(values) != {"instrument"}:
+            return _text(HTTPStatus.BAD_REQUEST, "expected exactly one parameter: instrument=SYMBOL")
+        try:
+            trades = self.trades_fn(symbols[0])
+        except LookupError:
+            return _text(HTTPStatus.NOT_FOUND, f"unknown instrument {symbols[0][:16]!r}")
+        if trades is None:
+            return _text(HTTPStatus.SERVICE_UNAVAILABLE, "recovering")
+        return Reply(
+            HTTPStatus.OK, "application/json", json.dumps(trades, separators=(",", ":")).encode(), (("Cache-Control", "no-store"),)
+        )
 
 
 def _etags(value: str | None) -> set[str]:
@@ -206,6 +236,37 @@ def page_config(trading_url: str, public_url: str, instruments: list[str]) -> di
         "trading_path": "/" + path,
         "instruments": instruments,
     }
+
+
+MAX_DAY_TRADES = 5000
+
+
+def day_trades(engine: Engine, symbol: str, durable_seq: int) -> dict[str, Any]:
+    """``/trades.json``: the current trading day's listing trades of ``symbol`` that are
+    durable (``seq <= durable_seq``: never one a crash could take back), oldest first,
+    as ``[trade_id, ts, price, quantity, aggressor]``, at most the last ``MAX_DAY_TRADES``.
+    Block trades are left out (they are not listing prices). Only what the engine still
+    holds (its ``retention.trades`` window) can be given: ``complete`` is false when the
+    day may have begun before the window (or past the cap). Raises KeyError for an
+    unknown instrument."""
+    if symbol not in engine.specs:
+        raise KeyError(symbol)
+    day = engine.trading_date
+    out: list[list[Any]] = []
+    complete = False
+    for t in reversed(engine.trades):
+        if not day or engine.local_date(t.ts) < day:
+            complete = True
+            break
+        if t.seq > durable_seq or t.instrument != symbol or t.block:
+            continue
+        if len(out) == MAX_DAY_TRADES:
+            break
+        out.append([str(t.trade_id), t.ts, format_fen(t.price), t.quantity, t.aggressor])
+    else:
+        complete = len(engine.trades) < engine.retention.trades
+    out.reverse()
+    return {"instrument": symbol, "trading_date": day, "durable_seq": durable_seq, "complete": complete, "trades": out}
 
 
 async def _never_called(connection: ServerConnection) -> None:  # pragma: no cover

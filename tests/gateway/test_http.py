@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
-from carbonx.gateway.http import HttpServer, load_static, page_config
+from carbonx.gateway.http import WEB_DIR, HttpServer, load_static, page_config
 
 TIMEOUT = 0.5  # the server's whole-request budget in these tests
 
@@ -207,3 +207,19 @@ async def test_websocket_upgrade_is_not_accepted_on_the_metrics_port(served: tup
         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     )
     assert parse(await exchange(port, raw))[0] == 200, "answered as plain HTTP, never 101"
+
+
+def test_the_shipped_pages_are_served() -> None:
+    pages = load_static(WEB_DIR)
+    assert pages["/"] is pages["/index.html"]
+    assert {"/index.html", "/market.js", "/market.css"} <= set(pages)
+
+
+def test_the_page_writes_data_as_text_only() -> None:
+    """Everything from the wire reaches the document through textContent: no API that parses
+    HTML from a string (the Content-Security-Policy forbids inline scripts besides)."""
+    source = (WEB_DIR / "market.js").read_text()
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function", "setAttribute('style"):
+        assert sink not in source, sink
+    html = (WEB_DIR / "index.html").read_text()
+    assert "<script>" not in html and " style=" not in html and "http://" not in html and "https://" not in html, "no inline code, no CDN"
