@@ -544,5 +544,8 @@
     pingLoop();
   }
 
+  // For diagnostics from the browser console and for the browser test: feed a message as if
+  // it came from the exchange (e.g. a book update with a gap), read the book's seq.
+  window.carbonxMarket = Object.freeze({ handle, bookSeq: () => (st.book ? st.book.seq : null) });
   start();
 })();

@@ -113,6 +113,24 @@ async def test_the_page_reconnects_and_resyncs_after_a_restart(tmp_path: Path) -
             async with broker(server, "b") as b:
                 await b.place("B-001", "SHEA", "sell", 10, "60.50")
             await page.wait_for(f'JSON.stringify({ladder("ask")}) === \'[["60.50","10"]]\'')
+            # a book update that skips a seq, then one whose checksum does not match: each time the
+            # page drops what it has, resubscribes and shows the exchange's snapshot again
+            seq = await page.evaluate("carbonxMarket.bookSeq()")
+            for bad_seq, checksum in ((seq + 5, 0), (seq + 1, 12345)):
+                update = {
+                    "channel": "book.SHEA.10",
+                    "type": "update",
+                    "seq": bad_seq,
+                    "bids": [["1.00", 1]],
+                    "asks": [],
+                    "checksum": checksum,
+                }
+                state = await page.evaluate(
+                    f"carbonxMarket.handle({json.dumps({'method': 'book', 'params': update})}), document.getElementById('book-state').textContent"
+                )
+                assert state.startswith("resyncing"), state  # read in the same task as the update: no race with the snapshot
+                await page.wait_for("document.getElementById('book-state').textContent.startsWith('seq')")
+                assert await page.evaluate(ladder("bid")) == [] and await page.evaluate(ladder("ask")) == [["60.50", "10"]]
             server.terminate()
             await page.wait_for("document.body.dataset.connection === 'closed'")
             server = _restart(data, ports)

@@ -10,9 +10,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from msgspec.structs import replace
 from prometheus_client import CollectorRegistry, Counter
 
-from carbonx.gateway.http import WEB_DIR, HttpServer, load_static, page_config
+from carbonx.gateway.http import WEB_DIR, HttpServer, day_trades, load_static, page_config
+from tests.gateway.support import ManualJournal, demo_settings, start
 
 TIMEOUT = 0.5  # the server's whole-request budget in these tests
 
@@ -223,3 +225,72 @@ def test_the_page_writes_data_as_text_only() -> None:
         assert sink not in source, sink
     html = (WEB_DIR / "index.html").read_text()
     assert "<script>" not in html and " style=" not in html and "http://" not in html and "https://" not in html, "no inline code, no CDN"
+
+
+async def test_day_trades_are_durable_listing_trades_of_the_instrument(tmp_path: Path) -> None:
+    """``/trades.json``: only what is durable, only listing trades (no block trades), only the
+    instrument asked for; ``complete`` says whether the engine's window still holds the day."""
+    settings = demo_settings()
+    settings = replace(settings, market=replace(settings.market, retention=replace(settings.market.retention, trades=5)))
+    journal = ManualJournal()
+    h = await start(tmp_path, settings, journal=journal)
+    a, b = await h.broker("a"), await h.broker("b")
+    server = HttpServer(lambda: None, lambda: True, trades_fn=lambda sym: day_trades(h.gw.engine, sym, h.gw.journal.durable_seq))
+
+    def trades(sym: str = "SHEA") -> dict[str, object]:
+        reply = server.answer("GET", f"/trades.json?instrument={sym}")
+        assert reply.status == 200 and reply.content_type == "application/json", reply
+        return json.loads(reply.body)  # type: ignore[no-any-return]
+
+    assert trades() == {
+        "instrument": "SHEA",
+        "trading_date": h.gw.engine.trading_date,
+        "durable_seq": journal.durable_seq,
+        "complete": True,
+        "trades": [],
+    }
+    await b.ok("order.place", account="B-001", instrument="SHEA", side="sell", price="60.10", quantity=10)
+    first = await a.ok("order.place", account="A-001", instrument="SHEA", side="buy", price="60.10", quantity=3)
+    await b.ok("order.place", account="B-001", instrument="CCER", side="sell", price="80.00", quantity=5)
+    await a.ok("order.place", account="A-001", instrument="CCER", side="buy", price="80.00", quantity=5)
+    prop = await a.ok(
+        "block.propose",
+        account="A-001",
+        instrument="SHEA",
+        side="sell",
+        price="60.00",
+        quantity=h.gw.engine.specs["SHEA"].block_min_qty,
+        counterparty_account="B-001",
+        vintage=2025,
+    )
+    await b.ok("block.accept", account="B-001", block_id=prop["block_id"])
+    day = trades()
+    assert [row[2:] for row in day["trades"]] == [["60.10", 3, "buy"]]  # type: ignore[index]
+    assert day["trades"][0][1] == first["ts"] and day["complete"] is True  # type: ignore[index]
+    assert [row[2:] for row in trades("CCER")["trades"]] == [["80.00", 5, "buy"]]  # type: ignore[index]
+
+    journal.hold = True  # applied but not durable: not shown (a crash could take it back)
+    fut = asyncio.ensure_future(a.call("order.place", account="A-001", instrument="SHEA", side="buy", price="60.10", quantity=2))
+    for _ in range(200):
+        if len(h.gw.engine.trades) == 4:
+            break
+        await asyncio.sleep(0.005)
+    assert len(h.gw.engine.trades) == 4 and len(trades()["trades"]) == 1  # type: ignore[arg-type]
+    journal.hold = False
+    journal.release()
+    await fut
+    assert [row[2:] for row in trades()["trades"]] == [["60.10", 3, "buy"], ["60.10", 2, "buy"]]  # type: ignore[index]
+    assert trades()["complete"] is True, "nothing left the window yet"
+    await a.ok("order.place", account="A-001", instrument="SHEA", side="buy", price="60.10", quantity=1)  # the window is full
+    day = trades()
+    assert [row[3] for row in day["trades"]] == [3, 2, 1] and day["complete"] is False, "full: older trades may have left it"  # type: ignore[index]
+    await a.ok("order.place", account="A-001", instrument="SHEA", side="buy", price="60.10", quantity=1)  # the 1st trade leaves
+    day = trades()
+    assert [row[3] for row in day["trades"]] == [2, 1, 1] and day["complete"] is False  # type: ignore[index]
+
+    assert server.answer("GET", "/trades.json?instrument=NOPE").status == 404
+    for query in ("", "?", "?instrument=SHEA&instrument=CCER", "?symbol=SHEA", "?instrument=SHEA&x=1", "?a&b&c&d&e"):
+        assert server.answer("GET", f"/trades.json{query}").status == 400, query
+    recovering = HttpServer(lambda: None, lambda: False)
+    assert recovering.answer("GET", "/trades.json?instrument=SHEA").status == 503
+    await h.gw.shutdown()
