@@ -29,6 +29,7 @@ A new page (``disclosure.html``) needs nothing here: drop it into ``gateway/web/
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import json
 import logging
@@ -50,7 +51,9 @@ from carbonx.engine.units import format_fen
 if TYPE_CHECKING:
     from carbonx.engine.engine import Engine
 
-log = logging.getLogger("carbonx.http")
+# websockets logs two INFO lines per request (a Prometheus scrape every 5 s): kept at WARNING
+# unless logging is configured for this logger explicitly.
+wire_log = logging.getLogger("carbonx.http.requests")
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
 CONTENT_TYPES = {
@@ -129,6 +132,8 @@ class HttpServer:
 
     async def start(self, host: str, port: int) -> int:
         """Listen; returns the actual port (``port`` 0 picks a free one)."""
+        if wire_log.level == logging.NOTSET:
+            wire_log.setLevel(logging.WARNING)
         self.server = await serve(
             _never_called,
             host,
@@ -138,7 +143,7 @@ class HttpServer:
             compression=None,
             ping_interval=None,
             server_header="carbonx",
-            logger=log,
+            logger=wire_log,
         )
         return int(next(iter(self.server.sockets)).getsockname()[1])
 
@@ -151,6 +156,7 @@ class HttpServer:
         reply = self.answer(request.method, request.path, request.headers)
         headers = Headers(
             [
+                ("Date", email.utils.formatdate(usegmt=True)),
                 ("Content-Type", reply.content_type),
                 ("Content-Length", str(len(reply.body))),
                 ("Connection", "close"),
