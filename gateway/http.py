@@ -29,6 +29,7 @@ A new page (``disclosure.html``) needs nothing here: drop it into ``gateway/web/
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import hashlib
 import json
@@ -245,6 +246,7 @@ def page_config(trading_url: str, public_url: str, instruments: list[str]) -> di
 
 
 MAX_DAY_TRADES = 5000
+_EPOCH_ORDINAL = datetime.date(1970, 1, 1).toordinal()
 
 
 def day_trades(engine: Engine, symbol: str, durable_seq: int) -> dict[str, Any]:
@@ -260,8 +262,11 @@ def day_trades(engine: Engine, symbol: str, durable_seq: int) -> dict[str, Any]:
     day = engine.trading_date
     out: list[list[Any]] = []
     complete = False
+    # the trading date's local midnight in ns: one integer comparison per trade
+    days = datetime.date.fromisoformat(day).toordinal() - _EPOCH_ORDINAL if day else 0
+    start_ns = (days * 86400 - engine.config.calendar.utc_offset_s) * 1_000_000_000
     for t in reversed(engine.trades):
-        if not day or engine.local_date(t.ts) < day:
+        if not day or t.ts < start_ns:
             complete = True
             break
         if t.seq > durable_seq or t.instrument != symbol or t.block:

@@ -13,6 +13,8 @@ import pytest
 from msgspec.structs import replace
 from prometheus_client import CollectorRegistry, Counter
 
+from carbonx.engine.schema import DayClose, DayOpen
+from carbonx.engine.testkit import funded_engine, instrument, local_ts, make_config, place, trades
 from carbonx.gateway.http import WEB_DIR, HttpServer, day_trades, load_static, page_config
 from tests.gateway.support import ManualJournal, demo_settings, start
 
@@ -294,3 +296,23 @@ async def test_day_trades_are_durable_listing_trades_of_the_instrument(tmp_path:
     recovering = HttpServer(lambda: None, lambda: False)
     assert recovering.answer("GET", "/trades.json?instrument=SHEA").status == 503
     await h.gw.shutdown()
+
+
+def test_day_trades_start_at_the_trading_days_local_midnight() -> None:
+    """Yesterday's trades (exchange-local date, UTC+8) are not today's, even when the engine
+    still holds them; the first trade after local midnight is."""
+    eng = funded_engine(make_config(instrument("SHEA"), instrument("CCER")))
+    place(eng, "B1", "sell", 6000, 100, ts=local_ts("2025-11-25", "23:59:59"))
+    assert trades(place(eng, "A1", "buy", 6000, 1, ts=local_ts("2025-11-25", "23:59:59") + 1))
+    eng.apply(DayClose(ts=local_ts("2025-11-25", "23:59:59") + 2))
+    eng.apply(DayOpen(ts=local_ts("2025-11-26", "00:00:00")))
+    assert eng.trading_date == "2025-11-26" and len(eng.trades) == 1
+    assert day_trades(eng, "SHEA", eng.seq) == {
+        "instrument": "SHEA", "trading_date": "2025-11-26", "durable_seq": eng.seq, "complete": True, "trades": []
+    }  # fmt: skip
+    place(eng, "B1", "sell", 6010, 5, ts=local_ts("2025-11-26", "00:00:00"))
+    t = trades(place(eng, "A1", "buy", 6010, 5, ts=local_ts("2025-11-26", "00:00:00") + 1))[0]
+    assert day_trades(eng, "SHEA", eng.seq)["trades"] == [[str(t.trade_id), t.ts, "60.10", 5, "buy"]]
+    assert day_trades(eng, "CCER", eng.seq)["trades"] == []
+    with pytest.raises(KeyError):
+        day_trades(eng, "NOPE", eng.seq)
