@@ -96,6 +96,15 @@ async def test_the_page_shows_live_trades_book_ticker_halts_and_auctions(tmp_pat
                 ) == ("55.00")
 
                 await page.screenshot(ARTIFACTS / "market-page-auction.png")
+
+                # the selector: another instrument's ticker, book and tape (none of SHEA's rows)
+                await page.evaluate(
+                    "(s => { s.value = 'CCER'; s.dispatchEvent(new Event('change')); })(document.getElementById('instrument'))"
+                )
+                await page.wait_for("document.getElementById('ticker-reference').textContent === '80.00'")
+                assert await page.evaluate(f"{tape_row(trade_id)} === null && location.search") == "?instrument=CCER"
+                await b.place("B-001", "CCER", "sell", 3, "80.50")
+                await page.wait_for(f'JSON.stringify({ladder("ask")}) === \'[["80.50","3"]]\'')
                 assert page.errors == [], page.errors
         print(f"screenshots: {ARTIFACTS}")
 
