@@ -34,10 +34,11 @@ from carbonx.engine.engine import Engine
 from carbonx.engine.schema import CancelAll, Command, CreateAccount, CreateMember, DayOpen, Deposit, Event, Reject, Tick
 from carbonx.gateway import protocol
 from carbonx.gateway.connection import Connections
+from carbonx.gateway.http import HttpServer, day_trades, page_config
 from carbonx.gateway.journal import Journal
 from carbonx.gateway.logins import LoginGuard
 from carbonx.gateway.marketdata import MarketData
-from carbonx.gateway.metrics import HttpEndpoint, LatencyHistogram, LoopLag, make_registry
+from carbonx.gateway.metrics import LatencyHistogram, LoopLag, make_registry
 from carbonx.gateway.outbound import Outbound
 from carbonx.gateway.protocol.errors import RpcError
 from carbonx.gateway.sequencer import Sequencer
@@ -288,7 +289,13 @@ async def run(settings: Settings, opts: ServeOptions, stop: asyncio.Event | None
     data_dir = Path(opts.data_dir or srv.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     holder: dict[str, Gateway] = {}
-    http = HttpEndpoint(lambda: holder["gw"].registry_metrics if "gw" in holder else None, lambda: _readiness(holder.get("gw")))
+    page: dict[str, object] = {}  # /config.json, once the trading listener is up
+    http = HttpServer(
+        lambda: holder["gw"].registry_metrics if "gw" in holder else None,
+        lambda: _readiness(holder.get("gw")),
+        lambda: page or None,
+        lambda symbol: day_trades(holder["gw"].engine, symbol, holder["gw"].journal.durable_seq) if page else None,
+    )
     metrics_port = await http.start(srv.metrics_host, srv.metrics_port if opts.metrics_port is None else opts.metrics_port)
     loop = asyncio.get_running_loop()
     recovered = await loop.run_in_executor(None, recover, data_dir, settings.market)
@@ -315,6 +322,7 @@ async def run(settings: Settings, opts: ServeOptions, stop: asyncio.Event | None
     booted = await gw.bootstrap()
     trading = await gw.listen(opts.host or srv.host, srv.port if opts.port is None else opts.port, admin=False)
     admin = await gw.listen(opts.admin_host or srv.admin_host, srv.admin_port if opts.admin_port is None else opts.admin_port, admin=True)
+    page.update(page_config(trading, srv.public_url, list(engine.specs)))
     gw.start_background()
     gw.ready = True
     log.info(

@@ -6,24 +6,24 @@ and the gateway the two latency histograms below, which are a bisect and two int
 increments per command (~0.3 µs instead of ~1.5 µs for ``Histogram.observe``). The
 custom collector turns all of them into metric families when ``/metrics`` is scraped.
 
-Also here: the event-loop lag monitor and the tiny HTTP server for ``/metrics``,
-``/healthz`` and ``/readyz`` (ready only once recovery is done and the listeners are up).
+Also here: the event-loop lag monitor. The metrics port's HTTP (``/metrics``, ``/healthz``,
+``/readyz``, the live page) is ``carbonx.gateway.http``; ``HttpEndpoint`` is its old name.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from carbonx.engine.calendar import is_trading_day, local_day_and_second
+from carbonx.gateway.http import HttpServer
 
 if TYPE_CHECKING:
     from carbonx.engine.engine import Engine
@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from carbonx.gateway.journal import Journal
 
 log = logging.getLogger("carbonx.metrics")
+
+HttpEndpoint = HttpServer  # the metrics port's old name, kept for callers written before gateway/http.py
 
 # Seconds. Fine at the bottom (group commit makes ~1-5 ms typical) and coarse above.
 LATENCY_BOUNDS = (
@@ -261,59 +263,3 @@ def make_registry(gateway: Gateway) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(GatewayCollector(gateway))
     return registry
-
-
-class HttpEndpoint:
-    """``GET /metrics``, ``/healthz``, ``/readyz`` on a small asyncio server: no framework,
-    one request per connection, bounded request size."""
-
-    MAX_REQUEST = 8192
-
-    def __init__(self, registry_fn: Callable[[], CollectorRegistry | None], ready_fn: Callable[[], bool | str]) -> None:
-        self.registry_fn = registry_fn
-        self.ready_fn = ready_fn
-        self.server: asyncio.Server | None = None
-
-    async def start(self, host: str, port: int) -> int:
-        self.server = await asyncio.start_server(self._handle, host, port)
-        return int(self.server.sockets[0].getsockname()[1])
-
-    async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
-            parts = head.split(b"\r\n", 1)[0].split()
-            status, ctype, body = self._route(parts)
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError):
-            writer.close()
-            return
-        writer.write(
-            f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body
-        )
-        with contextlib.suppress(ConnectionError):
-            await writer.drain()
-        writer.close()
-
-    def _route(self, parts: list[bytes]) -> tuple[str, str, bytes]:
-        """``ready_fn`` returns True (ready), False (still recovering) or the reason it
-        is not ready (e.g. the data directory is nearly full): the 503 body says which."""
-        if len(parts) < 2 or parts[0] != b"GET":
-            return "405 Method Not Allowed", "text/plain", b"GET only\n"
-        path = parts[1].split(b"?", 1)[0]
-        if path == b"/healthz":
-            return "200 OK", "text/plain", b"ok\n"
-        if path == b"/readyz":
-            ready = self.ready_fn()
-            if ready is True:
-                return "200 OK", "text/plain", b"ready\n"
-            return "503 Service Unavailable", "text/plain", (ready or "recovering").encode() + b"\n"
-        if path == b"/metrics":
-            registry = self.registry_fn()
-            if registry is None:
-                return "503 Service Unavailable", "text/plain", b"recovering\n"
-            return "200 OK", "text/plain; version=0.0.4; charset=utf-8", generate_latest(registry)
-        return "404 Not Found", "text/plain", b"not found\n"

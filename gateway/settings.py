@@ -60,6 +60,9 @@ class ServerSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     admin_port: Port = 8701
     metrics_host: str = "127.0.0.1"
     metrics_port: Port = 9100
+    # The trading listener's URL as browsers reach it (e.g. "wss://market.example.cn/v1" behind a
+    # proxy), given to the live page by /config.json; "" = the trading port on the page's own host.
+    public_url: Annotated[str, msgspec.Meta(pattern=r"^(wss?://[!#-;=?-~]+)?$", max_length=512)] = ""
     data_dir: str = "./data"
     fsync_policy: FsyncPolicy = "fsync"
     auto_open_day: bool = False

@@ -15,7 +15,8 @@ from websockets.exceptions import ConnectionClosed
 
 from carbonx.engine.units import format_fen, parse_fen
 from carbonx.gateway import protocol
-from carbonx.gateway.metrics import HttpEndpoint, make_registry
+from carbonx.gateway.http import HttpServer
+from carbonx.gateway.metrics import make_registry
 from carbonx.gateway.outbound import Outbound
 from carbonx.gateway.sessions import Session
 from carbonx.gateway.settings import Limits
@@ -288,7 +289,7 @@ async def test_block_proposal_reaches_the_counterparty_orders_channel(h: Harness
 
 
 async def test_metrics_health_and_readiness_endpoints(h: Harness) -> None:
-    endpoint = HttpEndpoint(lambda: make_registry(h.gw), lambda: h.gw.ready)
+    endpoint = HttpServer(lambda: make_registry(h.gw), lambda: h.gw.ready)
     port = await endpoint.start("127.0.0.1", 0)
     a = await h.broker("a")
     await a.ok("order.place", account="A-001", instrument="SHEA", side="sell", price="60.00", quantity=1)

@@ -17,8 +17,9 @@ from msgspec.structs import replace
 from carbonx.engine.schema import Tick
 from carbonx.gateway import protocol
 from carbonx.gateway.app import ServeOptions, _readiness, run
+from carbonx.gateway.http import HttpServer
 from carbonx.gateway.journal import LocalJournal
-from carbonx.gateway.metrics import HttpEndpoint, make_registry
+from carbonx.gateway.metrics import make_registry
 from carbonx.gateway.snapshots import SnapshotStore
 from carbonx.gateway.storage import StorageUnavailable, check_storage, is_disk_full
 from tests.gateway.support import demo_settings, start
@@ -110,10 +111,10 @@ async def test_low_free_space_refuses_new_orders_keeps_cancels_and_reports_not_r
     await a.ok("order.cancel", account="A-001", order_id=resting["order_id"])  # cancels still work
     readiness = _readiness(h.gw)
     assert isinstance(readiness, str) and "min_free_bytes" in readiness
-    endpoint = HttpEndpoint(lambda: make_registry(h.gw), lambda: _readiness(h.gw))
-    status, _, body = endpoint._route([b"GET", b"/readyz"])
-    assert status.startswith("503") and b"min_free_bytes" in body
-    status, _, metrics = endpoint._route([b"GET", b"/metrics"])
+    endpoint = HttpServer(lambda: make_registry(h.gw), lambda: _readiness(h.gw))
+    ready = endpoint.answer("GET", "/readyz")
+    assert ready.status == 503 and b"min_free_bytes" in ready.body
+    metrics = endpoint.answer("GET", "/metrics").body
     assert b"carbonx_data_dir_free_bytes " in metrics and b"carbonx_storage_ok 0.0" in metrics
     h.gw.settings = replace(h.gw.settings, server=replace(h.gw.settings.server, min_free_bytes=0))  # space freed
     for _ in range(100):
