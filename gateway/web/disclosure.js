@@ -68,49 +68,48 @@
     ctx.font = '11px system-ui, sans-serif';
   }
 
+  /** Each instrument's day against its own previous close (in %), so instruments priced
+   * 20.00 and 80.00 share one axis: the low-high bar, open (left tick), close (right tick). */
   function drawRange(rows) {
     const canvas = $('range-chart');
     const ctx = canvas.getContext('2d');
     const w = canvas.width, h = canvas.height, pad = 48;
     axes(ctx, w, h, pad);
     if (!rows.length) return;
-    const prices = rows.flatMap((r) => [fen(r.high), fen(r.low), fen(r.previous_close)]);
-    let lo = Math.min(...prices), hi = Math.max(...prices);
-    if (hi === lo) { hi += 100; lo -= 100; }
-    const span = hi - lo;
-    lo -= span * 0.1; hi += span * 0.1;
-    const y = (p) => 8 + (h - pad - 8) * (hi - p) / (hi - lo);
+    const pct = (r, price) => (fen(price) - fen(r.previous_close)) * 100 / Math.max(1, fen(r.previous_close));
+    const span = Math.max(1, ...rows.flatMap((r) => [Math.abs(pct(r, r.high)), Math.abs(pct(r, r.low))])) * 1.15;
+    const y = (v) => 8 + (h - pad - 8) * (span - v) / (2 * span);
     const slot = (w - pad - 8) / rows.length;
     ctx.textAlign = 'right';
-    for (const p of [hi, (hi + lo) / 2, lo]) ctx.fillText((p / 100).toFixed(2), pad - 4, y(p) + 4);
+    for (const v of [span, 0, -span]) ctx.fillText(`${v > 0 ? '+' : ''}${v.toFixed(1)}%`, pad - 4, y(v) + 4);
+    ctx.setLineDash([4, 3]);
+    ctx.strokeStyle = '#888';
+    ctx.beginPath();
+    ctx.moveTo(pad, y(0));
+    ctx.lineTo(w - 8, y(0));
+    ctx.stroke();
+    ctx.setLineDash([]);
     rows.forEach((r, i) => {
       const x = pad + slot * (i + 0.5);
-      ctx.setLineDash([4, 3]);
-      ctx.strokeStyle = '#888';
-      ctx.beginPath();
-      ctx.moveTo(x - slot * 0.4, y(fen(r.previous_close)));
-      ctx.lineTo(x + slot * 0.4, y(fen(r.previous_close)));
-      ctx.stroke();
-      ctx.setLineDash([]);
       const up = fen(r.close) >= fen(r.previous_close);
       ctx.strokeStyle = up ? '#1f7a3a' : '#b02a2a';
       ctx.lineWidth = 6;
       ctx.beginPath();
-      ctx.moveTo(x, y(fen(r.high)));
-      ctx.lineTo(x, Math.max(y(fen(r.low)), y(fen(r.high)) + 1));
+      ctx.moveTo(x, y(pct(r, r.high)));
+      ctx.lineTo(x, Math.max(y(pct(r, r.low)), y(pct(r, r.high)) + 2));
       ctx.stroke();
       ctx.lineWidth = 2;
       ctx.beginPath();
-      ctx.moveTo(x - 12, y(fen(r.open)));
-      ctx.lineTo(x, y(fen(r.open)));
-      ctx.moveTo(x, y(fen(r.close)));
-      ctx.lineTo(x + 12, y(fen(r.close)));
+      ctx.moveTo(x - 12, y(pct(r, r.open)));
+      ctx.lineTo(x, y(pct(r, r.open)));
+      ctx.moveTo(x, y(pct(r, r.close)));
+      ctx.lineTo(x + 12, y(pct(r, r.close)));
       ctx.stroke();
       ctx.lineWidth = 1;
       ctx.fillStyle = '#1b2a2f';
       ctx.textAlign = 'center';
       ctx.fillText(r.instrument, x, h - pad + 16);
-      ctx.fillText(r.close, x, h - pad + 30);
+      ctx.fillText(`${r.close} (prev ${r.previous_close})`, x, h - pad + 30);
     });
   }
 
