@@ -22,9 +22,11 @@ class Watched(Engine):
         self.surv = Surveillance(spec)
         self.raised: list[Alert] = []
         self.log: list[list[Event]] = []
+        self.commands: list[Command] = []
 
     def apply(self, cmd: Command) -> list[Event]:
         events = super().apply(cmd)
+        self.commands.append(cmd)
         self.log.append(events)
         self.raised += [a for a in self.surv.observe(events) if not a.acked]
         return events
