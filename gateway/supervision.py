@@ -115,6 +115,7 @@ class Supervision(EventSink):
         self.reports_dir = reports_dir
         self.pending_writes: set[asyncio.Future[Any]] = set()
         self.write_failures = 0
+        self.errors = 0  # events the consumers raised on (a bug: logged, trading unaffected)
 
     def feed(self, events: list[Event]) -> tuple[list[Alert], list[DayReport]]:
         """Both consumers take ``events``; returns what they produced (no I/O)."""
@@ -123,7 +124,12 @@ class Supervision(EventSink):
         return alerts, reports
 
     def publish(self, seq: int, events: list[Event]) -> None:
-        alerts, reports = self.feed(events)
+        try:
+            alerts, reports = self.feed(events)
+        except Exception:  # a bug in a detector must not stall the replies released after market data
+            self.errors += 1
+            log.exception("supervision failed on the events of seq %d (trading is unaffected; restart re-derives)", seq)
+            return
         if alerts:
             subs = self.market.channels.get("surveillance")
             if subs:

@@ -115,3 +115,17 @@ def test_supervision_is_a_pure_function_of_the_events_and_never_changes_trading(
     assert [a.alert_id for a in eng.surv.alerts.values()] == list(range(1, len(eng.surv.alerts) + 1))
     for alert in eng.surv.alerts.values():  # every alert names known accounts and their members
         assert alert.accounts and set(alert.members) <= {"M1", "M2"} and alert.trading_date == eng.trading_date
+
+
+def test_a_failing_consumer_never_reaches_the_sequencer(caplog: pytest.LogCaptureFixture) -> None:
+    """The sink swallows (and logs) a detector's exception: replies released after it go on."""
+    from carbonx.gateway.supervision import Supervision
+
+    sup = Supervision(SurveillanceSpec(), DisclosureSpec(), market=None, outbound=None)  # type: ignore[arg-type]
+
+    def broken(events: object) -> list[object]:
+        raise RuntimeError("detector bug")
+
+    sup.surveillance.observe = broken  # type: ignore[method-assign,union-attr,assignment]
+    sup.publish(7, [])
+    assert sup.errors == 1 and "seq 7" in caplog.text
