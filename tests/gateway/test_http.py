@@ -16,7 +16,8 @@ from prometheus_client import CollectorRegistry, Counter
 from carbonx.engine.schema import DayClose, DayOpen
 from carbonx.engine.testkit import funded_engine, instrument, local_ts, make_config, place, trades
 from carbonx.gateway.http import WEB_DIR, HttpServer, day_trades, load_static, page_config
-from tests.gateway.support import ManualJournal, demo_settings, start
+from carbonx.gateway.settings import SettingsError, parse_settings
+from tests.gateway.support import DEMO_TEXT, ManualJournal, demo_settings, start
 
 TIMEOUT = 0.5  # the server's whole-request budget in these tests
 
@@ -316,3 +317,23 @@ def test_day_trades_start_at_the_trading_days_local_midnight() -> None:
     assert day_trades(eng, "CCER", eng.seq)["trades"] == []
     with pytest.raises(KeyError):
         day_trades(eng, "NOPE", eng.seq)
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ("", True),
+        ("wss://market.example.cn/v1", True),
+        ("ws://10.0.0.5:8700/v1", True),
+        ("http://x/v1", False),
+        ("wss://a b/v1", False),
+        ('wss://x/"', False),
+    ],
+)
+def test_public_url_is_a_websocket_url(value: str, ok: bool) -> None:
+    text = DEMO_TEXT.replace("[server]\n", f"[server]\npublic_url = {json.dumps(value)}\n", 1)
+    if ok:
+        assert parse_settings(text).server.public_url == value
+    else:
+        with pytest.raises(SettingsError, match=r"server\.public_url"):
+            parse_settings(text)
