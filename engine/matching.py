@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from carbonx.engine import reasons as R
 from carbonx.engine.accounts import (
     Account,
+    Position,
     buy_hold,  # re-exported: blocks and auctions hold cash the same way
     cash_event,
     fee,
@@ -43,10 +44,12 @@ from carbonx.engine.reasons import (
 from carbonx.engine.risk import check_amend, check_place
 from carbonx.engine.schema import (
     AmendOrder,
+    Balance,
     BookLevel,
     CancelAll,
     CancelOrder,
     ExecReport,
+    Holding,
     PlaceOrder,
     SetCancelOnDisconnect,
     Trade,
@@ -78,7 +81,14 @@ def report(
 
 
 def place(eng: ExchangeState, cmd: PlaceOrder) -> None:
-    spec = eng.specs.get(cmd.instrument)
+    """Accept (hold, match, rest or cancel the remainder) or reject a new order.
+
+    Hot path (docs/performance.md): the accepted order's ``new`` report, its balance or
+    holding event, the single-vintage tonne freeze and the rest-in-book step are written
+    out here rather than called (``report``, ``cash_event``, ``holding_event``,
+    ``freeze_tonnes``, ``execute``); they build exactly what those functions build."""
+    sym = cmd.instrument
+    spec = eng.specs.get(sym)
     if spec is None:
         if eng.owned_account(cmd, cmd.member, cmd.account) is not None:
             eng.reject(
@@ -90,8 +100,10 @@ def place(eng: ExchangeState, cmd: PlaceOrder) -> None:
                 client_order_id=cmd.client_order_id,
             )
         return
-    acct = eng.accounts.get(cmd.account)
-    if acct is None or acct.member != cmd.member:
+    account = cmd.account
+    member = cmd.member
+    acct = eng.accounts.get(account)
+    if acct is None or acct.member != member:
         eng.reject(
             cmd,
             NOT_AUTHORIZED,
@@ -102,51 +114,86 @@ def place(eng: ExchangeState, cmd: PlaceOrder) -> None:
             instrument=cmd.instrument,
         )
         return
-    st = eng.instruments[cmd.instrument]
-    book = eng.books[cmd.instrument]
+    st = eng.instruments[sym]
+    book = eng.books[sym]
     failure = check_place(eng, spec, st, book, acct, cmd)
     if failure is not None:
         reason, message, field = failure
         eng.reject(cmd, reason, message, field, account=cmd.account, client_order_id=cmd.client_order_id, instrument=cmd.instrument)
         return
-    is_buy = cmd.side == "buy"
-    price = cmd.price if cmd.price is not None else (st.upper if is_buy else st.lower)  # market: the band edge
+    side = cmd.side
+    is_buy = side == "buy"
+    price = cmd.price
+    if price is None:  # market: the band edge
+        price = st.upper if is_buy else st.lower
     qty = cmd.quantity
+    coid = cmd.client_order_id
+    otype = cmd.type
+    tif = cmd.tif
+    session = cmd.session
+    seq = eng.seq
+    ts = eng.ts
     order_id = eng.next_order_id
     eng.next_order_id = order_id + 1
-    order = Order(
-        order_id, cmd.client_order_id, cmd.member, cmd.account, cmd.instrument, cmd.side, cmd.type, price,
-        qty, cmd.tif, cmd.post_only, cmd.stp, cmd.session, cmd.ts, qty,
-    )  # fmt: skip
+    order = Order(order_id, coid, member, account, sym, side, otype, price, qty, tif, cmd.post_only, cmd.stp, session, ts, qty)
     eng.orders[order_id] = order
-    eng.stat_orders[cmd.instrument] += 1
+    eng.stat_orders[sym] += 1
     out = eng.out
-    if cmd.tif == "fok" and not fok_fillable(book, order):
+    if tif == "fok" and not fok_fillable(book, order):
         out.append(report(eng, order, "new"))  # before cancelling: a "new" report shows the order live
         order.leaves_qty = 0
         order.status = "cancelled"
         eng.finish_order(order)
         out.append(report(eng, order, "cancelled", reason=NO_LIQUIDITY))
         return
-    # risk hold, then the "new" report and the balance it changed
+    # risk hold, then the "new" report (= report(eng, order, "new")) and the balance or holdings it changed
     if is_buy:
-        hold = buy_hold(price, qty, spec.fee_buy_e8)
-        acct.available -= hold  # inline hold_cash (hot path)
+        notional = price * qty
+        rate = spec.fee_buy_e8
+        hold = notional + (notional * rate // 100_000_000 if rate else 0)  # = buy_hold(price, qty, rate)
+        acct.available -= hold  # = hold_cash
         acct.frozen += hold
         order.frozen_cash = hold
         if spec.holding_limits:
-            acct.open_buy[cmd.instrument] = acct.open_buy.get(cmd.instrument, 0) + qty
-        if cmd.client_order_id:
-            eng.live_coid[(cmd.account, cmd.client_order_id)] = order_id
-        out.append(report(eng, order, "new"))
-        out.append(cash_event(acct, eng.seq, eng.ts))
+            acct.open_buy[sym] = acct.open_buy.get(sym, 0) + qty
+        if coid:
+            eng.live_coid[(account, coid)] = order_id
+        out.append(ExecReport(seq, ts, order_id, coid, member, account, sym, side, otype, price, qty, "new", "new", 0, qty, 0, tif, 0, 0, 0, "", session))  # fmt: skip
+        out.append(Balance(seq, ts, account, member, acct.available, acct.frozen))
+        own = book.bids
+        opp_best = book.asks.top
+        crosses = opp_best is not None and price >= opp_best
     else:
-        order.alloc = alloc = freeze_tonnes(acct, cmd.instrument, qty)
-        if cmd.client_order_id:
-            eng.live_coid[(cmd.account, cmd.client_order_id)] = order_id
-        out.append(report(eng, order, "new"))
-        _holding_events(eng, acct, cmd.instrument, alloc)
-    execute(eng, spec, book, order)
+        by_vintage = acct.holdings.get(sym)
+        pos: Position | None = None
+        vintage = 0
+        if by_vintage is not None and len(by_vintage) == 1:  # = freeze_tonnes' one-vintage case
+            ((vintage, pos),) = by_vintage.items()
+        if pos is not None and pos.tradable >= qty:
+            pos.tradable -= qty
+            pos.frozen += qty
+            order.alloc = [[vintage, qty]]
+            if coid:
+                eng.live_coid[(account, coid)] = order_id
+            out.append(ExecReport(seq, ts, order_id, coid, member, account, sym, side, otype, price, qty, "new", "new", 0, qty, 0, tif, 0, 0, 0, "", session))  # fmt: skip
+            out.append(Holding(seq, ts, account, member, sym, vintage, pos.tradable, pos.frozen, pos.compliance_only, pos.locked))
+        else:
+            order.alloc = alloc = freeze_tonnes(acct, sym, qty)
+            if coid:
+                eng.live_coid[(account, coid)] = order_id
+            out.append(report(eng, order, "new"))
+            _holding_events(eng, acct, sym, alloc)
+        own = book.asks
+        opp_best = book.bids.top
+        crosses = opp_best is not None and price <= opp_best
+    # = execute(eng, spec, book, order)
+    if crosses:
+        match(eng, spec, book, order)
+    if order.leaves_qty:  # cancelled and filled orders have none left
+        if otype == "market" or tif == "ioc" or tif == "fok":
+            cancel(eng, order, "cancelled", UNFILLED if order.cum_qty else NO_LIQUIDITY)
+        else:
+            out.append(BookLevel(seq, ts, sym, side, price, own.add(order)))
 
 
 def _holding_events(eng: ExchangeState, acct: Account, instrument: str, alloc: list[list[int]] | None) -> None:
