@@ -13,6 +13,7 @@ Invariant kept for every live buy: ``frozen_cash == hold(price * leaves_qty)`` w
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from carbonx.engine import reasons as R
@@ -27,7 +28,7 @@ from carbonx.engine.accounts import (
     holding_event,
     position,
     release_cash,
-    release_tonnes,
+    release_lots,
     settle_dvp,
     take_from_alloc,
 )
@@ -172,13 +173,14 @@ def place(eng: ExchangeState, cmd: PlaceOrder) -> None:
         if pos is not None and pos.tradable >= qty:
             pos.tradable -= qty
             pos.frozen += qty
-            order.alloc = [[vintage, qty]]
+            order.alloc = ((vintage, qty),)
             if coid:
                 eng.live_coid[(account, coid)] = order_id
             out.append(ExecReport(seq, ts, order_id, coid, member, account, sym, side, otype, price, qty, "new", "new", 0, qty, 0, tif, 0, 0, 0, "", session))  # fmt: skip
             out.append(Holding(seq, ts, account, member, sym, vintage, pos.tradable, pos.frozen, pos.compliance_only, pos.locked))
         else:
-            order.alloc = alloc = freeze_tonnes(acct, sym, qty)
+            alloc = freeze_tonnes(acct, sym, qty)
+            order.alloc = None if alloc is None else tuple((v, n) for v, n in alloc)
             if coid:
                 eng.live_coid[(account, coid)] = order_id
             out.append(report(eng, order, "new"))
@@ -196,7 +198,7 @@ def place(eng: ExchangeState, cmd: PlaceOrder) -> None:
             out.append(BookLevel(seq, ts, sym, side, price, own.add(order)))
 
 
-def _holding_events(eng: ExchangeState, acct: Account, instrument: str, alloc: list[list[int]] | None) -> None:
+def _holding_events(eng: ExchangeState, acct: Account, instrument: str, alloc: Iterable[Sequence[int]] | None) -> None:
     if alloc:
         for v, _ in alloc:
             eng.out.append(holding_event(acct, instrument, v, eng.seq, eng.ts))
@@ -304,7 +306,7 @@ def fill(eng: ExchangeState, spec: InstrumentSpec, agg: Order, rest: Order, pric
     if spec.holding_limits:
         buyer.open_buy[sym] -= qty
     assert sell.alloc is not None
-    delivered = take_from_alloc(sell.alloc, qty)
+    sell.alloc, delivered = take_from_alloc(sell.alloc, qty)
     settle_dvp(buyer, seller, sym, delivered, released, notional, (fee_b, fee_s), spec.t1_resale)
     eng.fees_collected += fee_b + fee_s
     # the resting order's level
@@ -389,20 +391,22 @@ def reduce_leaves(eng: ExchangeState, o: Order, new_leaves: int) -> None:
 
 def release_tail(eng: ExchangeState, acct: Account, o: Order, n: int) -> None:
     """Release ``n`` frozen tonnes of a sell order, newest vintage of its allocation first."""
-    alloc = o.alloc
-    assert alloc is not None
+    assert o.alloc is not None
+    alloc = list(o.alloc)
     touched = []
     while n:
-        tail = alloc[-1]
-        k = min(tail[1], n)
-        pos = position(acct, o.instrument, tail[0])
+        v, q = alloc[-1]
+        k = min(q, n)
+        pos = position(acct, o.instrument, v)
         pos.frozen -= k
         pos.tradable += k
-        touched.append(tail[0])
-        tail[1] -= k
+        touched.append(v)
         n -= k
-        if not tail[1]:
+        if q > k:
+            alloc[-1] = (v, q - k)
+        else:
             alloc.pop()
+    o.alloc = tuple(alloc)
     for v in touched:
         eng.out.append(holding_event(acct, o.instrument, v, eng.seq, eng.ts))
 
@@ -431,7 +435,8 @@ def cancel(eng: ExchangeState, o: Order, exec_type: str = "cancelled", reason: s
             acct.open_buy[o.instrument] -= leaves
         out.append(cash_event(acct, eng.seq, eng.ts))
     elif o.alloc:
-        for v in release_tonnes(acct, o.instrument, o.alloc):
+        alloc, o.alloc = o.alloc, ()
+        for v in release_lots(acct, o.instrument, alloc):
             out.append(holding_event(acct, o.instrument, v, eng.seq, eng.ts))
 
 
@@ -579,7 +584,7 @@ def requeue(eng: ExchangeState, spec: InstrumentSpec, acct: Account, o: Order, p
         if new.leaves_qty > held:
             extra = freeze_tonnes(acct, o.instrument, new.leaves_qty - held)
             assert extra is not None  # checked by risk.check_amend
-            new.alloc.extend(extra)
+            new.alloc += tuple((v, n) for v, n in extra)
             out.append(report(eng, new, "replaced"))
             _holding_events(eng, acct, o.instrument, extra)
         elif new.leaves_qty < held:
