@@ -22,7 +22,6 @@ from carbonx.engine.accounts import (
     Position,
     buy_hold,  # re-exported: blocks and auctions hold cash the same way
     cash_event,
-    fee,
     freeze_tonnes,
     hold_cash,
     holding_event,
@@ -289,18 +288,22 @@ def fill(eng: ExchangeState, spec: InstrumentSpec, agg: Order, rest: Order, pric
     eng.next_trade_id += 1
     notional = price * qty
     sym = agg.instrument
-    buy, sell = (agg, rest) if agg.side == "buy" else (rest, agg)
-    buyer = eng.accounts[buy.account]
-    seller = eng.accounts[sell.account]
-    fee_b = fee(notional, spec.fee_buy_e8)
-    fee_s = fee(notional, spec.fee_sell_e8)
+    agg_buys = agg.side == "buy"
+    buy, sell = (agg, rest) if agg_buys else (rest, agg)
+    accounts = eng.accounts
+    buyer = accounts[buy.account]
+    seller = accounts[sell.account]
+    rate_b = spec.fee_buy_e8
+    rate_s = spec.fee_sell_e8
+    fee_b = notional * rate_b // 100_000_000 if rate_b else 0  # = fee(notional, rate_b)
+    fee_s = notional * rate_s // 100_000_000 if rate_s else 0
     for o in (buy, sell):
         o.leaves_qty -= qty
         o.cum_qty += qty
         o.cum_notional += notional
         o.status = "partially_filled" if o.leaves_qty else "filled"
     # buyer: the hold shrinks to cover what is left; pay notional + fee; keep the rest
-    new_hold = buy_hold(buy.price, buy.leaves_qty, spec.fee_buy_e8)
+    new_hold = buy_hold(buy.price, buy.leaves_qty, rate_b)
     released = buy.frozen_cash - new_hold
     buy.frozen_cash = new_hold
     if spec.holding_limits:
@@ -310,7 +313,8 @@ def fill(eng: ExchangeState, spec: InstrumentSpec, agg: Order, rest: Order, pric
     settle_dvp(buyer, seller, sym, delivered, released, notional, (fee_b, fee_s), spec.t1_resale)
     eng.fees_collected += fee_b + fee_s
     # the resting order's level
-    side = eng.books[sym].opposite(agg.side)
+    book = eng.books[sym]
+    side = book.asks if agg_buys else book.bids
     gone = rest.leaves_qty == 0
     if gone:
         rest.resting = False
@@ -326,12 +330,17 @@ def fill(eng: ExchangeState, spec: InstrumentSpec, agg: Order, rest: Order, pric
         buy.account, sell.account, buy.member, sell.member, fee_b, fee_s, False,
         delivered if delivered[0][0] else None,
     )  # fmt: skip
-    out.append(report(eng, rest, "trade", qty, price, trade_id))
-    out.append(report(eng, agg, "trade", qty, price, trade_id))
+    # = report(eng, o, "trade", qty, price, trade_id) for the resting order, then the aggressor
+    for o in (rest, agg):
+        out.append(ExecReport(
+            seq, ts, o.order_id, o.client_order_id, o.member, o.account, sym, o.side, o.type,  # type: ignore[arg-type]
+            o.price, o.quantity, "trade", o.status, o.cum_qty, o.leaves_qty, o.cum_notional, o.tif,  # type: ignore[arg-type]
+            qty, price, trade_id, "", o.session,
+        ))  # fmt: skip
     out.append(trade)
     out.append(BookLevel(seq, ts, sym, rest.side, price, level_qty))  # type: ignore[arg-type]
-    out.append(cash_event(buyer, seq, ts))
-    out.append(cash_event(seller, seq, ts))
+    out.append(Balance(seq, ts, buyer.account, buyer.member, buyer.available, buyer.frozen))  # = cash_event
+    out.append(Balance(seq, ts, seller.account, seller.member, seller.available, seller.frozen))
     for vintage, _ in delivered:
         out.append(holding_event(buyer, sym, vintage, seq, ts))
         out.append(holding_event(seller, sym, vintage, seq, ts))
