@@ -422,31 +422,42 @@ def release_tail(eng: ExchangeState, acct: Account, o: Order, n: int) -> None:
 
 def cancel(eng: ExchangeState, o: Order, exec_type: str = "cancelled", reason: str = "") -> None:
     """End a live order: leave the book, release exactly what is still held."""
-    acct = eng.accounts[o.account]
+    account = o.account
+    sym = o.instrument
+    side = o.side
+    acct = eng.accounts[account]
     leaves = o.leaves_qty
     out = eng.out
+    seq = eng.seq
+    ts = eng.ts
     if o.resting:
         o.resting = False
-        book = eng.books[o.instrument]
-        qty = (book.bids if o.side == "buy" else book.asks).reduce(o.price, leaves, True)
-        out.append(BookLevel(eng.seq, eng.ts, o.instrument, o.side, o.price, qty))  # type: ignore[arg-type]
+        book = eng.books[sym]
+        qty = (book.bids if side == "buy" else book.asks).reduce(o.price, leaves, True)
+        out.append(BookLevel(seq, ts, sym, side, o.price, qty))  # type: ignore[arg-type]
     o.leaves_qty = 0
-    o.status = "expired" if exec_type == "expired" else "cancelled"
-    if o.client_order_id:
-        eng.live_coid.pop((o.account, o.client_order_id), None)
+    o.status = status = "expired" if exec_type == "expired" else "cancelled"
+    coid = o.client_order_id
+    if coid:
+        eng.live_coid.pop((account, coid), None)
     eng.finish_order(o)
-    out.append(report(eng, o, exec_type, reason=reason))
-    if o.side == "buy":
-        acct.frozen -= o.frozen_cash  # inline accounts.release_cash (hot path: every cancel)
-        acct.available += o.frozen_cash
+    out.append(ExecReport(  # = report(eng, o, exec_type, reason=reason)
+        seq, ts, o.order_id, coid, o.member, account, sym, side, o.type,  # type: ignore[arg-type]
+        o.price, o.quantity, exec_type, status, o.cum_qty, 0, o.cum_notional, o.tif,  # type: ignore[arg-type]
+        0, 0, 0, reason, o.session,
+    ))  # fmt: skip
+    if side == "buy":
+        frozen = o.frozen_cash
+        acct.frozen -= frozen  # inline accounts.release_cash (hot path: every cancel)
+        acct.available += frozen
         o.frozen_cash = 0
-        if eng.specs[o.instrument].holding_limits:
-            acct.open_buy[o.instrument] -= leaves
-        out.append(cash_event(acct, eng.seq, eng.ts))
+        if eng.specs[sym].holding_limits:
+            acct.open_buy[sym] -= leaves
+        out.append(Balance(seq, ts, account, acct.member, acct.available, acct.frozen))  # = cash_event
     elif o.alloc:
         alloc, o.alloc = o.alloc, ()
-        for v in release_lots(acct, o.instrument, alloc):
-            out.append(holding_event(acct, o.instrument, v, eng.seq, eng.ts))
+        for v in release_lots(acct, sym, alloc):
+            out.append(holding_event(acct, sym, v, seq, ts))
 
 
 def _find_live(eng: ExchangeState, cmd: AmendOrder | CancelOrder) -> Order | None:
