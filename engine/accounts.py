@@ -13,6 +13,8 @@ emit the Balance/Holding events with ``cash_event``/``holding_event``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 import msgspec
 
 from carbonx.engine.schema import Balance, Holding
@@ -130,22 +132,32 @@ def freeze_tonnes(acct: Account, instrument: str, qty: int, vintage: int | None 
     return alloc
 
 
-def take_from_alloc(alloc: list[list[int]], qty: int) -> list[tuple[int, int]]:
-    """Consume ``qty`` tonnes of a frozen allocation, oldest vintage first."""
+Lots = tuple[tuple[int, int], ...]  # an order's frozen tonnes: ((vintage, tonnes), ...), oldest first
+
+
+def take_from_alloc(alloc: Lots, qty: int) -> tuple[Lots, list[tuple[int, int]]]:
+    """Consume ``qty`` tonnes of an order's frozen lots, oldest vintage first: returns
+    (the lots left, the (vintage, tonnes) taken). Lots are immutable tuples (never
+    tracked by the cyclic GC, unlike a list per resting sell: docs/performance.md)."""
+    v, n = alloc[0]
+    if n > qty:  # the common case: the first lot covers it
+        return ((v, n - qty), *alloc[1:]), [(v, qty)]
     taken: list[tuple[int, int]] = []
+    i = 0
     while qty:
-        head = alloc[0]
-        n = head[1] if head[1] <= qty else qty
-        taken.append((head[0], n))
-        head[1] -= n
+        v, n = alloc[i]
+        if n > qty:
+            taken.append((v, qty))
+            return ((v, n - qty), *alloc[i + 1 :]), taken
+        taken.append((v, n))
         qty -= n
-        if not head[1]:
-            alloc.pop(0)
-    return taken
+        i += 1
+    return alloc[i:], taken
 
 
-def release_tonnes(acct: Account, instrument: str, alloc: list[list[int]]) -> list[int]:
-    """Return every tonne still in ``alloc`` from frozen to tradable; returns vintages touched."""
+def release_lots(acct: Account, instrument: str, alloc: Iterable[Sequence[int]]) -> list[int]:
+    """Return every tonne of ``alloc`` ((vintage, tonnes) pairs) from frozen to tradable;
+    returns the vintages touched. The caller drops the allocation."""
     by_vintage = acct.holdings[instrument]
     touched = []
     for v, n in alloc:
@@ -154,6 +166,12 @@ def release_tonnes(acct: Account, instrument: str, alloc: list[list[int]]) -> li
             pos.frozen -= n
             pos.tradable += n
             touched.append(v)
+    return touched
+
+
+def release_tonnes(acct: Account, instrument: str, alloc: list[list[int]]) -> list[int]:
+    """Return every tonne still in ``alloc`` from frozen to tradable and empty it; returns vintages touched."""
+    touched = release_lots(acct, instrument, alloc)
     alloc.clear()
     return touched
 

@@ -48,7 +48,9 @@ class Order(msgspec.Struct, gc=False):
     cum_qty: int = 0
     cum_notional: int = 0
     frozen_cash: int = 0  # buys: fen still frozen for this order, fees included
-    alloc: list[list[int]] | None = None  # sells: frozen tonnes [[vintage, qty], ...]
+    # sells: frozen tonnes ((vintage, qty), ...), oldest first; tuples (not lists) so resting orders
+    # add nothing for the cyclic GC to scan; encoded as [[vintage, qty], ...] either way
+    alloc: tuple[tuple[int, int], ...] | None = None
     status: str = "new"
     resting: bool = False  # live in its level's queue; False = gone (a queue entry to skip)
 

@@ -13,20 +13,21 @@ Invariant kept for every live buy: ``frozen_cash == hold(price * leaves_qty)`` w
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from carbonx.engine import reasons as R
 from carbonx.engine.accounts import (
     Account,
+    Position,
     buy_hold,  # re-exported: blocks and auctions hold cash the same way
     cash_event,
-    fee,
     freeze_tonnes,
     hold_cash,
     holding_event,
     position,
     release_cash,
-    release_tonnes,
+    release_lots,
     settle_dvp,
     take_from_alloc,
 )
@@ -43,10 +44,12 @@ from carbonx.engine.reasons import (
 from carbonx.engine.risk import check_amend, check_place
 from carbonx.engine.schema import (
     AmendOrder,
+    Balance,
     BookLevel,
     CancelAll,
     CancelOrder,
     ExecReport,
+    Holding,
     PlaceOrder,
     SetCancelOnDisconnect,
     Trade,
@@ -78,7 +81,14 @@ def report(
 
 
 def place(eng: ExchangeState, cmd: PlaceOrder) -> None:
-    spec = eng.specs.get(cmd.instrument)
+    """Accept (hold, match, rest or cancel the remainder) or reject a new order.
+
+    Hot path (docs/performance.md): the accepted order's ``new`` report, its balance or
+    holding event, the single-vintage tonne freeze and the rest-in-book step are written
+    out here rather than called (``report``, ``cash_event``, ``holding_event``,
+    ``freeze_tonnes``, ``execute``); they build exactly what those functions build."""
+    sym = cmd.instrument
+    spec = eng.specs.get(sym)
     if spec is None:
         if eng.owned_account(cmd, cmd.member, cmd.account) is not None:
             eng.reject(
@@ -90,8 +100,10 @@ def place(eng: ExchangeState, cmd: PlaceOrder) -> None:
                 client_order_id=cmd.client_order_id,
             )
         return
-    acct = eng.accounts.get(cmd.account)
-    if acct is None or acct.member != cmd.member:
+    account = cmd.account
+    member = cmd.member
+    acct = eng.accounts.get(account)
+    if acct is None or acct.member != member:
         eng.reject(
             cmd,
             NOT_AUTHORIZED,
@@ -102,54 +114,90 @@ def place(eng: ExchangeState, cmd: PlaceOrder) -> None:
             instrument=cmd.instrument,
         )
         return
-    st = eng.instruments[cmd.instrument]
-    book = eng.books[cmd.instrument]
+    st = eng.instruments[sym]
+    book = eng.books[sym]
     failure = check_place(eng, spec, st, book, acct, cmd)
     if failure is not None:
         reason, message, field = failure
         eng.reject(cmd, reason, message, field, account=cmd.account, client_order_id=cmd.client_order_id, instrument=cmd.instrument)
         return
-    is_buy = cmd.side == "buy"
-    price = cmd.price if cmd.price is not None else (st.upper if is_buy else st.lower)  # market: the band edge
+    side = cmd.side
+    is_buy = side == "buy"
+    price = cmd.price
+    if price is None:  # market: the band edge
+        price = st.upper if is_buy else st.lower
     qty = cmd.quantity
+    coid = cmd.client_order_id
+    otype = cmd.type
+    tif = cmd.tif
+    session = cmd.session
+    seq = eng.seq
+    ts = eng.ts
     order_id = eng.next_order_id
     eng.next_order_id = order_id + 1
-    order = Order(
-        order_id, cmd.client_order_id, cmd.member, cmd.account, cmd.instrument, cmd.side, cmd.type, price,
-        qty, cmd.tif, cmd.post_only, cmd.stp, cmd.session, cmd.ts, qty,
-    )  # fmt: skip
+    order = Order(order_id, coid, member, account, sym, side, otype, price, qty, tif, cmd.post_only, cmd.stp, session, ts, qty)
     eng.orders[order_id] = order
-    eng.stat_orders[cmd.instrument] += 1
+    eng.stat_orders[sym] += 1
     out = eng.out
-    if cmd.tif == "fok" and not fok_fillable(book, order):
+    if tif == "fok" and not fok_fillable(book, order):
         out.append(report(eng, order, "new"))  # before cancelling: a "new" report shows the order live
         order.leaves_qty = 0
         order.status = "cancelled"
         eng.finish_order(order)
         out.append(report(eng, order, "cancelled", reason=NO_LIQUIDITY))
         return
-    # risk hold, then the "new" report and the balance it changed
+    # risk hold, then the "new" report (= report(eng, order, "new")) and the balance or holdings it changed
     if is_buy:
-        hold = buy_hold(price, qty, spec.fee_buy_e8)
-        acct.available -= hold  # inline hold_cash (hot path)
+        notional = price * qty
+        rate = spec.fee_buy_e8
+        hold = notional + (notional * rate // 100_000_000 if rate else 0)  # = buy_hold(price, qty, rate)
+        acct.available -= hold  # = hold_cash
         acct.frozen += hold
         order.frozen_cash = hold
         if spec.holding_limits:
-            acct.open_buy[cmd.instrument] = acct.open_buy.get(cmd.instrument, 0) + qty
-        if cmd.client_order_id:
-            eng.live_coid[(cmd.account, cmd.client_order_id)] = order_id
-        out.append(report(eng, order, "new"))
-        out.append(cash_event(acct, eng.seq, eng.ts))
+            acct.open_buy[sym] = acct.open_buy.get(sym, 0) + qty
+        if coid:
+            eng.live_coid[(account, coid)] = order_id
+        out.append(ExecReport(seq, ts, order_id, coid, member, account, sym, side, otype, price, qty, "new", "new", 0, qty, 0, tif, 0, 0, 0, "", session))  # fmt: skip
+        out.append(Balance(seq, ts, account, member, acct.available, acct.frozen))
+        own = book.bids
+        opp_best = book.asks.top
+        crosses = opp_best is not None and price >= opp_best
     else:
-        order.alloc = alloc = freeze_tonnes(acct, cmd.instrument, qty)
-        if cmd.client_order_id:
-            eng.live_coid[(cmd.account, cmd.client_order_id)] = order_id
-        out.append(report(eng, order, "new"))
-        _holding_events(eng, acct, cmd.instrument, alloc)
-    execute(eng, spec, book, order)
+        by_vintage = acct.holdings.get(sym)
+        pos: Position | None = None
+        vintage = 0
+        if by_vintage is not None and len(by_vintage) == 1:  # = freeze_tonnes' one-vintage case
+            ((vintage, pos),) = by_vintage.items()
+        if pos is not None and pos.tradable >= qty:
+            pos.tradable -= qty
+            pos.frozen += qty
+            order.alloc = ((vintage, qty),)
+            if coid:
+                eng.live_coid[(account, coid)] = order_id
+            out.append(ExecReport(seq, ts, order_id, coid, member, account, sym, side, otype, price, qty, "new", "new", 0, qty, 0, tif, 0, 0, 0, "", session))  # fmt: skip
+            out.append(Holding(seq, ts, account, member, sym, vintage, pos.tradable, pos.frozen, pos.compliance_only, pos.locked))
+        else:
+            alloc = freeze_tonnes(acct, sym, qty)
+            order.alloc = None if alloc is None else tuple((v, n) for v, n in alloc)
+            if coid:
+                eng.live_coid[(account, coid)] = order_id
+            out.append(report(eng, order, "new"))
+            _holding_events(eng, acct, sym, alloc)
+        own = book.asks
+        opp_best = book.bids.top
+        crosses = opp_best is not None and price <= opp_best
+    # = execute(eng, spec, book, order)
+    if crosses:
+        match(eng, spec, book, order)
+    if order.leaves_qty:  # cancelled and filled orders have none left
+        if otype == "market" or tif == "ioc" or tif == "fok":
+            cancel(eng, order, "cancelled", UNFILLED if order.cum_qty else NO_LIQUIDITY)
+        else:
+            out.append(BookLevel(seq, ts, sym, side, price, own.add(order)))
 
 
-def _holding_events(eng: ExchangeState, acct: Account, instrument: str, alloc: list[list[int]] | None) -> None:
+def _holding_events(eng: ExchangeState, acct: Account, instrument: str, alloc: Iterable[Sequence[int]] | None) -> None:
     if alloc:
         for v, _ in alloc:
             eng.out.append(holding_event(acct, instrument, v, eng.seq, eng.ts))
@@ -240,28 +288,33 @@ def fill(eng: ExchangeState, spec: InstrumentSpec, agg: Order, rest: Order, pric
     eng.next_trade_id += 1
     notional = price * qty
     sym = agg.instrument
-    buy, sell = (agg, rest) if agg.side == "buy" else (rest, agg)
-    buyer = eng.accounts[buy.account]
-    seller = eng.accounts[sell.account]
-    fee_b = fee(notional, spec.fee_buy_e8)
-    fee_s = fee(notional, spec.fee_sell_e8)
+    agg_buys = agg.side == "buy"
+    buy, sell = (agg, rest) if agg_buys else (rest, agg)
+    accounts = eng.accounts
+    buyer = accounts[buy.account]
+    seller = accounts[sell.account]
+    rate_b = spec.fee_buy_e8
+    rate_s = spec.fee_sell_e8
+    fee_b = notional * rate_b // 100_000_000 if rate_b else 0  # = fee(notional, rate_b)
+    fee_s = notional * rate_s // 100_000_000 if rate_s else 0
     for o in (buy, sell):
         o.leaves_qty -= qty
         o.cum_qty += qty
         o.cum_notional += notional
         o.status = "partially_filled" if o.leaves_qty else "filled"
     # buyer: the hold shrinks to cover what is left; pay notional + fee; keep the rest
-    new_hold = buy_hold(buy.price, buy.leaves_qty, spec.fee_buy_e8)
+    new_hold = buy_hold(buy.price, buy.leaves_qty, rate_b)
     released = buy.frozen_cash - new_hold
     buy.frozen_cash = new_hold
     if spec.holding_limits:
         buyer.open_buy[sym] -= qty
     assert sell.alloc is not None
-    delivered = take_from_alloc(sell.alloc, qty)
+    sell.alloc, delivered = take_from_alloc(sell.alloc, qty)
     settle_dvp(buyer, seller, sym, delivered, released, notional, (fee_b, fee_s), spec.t1_resale)
     eng.fees_collected += fee_b + fee_s
     # the resting order's level
-    side = eng.books[sym].opposite(agg.side)
+    book = eng.books[sym]
+    side = book.asks if agg_buys else book.bids
     gone = rest.leaves_qty == 0
     if gone:
         rest.resting = False
@@ -277,12 +330,17 @@ def fill(eng: ExchangeState, spec: InstrumentSpec, agg: Order, rest: Order, pric
         buy.account, sell.account, buy.member, sell.member, fee_b, fee_s, False,
         delivered if delivered[0][0] else None,
     )  # fmt: skip
-    out.append(report(eng, rest, "trade", qty, price, trade_id))
-    out.append(report(eng, agg, "trade", qty, price, trade_id))
+    # = report(eng, o, "trade", qty, price, trade_id) for the resting order, then the aggressor
+    for o in (rest, agg):
+        out.append(ExecReport(
+            seq, ts, o.order_id, o.client_order_id, o.member, o.account, sym, o.side, o.type,  # type: ignore[arg-type]
+            o.price, o.quantity, "trade", o.status, o.cum_qty, o.leaves_qty, o.cum_notional, o.tif,  # type: ignore[arg-type]
+            qty, price, trade_id, "", o.session,
+        ))  # fmt: skip
     out.append(trade)
     out.append(BookLevel(seq, ts, sym, rest.side, price, level_qty))  # type: ignore[arg-type]
-    out.append(cash_event(buyer, seq, ts))
-    out.append(cash_event(seller, seq, ts))
+    out.append(Balance(seq, ts, buyer.account, buyer.member, buyer.available, buyer.frozen))  # = cash_event
+    out.append(Balance(seq, ts, seller.account, seller.member, seller.available, seller.frozen))
     for vintage, _ in delivered:
         out.append(holding_event(buyer, sym, vintage, seq, ts))
         out.append(holding_event(seller, sym, vintage, seq, ts))
@@ -342,50 +400,64 @@ def reduce_leaves(eng: ExchangeState, o: Order, new_leaves: int) -> None:
 
 def release_tail(eng: ExchangeState, acct: Account, o: Order, n: int) -> None:
     """Release ``n`` frozen tonnes of a sell order, newest vintage of its allocation first."""
-    alloc = o.alloc
-    assert alloc is not None
+    assert o.alloc is not None
+    alloc = list(o.alloc)
     touched = []
     while n:
-        tail = alloc[-1]
-        k = min(tail[1], n)
-        pos = position(acct, o.instrument, tail[0])
+        v, q = alloc[-1]
+        k = min(q, n)
+        pos = position(acct, o.instrument, v)
         pos.frozen -= k
         pos.tradable += k
-        touched.append(tail[0])
-        tail[1] -= k
+        touched.append(v)
         n -= k
-        if not tail[1]:
+        if q > k:
+            alloc[-1] = (v, q - k)
+        else:
             alloc.pop()
+    o.alloc = tuple(alloc)
     for v in touched:
         eng.out.append(holding_event(acct, o.instrument, v, eng.seq, eng.ts))
 
 
 def cancel(eng: ExchangeState, o: Order, exec_type: str = "cancelled", reason: str = "") -> None:
     """End a live order: leave the book, release exactly what is still held."""
-    acct = eng.accounts[o.account]
+    account = o.account
+    sym = o.instrument
+    side = o.side
+    acct = eng.accounts[account]
     leaves = o.leaves_qty
     out = eng.out
+    seq = eng.seq
+    ts = eng.ts
     if o.resting:
         o.resting = False
-        book = eng.books[o.instrument]
-        qty = (book.bids if o.side == "buy" else book.asks).reduce(o.price, leaves, True)
-        out.append(BookLevel(eng.seq, eng.ts, o.instrument, o.side, o.price, qty))  # type: ignore[arg-type]
+        book = eng.books[sym]
+        qty = (book.bids if side == "buy" else book.asks).reduce(o.price, leaves, True)
+        out.append(BookLevel(seq, ts, sym, side, o.price, qty))  # type: ignore[arg-type]
     o.leaves_qty = 0
-    o.status = "expired" if exec_type == "expired" else "cancelled"
-    if o.client_order_id:
-        eng.live_coid.pop((o.account, o.client_order_id), None)
+    o.status = status = "expired" if exec_type == "expired" else "cancelled"
+    coid = o.client_order_id
+    if coid:
+        eng.live_coid.pop((account, coid), None)
     eng.finish_order(o)
-    out.append(report(eng, o, exec_type, reason=reason))
-    if o.side == "buy":
-        acct.frozen -= o.frozen_cash  # inline accounts.release_cash (hot path: every cancel)
-        acct.available += o.frozen_cash
+    out.append(ExecReport(  # = report(eng, o, exec_type, reason=reason)
+        seq, ts, o.order_id, coid, o.member, account, sym, side, o.type,  # type: ignore[arg-type]
+        o.price, o.quantity, exec_type, status, o.cum_qty, 0, o.cum_notional, o.tif,  # type: ignore[arg-type]
+        0, 0, 0, reason, o.session,
+    ))  # fmt: skip
+    if side == "buy":
+        frozen = o.frozen_cash
+        acct.frozen -= frozen  # inline accounts.release_cash (hot path: every cancel)
+        acct.available += frozen
         o.frozen_cash = 0
-        if eng.specs[o.instrument].holding_limits:
-            acct.open_buy[o.instrument] -= leaves
-        out.append(cash_event(acct, eng.seq, eng.ts))
+        if eng.specs[sym].holding_limits:
+            acct.open_buy[sym] -= leaves
+        out.append(Balance(seq, ts, account, acct.member, acct.available, acct.frozen))  # = cash_event
     elif o.alloc:
-        for v in release_tonnes(acct, o.instrument, o.alloc):
-            out.append(holding_event(acct, o.instrument, v, eng.seq, eng.ts))
+        alloc, o.alloc = o.alloc, ()
+        for v in release_lots(acct, sym, alloc):
+            out.append(holding_event(acct, sym, v, seq, ts))
 
 
 def _find_live(eng: ExchangeState, cmd: AmendOrder | CancelOrder) -> Order | None:
@@ -532,7 +604,7 @@ def requeue(eng: ExchangeState, spec: InstrumentSpec, acct: Account, o: Order, p
         if new.leaves_qty > held:
             extra = freeze_tonnes(acct, o.instrument, new.leaves_qty - held)
             assert extra is not None  # checked by risk.check_amend
-            new.alloc.extend(extra)
+            new.alloc += tuple((v, n) for v, n in extra)
             out.append(report(eng, new, "replaced"))
             _holding_events(eng, acct, o.instrument, extra)
         elif new.leaves_qty < held:

@@ -109,7 +109,11 @@ def check_place(
             failure = holding_limit_failure(spec, acct, qty)
             if failure:
                 return failure
-        return funds_failure(acct, buy_hold(price, qty, spec.fee_buy_e8))
+        notional = price * qty
+        rate = spec.fee_buy_e8
+        if acct.available >= notional + (notional * rate // 100_000_000 if rate else 0):  # inline fast path (buy_hold)
+            return None
+        return funds_failure(acct, buy_hold(price, qty, rate))
     by_vintage = acct.holdings.get(spec.symbol)
     if by_vintage is not None and len(by_vintage) == 1:  # fast path: one vintage, enough tradable
         for pos in by_vintage.values():

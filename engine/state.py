@@ -146,9 +146,11 @@ class ExchangeState:
         the oldest leaves both at once (FIFO: it is the oldest of its accounts too)."""
         trades, by_account = self.trades, self.account_trades
         trades.append(trade)
-        by_account.setdefault(trade.buy_account, deque()).append(trade)
-        if trade.sell_account != trade.buy_account:
-            by_account.setdefault(trade.sell_account, deque()).append(trade)
+        for account in (trade.buy_account, trade.sell_account) if trade.sell_account != trade.buy_account else (trade.buy_account,):
+            mine = by_account.get(account)
+            if mine is None:  # (not setdefault: that would build a deque for every trade)
+                mine = by_account[account] = deque()
+            mine.append(trade)
         while len(trades) > self.retention.trades:
             old = trades.popleft()
             for account in {old.buy_account, old.sell_account}:
