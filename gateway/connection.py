@@ -31,6 +31,7 @@ from carbonx.gateway.protocol import errors
 from carbonx.gateway.protocol.errors import InvalidRequest, RpcError
 from carbonx.gateway.protocol.names import MSGPACK_SUBPROTOCOL, PATH
 from carbonx.gateway.rpc import Call, check_access, lookup
+from carbonx.gateway.rpc.batch import BatchReply
 from carbonx.gateway.sessions import Refused, Session, address_key
 
 if TYPE_CHECKING:
@@ -181,18 +182,73 @@ class Connections:
             gw.seq.submit(CancelAll(ts=time.time_ns(), member=session.member, session=session.session_id))
 
     def on_frame(self, session: Session, codec: codecs.Codec, frame: str | bytes) -> Awaitable[None] | None:
-        """Handle one request. Returns an awaitable only for the few async methods."""
+        """Handle one frame: a request, or a batch of them. Returns an awaitable only for the
+        few async methods (the read loop awaits it before reading the next frame)."""
         gw = self.gw
         recv_ns = time.time_ns()
         allowed = session.allow(False)  # every frame is charged, before anything else (unparsable ones too)
         try:
-            req = codec.request(frame)
+            req = codec.frame(frame, gw.limits.max_batch)
         except RpcError as err:
             if allowed:  # a refused budget already counted this frame as a violation
                 session.refused()
             gw.outbound.send_one(session, codecs.error_reply(err.req_id if isinstance(err, InvalidRequest) else None, err))
             return None
-        call = Call(gw, session, req.id, recv_ns)
+        if type(req) is list:
+            return self._batch(session, codec, req, allowed, recv_ns)
+        assert isinstance(req, codecs.Request)
+        return self._dispatch(session, codec, req, allowed, Call(gw, session, req.id, recv_ns))
+
+    def _batch(
+        self, session: Session, codec: codecs.Codec, members: list[codecs.Request | RpcError], allowed: bool, recv_ns: int
+    ) -> Awaitable[None] | None:
+        """Dispatch a batch's members in order, each charged to the rate budgets as a frame of
+        its own (the frame's charge pays for the first); their answers go out together
+        (``BatchReply``). Continues asynchronously from the first member that must wait."""
+        replies = BatchReply(self.gw.outbound, session)
+        for i, member in enumerate(members):
+            pending = self._member(session, codec, member, allowed if i == 0 else session.allow(False), recv_ns, replies)
+            if session.abusive:  # the read loop closes the connection: the rest is not executed
+                return pending
+            if pending is not None:
+                return self._batch_rest(session, codec, members, i + 1, recv_ns, replies, pending)
+        replies.seal()
+        return None
+
+    async def _batch_rest(
+        self,
+        session: Session,
+        codec: codecs.Codec,
+        members: list[codecs.Request | RpcError],
+        start: int,
+        recv_ns: int,
+        replies: BatchReply,
+        pending: Awaitable[None],
+    ) -> None:
+        await pending
+        for member in members[start:]:
+            if session.abusive:
+                return
+            more = self._member(session, codec, member, session.allow(False), recv_ns, replies)
+            if more is not None:
+                await more
+        replies.seal()
+
+    def _member(
+        self, session: Session, codec: codecs.Codec, member: codecs.Request | RpcError, allowed: bool, recv_ns: int, replies: BatchReply
+    ) -> Awaitable[None] | None:
+        """One member of a batch: an undecodable one is answered with its error (always, like a
+        frame of its own), a request is dispatched."""
+        if isinstance(member, RpcError):
+            if allowed:
+                session.refused()
+            replies.put(replies.slot(), codecs.error_reply(member.req_id if isinstance(member, InvalidRequest) else None, member))
+            return None
+        return self._dispatch(session, codec, member, allowed, Call(self.gw, session, member.id, recv_ns, replies))
+
+    def _dispatch(self, session: Session, codec: codecs.Codec, req: codecs.Request, allowed: bool, call: Call) -> Awaitable[None] | None:
+        """Check and run one decoded request: budgets, method, access, params, handler."""
+        gw = self.gw
         try:
             if not allowed:
                 gw.rate_limited += 1
