@@ -11,6 +11,7 @@ malformed requests) is closed with 1008.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 import ssl
@@ -26,6 +27,7 @@ from websockets.typing import Subprotocol
 
 from carbonx.engine import reasons as R
 from carbonx.engine.schema import CancelAll
+from carbonx.gateway.inbound import InboundConnection
 from carbonx.gateway.protocol import codec as codecs
 from carbonx.gateway.protocol import errors
 from carbonx.gateway.protocol.errors import InvalidRequest, RpcError
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("carbonx.gateway")
 
 # Errors that say the request itself was malformed: each counts against max_violations.
+_ABUSE_REASON = "too many rejected requests (rate limit or malformed input)"
 _MALFORMED = frozenset({errors.PARSE_ERROR, errors.INVALID_REQUEST, errors.METHOD_NOT_FOUND, errors.INVALID_PARAMS})
 
 
@@ -84,6 +87,7 @@ class Connections:
             host,
             port,
             process_request=_only_v1,
+            create_connection=InboundConnection,
             select_subprotocol=_select_subprotocol,
             subprotocols=[Subprotocol(MSGPACK_SUBPROTOCOL)],
             max_size=gw.limits.max_frame_bytes,
@@ -119,20 +123,48 @@ class Connections:
             self.close_later(victim, 1013, "anonymous connections are full: log in to keep a connection")
         self.arm_login_timeout(session)
         codec = codecs.MSGPACK if session.binary else codecs.JSON
+        inbound = ws if isinstance(ws, InboundConnection) else None
         try:
             while True:
+                if inbound is not None and inbound.on_message is None:  # frames queued before now are read first, in order
+                    inbound.start_direct(functools.partial(self._direct, session, codec, inbound))
+                # Once messages go to ``_direct``, this only returns for what websockets must refuse itself.
                 frame = await ws.recv()  # str for a text frame (websockets closes with 1007 if it is not UTF-8), bytes for binary
                 result = self.on_frame(session, codec, frame)
                 if result is not None:
                     await result
                 if session.abusive:
                     gw.abuse_disconnects += 1
-                    await ws.close(1008, "too many rejected requests (rate limit or malformed input)")
+                    await ws.close(1008, _ABUSE_REASON)
                     break
         except ConnectionClosed:
             pass
         finally:
+            if inbound is not None:
+                inbound.stopped = True
+                await inbound.settled()  # an async method still running finishes before the session goes
             self.disconnect(session)
+
+    def _direct(self, session: Session, codec: codecs.Codec, inbound: InboundConnection, frame: str | bytes) -> Awaitable[None] | None:
+        """One message, straight from the socket (``InboundConnection``): as the read loop would
+        handle it, closing an abusive connection with 1008."""
+        result = self.on_frame(session, codec, frame)
+        if result is not None:
+            return self._then_check(session, inbound, result)
+        if session.abusive:
+            self._abusive(session, inbound)
+        return None
+
+    async def _then_check(self, session: Session, inbound: InboundConnection, pending: Awaitable[None]) -> None:
+        await pending
+        if session.abusive:
+            self._abusive(session, inbound)
+
+    def _abusive(self, session: Session, inbound: InboundConnection) -> None:
+        if not inbound.stopped:
+            inbound.stopped = True
+            self.gw.abuse_disconnects += 1
+            self.close_later(session, 1008, _ABUSE_REASON)
 
     def arm_login_timeout(self, session: Session) -> None:
         """Check ``login_timeout_s`` from now that the connection has logged in (see
