@@ -24,7 +24,9 @@ CPU seconds each side used: a side near 100 % of a core is what limits that figu
 order-entry phases also report ``server_cpu_us_per_order``: the server process's CPU time
 over the phase divided by the orders it acknowledged (top level: the sustained phase;
 ``peak_server_cpu_us_per_order``: the closed loop), which the machine's load does not
-move the way it moves latencies and rates. Runs the generator on uvloop. The last line of output is one JSON object.
+move the way it moves latencies and rates. ``--batch N`` sends the order-entry phases' orders
+N to a frame as JSON-RPC batches (``Client.submit_batch``), at the same orders per second.
+Runs the generator on uvloop. The last line of output is one JSON object.
 """
 
 from __future__ import annotations
@@ -209,7 +211,14 @@ class Tally:
         self.hist.record_value(min(max(1, int((now - intended) * 1e6)), HIST_MAX_US))
 
 
-async def open_loop(sessions: list[tuple[Client, str]], rate: float, duration: float, seed: int) -> dict[str, Any]:
+async def _send_orders(c: Client, rng: random.Random, account: str, batch: int) -> list[asyncio.Future[Any]]:
+    """One order in a frame of its own (``batch`` 1), or ``batch`` orders in one JSON-RPC batch frame."""
+    if batch == 1:
+        return [await c.submit("order.place", _order(rng, account))]
+    return await c.submit_batch([("order.place", _order(rng, account)) for _ in range(batch)])
+
+
+async def open_loop(sessions: list[tuple[Client, str]], rate: float, duration: float, seed: int, batch: int = 1) -> dict[str, Any]:
     """Fixed-rate schedule; latency from the intended send time.
 
     Times come from ``time.perf_counter`` (uvloop's ``loop.time()`` has millisecond
@@ -217,10 +226,12 @@ async def open_loop(sessions: list[tuple[Client, str]], rate: float, duration: f
     the latency: when it is high, the generator, not the server, limits the figure).
     ``orders_per_s`` counts acknowledgements received *within* the scheduled window, so a
     server that falls behind scores below the offered rate; ``drain_s`` is how long after
-    the window the last reply arrived."""
+    the window the last reply arrived. With ``batch`` > 1 each connection sends ``batch``
+    orders per frame at 1/``batch`` of the frame rate (the same orders per second), each
+    order's latency counted from its batch's intended send time."""
     tally = Tally()
     lag = _hist()
-    interval = len(sessions) / rate
+    interval = len(sessions) * batch / rate
     start = time.perf_counter() + 0.2
     end = start + duration
     tally.window = (start, end)
@@ -233,9 +244,9 @@ async def open_loop(sessions: list[tuple[Client, str]], rate: float, duration: f
             delay = intended - time.perf_counter()
             await asyncio.sleep(max(delay, 0))  # behind schedule: still yield, or replies wait
             lag.record_value(min(max(1, int((time.perf_counter() - intended) * 1e6)), HIST_MAX_US))
-            fut = await c.submit("order.place", _order(rng, account))
-            fut.add_done_callback(functools.partial(tally.done, intended))
-            pending.append(fut)
+            for fut in await _send_orders(c, rng, account, batch):
+                fut.add_done_callback(functools.partial(tally.done, intended))
+                pending.append(fut)
             intended += interval
 
     await asyncio.gather(*(sender(i, c, a) for i, (c, a) in enumerate(sessions)))
@@ -255,8 +266,9 @@ async def open_loop(sessions: list[tuple[Client, str]], rate: float, duration: f
     }
 
 
-async def closed_loop(sessions: list[tuple[Client, str]], duration: float, window: int, seed: int) -> dict[str, Any]:
-    """Every connection keeps ``window`` orders in flight: the acknowledged rate is capacity."""
+async def closed_loop(sessions: list[tuple[Client, str]], duration: float, window: int, seed: int, batch: int = 1) -> dict[str, Any]:
+    """Every connection keeps ``window`` frames (of ``batch`` orders each) in flight: the
+    acknowledged rate is capacity."""
     tally = Tally()
     start = time.perf_counter()
     end = start + duration
@@ -265,10 +277,10 @@ async def closed_loop(sessions: list[tuple[Client, str]], duration: float, windo
         rng = random.Random(seed * 7919 + i)
         while time.perf_counter() < end:
             sent = time.perf_counter()
-            fut = await c.submit("order.place", _order(rng, account))
-            with contextlib.suppress(RpcError):
-                await fut
-            tally.done(sent, fut)
+            futures = await _send_orders(c, rng, account, batch)
+            await asyncio.wait(futures)
+            for fut in futures:
+                tally.done(sent, fut)
 
     await asyncio.gather(*(worker(i * window + w, c, a) for i, (c, a) in enumerate(sessions) for w in range(window)))
     elapsed = time.perf_counter() - start
@@ -293,14 +305,14 @@ async def order_entry(server: Server, args: argparse.Namespace) -> dict[str, Any
     sessions = await _sessions(server.trading, args.connections)
     try:
         cpu, stats = CpuMeter(server.pid), ServerStats(server)
-        sustained = await open_loop(sessions, args.rate, args.duration, args.seed)
+        sustained = await open_loop(sessions, args.rate, args.duration, args.seed, args.batch)
         sustained.update(cpu.read(), **stats.read())
         sustained["server_cpu_us_per_order"] = _cpu_per_order(sustained)
         await _reset_books(server.trading)
         peak = None
         if args.peak_duration > 0:
             cpu, stats = CpuMeter(server.pid), ServerStats(server)
-            peak = await closed_loop(sessions, args.peak_duration, args.window, args.seed)
+            peak = await closed_loop(sessions, args.peak_duration, args.window, args.seed, args.batch)
             peak.update(cpu.read(), **stats.read())
             peak["server_cpu_us_per_order"] = _cpu_per_order(peak)
             await _reset_books(server.trading)
@@ -555,7 +567,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=10, help="sustained phase seconds")
     p.add_argument("--connections", type=int, default=20, help="broker connections (alternating demo-a / demo-b)")
     p.add_argument("--peak-duration", type=float, default=5, help="closed-loop phase seconds (0 skips it)")
-    p.add_argument("--window", type=int, default=16, help="orders in flight per connection in the closed-loop phase")
+    p.add_argument("--window", type=int, default=16, help="frames in flight per connection in the closed-loop phase")
+    p.add_argument(
+        "--batch", type=int, default=1, help="orders per frame in the order-entry phases (> 1: JSON-RPC batches, at most max_batch)"
+    )
     p.add_argument("--subscribers", type=int, default=500, help="fan-out phase: book subscribers that read (0 skips the phase)")
     p.add_argument("--sub-procs", type=int, default=2, help="worker processes holding the subscribers")
     p.add_argument("--fanout-rate", type=float, default=500, help="orders per second during the fan-out phase")
@@ -609,6 +624,7 @@ def main(argv: list[str] | None = None) -> int:
         "loadavg_1m_at_start": load_at_start,
         "fsync_policy": args.fsync_policy,
         "connections": args.connections,
+        "batch": args.batch,
         "offered_per_s": args.rate,
         "orders_per_s": sustained.get("orders_per_s"),
         "p50_ms": sustained.get("p50_ms"),

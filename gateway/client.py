@@ -5,7 +5,8 @@ module, so it is deliberately complete and strict:
 
 * ``await c.call(method, **params)`` returns the ``result`` or raises :class:`RpcError`
   (``code``, ``message``, ``data``, ``reason``); every request has a timeout, so a silent
-  server never hangs a caller forever.
+  server never hangs a caller forever. ``await c.call_batch([(method, params), ...])`` sends
+  several calls in one frame (a JSON-RPC batch) and returns their results in order.
 * Notifications land in a bounded queue (``async for n in c.notifications()``), in a bounded
   history that :meth:`Client.wait_for` searches first (a report can arrive before the reply
   that caused it), and in registered callbacks.
@@ -353,13 +354,58 @@ class Client:
             raise
         return rid, future
 
+    async def call_batch(self, calls: Iterable[tuple[str, dict[str, Any] | None]], *, timeout: float | None = None) -> list[Any]:
+        """Send ``calls`` (``(method, params)`` pairs) as one JSON-RPC batch (one frame) and return
+        their results in the same order; a call that failed has its :class:`RpcError` in its
+        place (not raised: the others still happened). The server runs the calls in order, so
+        order-changing calls keep theirs; at most the server's ``limits.max_batch`` per batch.
+        Raises :class:`RequestTimeout` if the replies are not all in within the timeout."""
+        limit = self.timeout if timeout is None else timeout
+        futures = await self.submit_batch(calls)
+        try:
+            async with asyncio.timeout(limit):
+                await asyncio.wait(futures)
+        except TimeoutError:
+            for f in futures:
+                f.cancel()
+            raise RequestTimeout(f"no reply to a batch of {len(futures)} within {limit}s") from None
+        return [f.exception() or f.result() for f in futures]
+
+    async def submit_batch(self, calls: Iterable[tuple[str, dict[str, Any] | None]]) -> list[asyncio.Future[Any]]:
+        """Pipelining of a batch: send ``calls`` as one frame and return one future per call
+        (as :meth:`submit`: no timeout, the caller owns it). An empty ``calls`` is refused
+        (``ValueError``): the protocol answers an empty batch with an error."""
+        if self._ws is None or self._closed:
+            raise ClientClosed(self.close_code, self.close_reason or "not connected")
+        messages: list[dict[str, Any]] = []
+        futures: list[asyncio.Future[Any]] = []
+        loop = asyncio.get_running_loop()
+        for method, params in calls:
+            rid = next(self._ids)
+            message: dict[str, Any] = {"jsonrpc": "2.0", "id": rid, "method": method}
+            if params is not None:
+                message["params"] = params
+            messages.append(message)
+            future: asyncio.Future[Any] = loop.create_future()
+            self._pending[rid] = future
+            futures.append(future)
+        if not messages:
+            raise ValueError("a batch holds at least one call")
+        try:
+            await self._send(messages)
+        except BaseException:
+            for m in messages:
+                self._pending.pop(m["id"], None)
+            raise
+        return futures
+
     async def send_raw(self, data: str | bytes) -> None:
         """Send a frame as is (text for ``str``, binary for ``bytes``): malformed-input tests."""
         if self._ws is None:
             raise ClientClosed(None, "not connected")
         await self._ws.send(data)
 
-    async def _send(self, message: dict[str, Any]) -> None:
+    async def _send(self, message: dict[str, Any] | list[dict[str, Any]]) -> None:
         assert self._ws is not None
         try:
             if self._binary:
@@ -682,6 +728,10 @@ class Client:
                 queue.put_nowait(_CLOSED)
 
     def _dispatch(self, message: Any) -> None:
+        if isinstance(message, list):  # the answers to a batch, each matched by its id
+            for item in message:
+                self._dispatch(item)
+            return
         if not isinstance(message, dict):
             log.error("non-object message from server: %r", message)
             return

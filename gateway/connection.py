@@ -11,6 +11,7 @@ malformed requests) is closed with 1008.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 import ssl
@@ -26,11 +27,13 @@ from websockets.typing import Subprotocol
 
 from carbonx.engine import reasons as R
 from carbonx.engine.schema import CancelAll
+from carbonx.gateway.inbound import InboundConnection
 from carbonx.gateway.protocol import codec as codecs
 from carbonx.gateway.protocol import errors
 from carbonx.gateway.protocol.errors import InvalidRequest, RpcError
 from carbonx.gateway.protocol.names import MSGPACK_SUBPROTOCOL, PATH
 from carbonx.gateway.rpc import Call, check_access, lookup
+from carbonx.gateway.rpc.batch import BatchReply
 from carbonx.gateway.sessions import Refused, Session, address_key
 
 if TYPE_CHECKING:
@@ -39,6 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("carbonx.gateway")
 
 # Errors that say the request itself was malformed: each counts against max_violations.
+_ABUSE_REASON = "too many rejected requests (rate limit or malformed input)"
 _MALFORMED = frozenset({errors.PARSE_ERROR, errors.INVALID_REQUEST, errors.METHOD_NOT_FOUND, errors.INVALID_PARAMS})
 
 
@@ -83,6 +87,7 @@ class Connections:
             host,
             port,
             process_request=_only_v1,
+            create_connection=InboundConnection,
             select_subprotocol=_select_subprotocol,
             subprotocols=[Subprotocol(MSGPACK_SUBPROTOCOL)],
             max_size=gw.limits.max_frame_bytes,
@@ -118,20 +123,48 @@ class Connections:
             self.close_later(victim, 1013, "anonymous connections are full: log in to keep a connection")
         self.arm_login_timeout(session)
         codec = codecs.MSGPACK if session.binary else codecs.JSON
+        inbound = ws if isinstance(ws, InboundConnection) else None
         try:
             while True:
+                if inbound is not None and inbound.on_message is None:  # frames queued before now are read first, in order
+                    inbound.start_direct(functools.partial(self._direct, session, codec, inbound))
+                # Once messages go to ``_direct``, this only returns for what websockets must refuse itself.
                 frame = await ws.recv()  # str for a text frame (websockets closes with 1007 if it is not UTF-8), bytes for binary
                 result = self.on_frame(session, codec, frame)
                 if result is not None:
                     await result
                 if session.abusive:
                     gw.abuse_disconnects += 1
-                    await ws.close(1008, "too many rejected requests (rate limit or malformed input)")
+                    await ws.close(1008, _ABUSE_REASON)
                     break
         except ConnectionClosed:
             pass
         finally:
+            if inbound is not None:
+                inbound.stopped = True
+                await inbound.settled()  # an async method still running finishes before the session goes
             self.disconnect(session)
+
+    def _direct(self, session: Session, codec: codecs.Codec, inbound: InboundConnection, frame: str | bytes) -> Awaitable[None] | None:
+        """One message, straight from the socket (``InboundConnection``): as the read loop would
+        handle it, closing an abusive connection with 1008."""
+        result = self.on_frame(session, codec, frame)
+        if result is not None:
+            return self._then_check(session, inbound, result)
+        if session.abusive:
+            self._abusive(session, inbound)
+        return None
+
+    async def _then_check(self, session: Session, inbound: InboundConnection, pending: Awaitable[None]) -> None:
+        await pending
+        if session.abusive:
+            self._abusive(session, inbound)
+
+    def _abusive(self, session: Session, inbound: InboundConnection) -> None:
+        if not inbound.stopped:
+            inbound.stopped = True
+            self.gw.abuse_disconnects += 1
+            self.close_later(session, 1008, _ABUSE_REASON)
 
     def arm_login_timeout(self, session: Session) -> None:
         """Check ``login_timeout_s`` from now that the connection has logged in (see
@@ -181,18 +214,73 @@ class Connections:
             gw.seq.submit(CancelAll(ts=time.time_ns(), member=session.member, session=session.session_id))
 
     def on_frame(self, session: Session, codec: codecs.Codec, frame: str | bytes) -> Awaitable[None] | None:
-        """Handle one request. Returns an awaitable only for the few async methods."""
+        """Handle one frame: a request, or a batch of them. Returns an awaitable only for the
+        few async methods (the read loop awaits it before reading the next frame)."""
         gw = self.gw
         recv_ns = time.time_ns()
         allowed = session.allow(False)  # every frame is charged, before anything else (unparsable ones too)
         try:
-            req = codec.request(frame)
+            req = codec.frame(frame, gw.limits.max_batch)
         except RpcError as err:
             if allowed:  # a refused budget already counted this frame as a violation
                 session.refused()
             gw.outbound.send_one(session, codecs.error_reply(err.req_id if isinstance(err, InvalidRequest) else None, err))
             return None
-        call = Call(gw, session, req.id, recv_ns)
+        if type(req) is list:
+            return self._batch(session, codec, req, allowed, recv_ns)
+        assert isinstance(req, codecs.Request)
+        return self._dispatch(session, codec, req, allowed, Call(gw, session, req.id, recv_ns))
+
+    def _batch(
+        self, session: Session, codec: codecs.Codec, members: list[codecs.Request | RpcError], allowed: bool, recv_ns: int
+    ) -> Awaitable[None] | None:
+        """Dispatch a batch's members in order, each charged to the rate budgets as a frame of
+        its own (the frame's charge pays for the first); their answers go out together
+        (``BatchReply``). Continues asynchronously from the first member that must wait."""
+        replies = BatchReply(self.gw.outbound, session)
+        for i, member in enumerate(members):
+            pending = self._member(session, codec, member, allowed if i == 0 else session.allow(False), recv_ns, replies)
+            if session.abusive:  # the read loop closes the connection: the rest is not executed
+                return pending
+            if pending is not None:
+                return self._batch_rest(session, codec, members, i + 1, recv_ns, replies, pending)
+        replies.seal()
+        return None
+
+    async def _batch_rest(
+        self,
+        session: Session,
+        codec: codecs.Codec,
+        members: list[codecs.Request | RpcError],
+        start: int,
+        recv_ns: int,
+        replies: BatchReply,
+        pending: Awaitable[None],
+    ) -> None:
+        await pending
+        for member in members[start:]:
+            if session.abusive:
+                return
+            more = self._member(session, codec, member, session.allow(False), recv_ns, replies)
+            if more is not None:
+                await more
+        replies.seal()
+
+    def _member(
+        self, session: Session, codec: codecs.Codec, member: codecs.Request | RpcError, allowed: bool, recv_ns: int, replies: BatchReply
+    ) -> Awaitable[None] | None:
+        """One member of a batch: an undecodable one is answered with its error (always, like a
+        frame of its own), a request is dispatched."""
+        if isinstance(member, RpcError):
+            if allowed:
+                session.refused()
+            replies.put(replies.slot(), codecs.error_reply(member.req_id if isinstance(member, InvalidRequest) else None, member))
+            return None
+        return self._dispatch(session, codec, member, allowed, Call(self.gw, session, member.id, recv_ns, replies))
+
+    def _dispatch(self, session: Session, codec: codecs.Codec, req: codecs.Request, allowed: bool, call: Call) -> Awaitable[None] | None:
+        """Check and run one decoded request: budgets, method, access, params, handler."""
+        gw = self.gw
         try:
             if not allowed:
                 gw.rate_limited += 1

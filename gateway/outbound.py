@@ -64,8 +64,9 @@ class Outbound:
     def forget(self, session: Session) -> None:
         self.cut.discard(session)
 
-    def send(self, sessions: Iterable[Session], message: dict[str, Any]) -> None:
-        """Encode ``message`` at most once per format and write it to every session."""
+    def send(self, sessions: Iterable[Session], message: dict[str, Any] | list[Any]) -> None:
+        """Encode ``message`` at most once per format and write it to every session (a list:
+        the answers of a batch, one array frame)."""
         text: list[Any] = []
         binary: list[Any] = []
         for s in sessions:
@@ -77,7 +78,7 @@ class Outbound:
             broadcast(binary, MSGPACK.encode(message))
         self.messages += len(text) + len(binary)
 
-    def send_one(self, session: Session, message: dict[str, Any]) -> None:
+    def send_one(self, session: Session, message: dict[str, Any] | list[Any]) -> None:
         self.send((session,), message)
 
 

@@ -101,6 +101,8 @@ class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     orders_per_s: PerSecond = 100.0
     order_burst: Count = 200
     max_violations: Count = 50  # refused requests (rate limit, malformed, unknown method) in a row before close (1008)
+    # Requests in one JSON-RPC batch (an array frame); each is charged to the rate budgets like a frame of its own.
+    max_batch: Annotated[int, _within(1, 1000)] = 100
     max_login_failures: Count = 5
     max_subscriptions: Annotated[int, _within(1, 10_000)] = 64
     max_connections_per_member: Count = 16

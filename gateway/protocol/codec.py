@@ -1,8 +1,12 @@
 """The envelope and the two frame codecs (JSON text frames, MessagePack binary frames).
 
-Every frame is decoded twice: once into a bounded, untyped shape (hostile bytes are refused
+Every request is decoded twice: once into a bounded, untyped shape (hostile bytes are refused
 cheaply and exactly), then into the typed envelope; a method's params are decoded into its
 Struct (``carbonx.gateway.protocol.params``) once the method is known.
+
+A frame holding an array is a JSON-RPC 2.0 batch (``Codec.frame``): the array is split into
+its members without looking inside them (at most ``max_batch``), and every member is then
+decoded exactly as a request alone in a frame would be, with the same bounds and errors.
 """
 
 from __future__ import annotations
@@ -195,6 +199,7 @@ class Codec:
             self._request: Any = msgspec.msgpack.Decoder(_Envelope)
             self._shape: Any = msgspec.msgpack.Decoder(_Shape)
             self._id_only: Any = msgspec.msgpack.Decoder(_IdOnly)
+            self._members: Any = msgspec.msgpack.Decoder(list[msgspec.Raw])
             self._generic: Any = msgspec.msgpack
             self._wrong_frame = f"this connection speaks MessagePack (subprotocol {MSGPACK_SUBPROTOCOL}): send binary frames"
         else:
@@ -202,18 +207,55 @@ class Codec:
             self._request = msgspec.json.Decoder(_Envelope)
             self._shape = msgspec.json.Decoder(_Shape)
             self._id_only = msgspec.json.Decoder(_IdOnly)
+            self._members = msgspec.json.Decoder(list[msgspec.Raw])
             self._generic = msgspec.json
             self._wrong_frame = f"JSON requests go in text frames (binary frames need the subprotocol {MSGPACK_SUBPROTOCOL})"
 
     def request(self, frame: bytes | str) -> Request:
-        """Decode the envelope. Raises RpcError(-32700) or InvalidRequest(-32600 / -32602, with the
-        id to answer when it could be read). ``frame`` is str for a text frame, bytes for binary."""
+        """Decode the envelope of a frame holding one request (an array is refused: use ``frame``
+        where batches are allowed). Raises RpcError(-32700) or InvalidRequest(-32600 / -32602, with
+        the id to answer when it could be read). ``frame`` is str for a text frame, bytes for binary."""
         if isinstance(frame, str) == self.binary:
             raise InvalidRequest(INVALID_REQUEST, f"invalid request: {self._wrong_frame}")
+        return self._one(frame, member=False)
+
+    def frame(self, frame: bytes | str, max_batch: int) -> Request | list[Request | RpcError]:
+        """Decode one frame: a single request (as ``request``), or a batch (an array of requests)
+        as the list of its members in order, each the decoded ``Request`` or the error to answer
+        that member with (its id when readable, else null). What is refused as a whole, with one
+        error and no list: a frame of the wrong kind, bytes that do not parse, an empty array
+        (-32600) and an array of more than ``max_batch`` members (-32600)."""
+        if isinstance(frame, str) == self.binary:
+            raise InvalidRequest(INVALID_REQUEST, f"invalid request: {self._wrong_frame}")
+        if not _is_array(frame):
+            return self._one(frame, member=False)
+        if self.binary:  # the array header says how many members follow: refuse a long one unread
+            assert isinstance(frame, bytes)
+            announced = _msgpack_array_len(frame)
+            if announced > max_batch:
+                raise InvalidRequest(INVALID_REQUEST, _too_long(announced, max_batch))
+        try:
+            raws = self._members.decode(frame)
+        except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError) as exc:
+            raise RpcError(PARSE_ERROR, _parse_message(frame, exc)) from None
+        if not raws:
+            raise InvalidRequest(INVALID_REQUEST, "invalid request: an empty batch (a batch holds at least one request)")
+        if len(raws) > max_batch:
+            raise InvalidRequest(INVALID_REQUEST, _too_long(len(raws), max_batch))
+        members: list[Request | RpcError] = []
+        for raw in raws:
+            try:
+                members.append(self._one(bytes(raw), member=True))
+            except RpcError as err:
+                members.append(err)
+        return members
+
+    def _one(self, frame: bytes | str, member: bool) -> Request:
+        """Decode one request: a whole frame, or (``member``) one member of a batch, as bytes."""
         try:
             shape = self._shape.decode(frame)
         except msgspec.ValidationError as exc:
-            raise self._shape_error(frame, str(exc)) from None
+            raise self._shape_error(frame, str(exc), member) from None
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError) as exc:
             raise RpcError(PARSE_ERROR, _parse_message(frame, exc)) from None
         try:
@@ -224,10 +266,12 @@ class Codec:
             raise InvalidRequest(INVALID_REQUEST, 'invalid request: "jsonrpc" must be "2.0"', _readable_id(shape.id))
         return Request(env, shape, self._duplicates(frame, shape, env))
 
-    def _shape_error(self, frame: bytes | str, text: str) -> RpcError:
+    def _shape_error(self, frame: bytes | str, text: str, member: bool) -> RpcError:
         if text.startswith("Expected `object`, got") and " - at `" not in text:  # the frame itself is not an object
             if "got `array`" in text:
-                return InvalidRequest(INVALID_REQUEST, "invalid request: batches (arrays) are not supported; send one request per frame")
+                if member:
+                    return InvalidRequest(INVALID_REQUEST, "invalid request: a batch member is a request object (batches do not nest)")
+                return InvalidRequest(INVALID_REQUEST, "invalid request: a batch (array) is not accepted here; send one request per frame")
             return InvalidRequest(INVALID_REQUEST, f"invalid request: a request is an object ({text})")
         try:
             req_id = _readable_id(self._id_only.decode(frame).id)
@@ -298,6 +342,33 @@ class Codec:
         raw = bytes(req.params)  # type: ignore[arg-type]
         decoded = _value_items(req.params_value)
         return _msgpack_items(raw, decoded) > decoded
+
+
+_JSON_SPACE = " \t\r\n"
+
+
+def _is_array(frame: bytes | str) -> bool:
+    """Whether the frame holds an array (a batch): JSON's first non-blank character is ``[``;
+    MessagePack's first byte is an array header (fixarray, array 16, array 32)."""
+    if isinstance(frame, str):
+        head = frame[:1]
+        if head in _JSON_SPACE and head:
+            head = frame.lstrip(_JSON_SPACE)[:1]
+        return head == "["
+    return bool(frame) and (0x90 <= frame[0] <= 0x9F or frame[0] in (0xDC, 0xDD))
+
+
+def _msgpack_array_len(frame: bytes) -> int:
+    """Members the outermost MessagePack array header announces (0 when the header is cut short)."""
+    head = frame[0]
+    if head <= 0x9F:
+        return head & 0x0F
+    width = 2 if head == 0xDC else 4
+    return int.from_bytes(frame[1 : 1 + width], "big") if len(frame) > width else 0
+
+
+def _too_long(n: int, max_batch: int) -> str:
+    return f"invalid request: a batch holds at most {max_batch} requests (limits.max_batch), this one has {n}"
 
 
 def _parse_message(frame: bytes | str, exc: BaseException) -> str:

@@ -16,6 +16,7 @@ from carbonx.engine.accounts import Account
 from carbonx.engine.schema import CancelAll, CancelOrder, Command, Event, ExecReport, Reject
 from carbonx.gateway.protocol import codec, errors, views
 from carbonx.gateway.protocol.errors import RpcError
+from carbonx.gateway.rpc.batch import NO_SLOT, BatchReply
 from carbonx.gateway.sessions import Session
 
 if TYPE_CHECKING:
@@ -25,20 +26,28 @@ E = TypeVar("E", bound=Event)
 
 
 class Call:
-    """One request being answered: who asked, with which id, when it arrived."""
+    """One request being answered: who asked, with which id, when it arrived; for a member
+    of a batch, the batch's ``BatchReply`` and the answer's slot in it."""
 
-    __slots__ = ("gw", "recv_ns", "req_id", "session")
+    __slots__ = ("batch", "gw", "recv_ns", "req_id", "session", "slot")
 
-    def __init__(self, gw: Gateway, session: Session, req_id: int | str | None, recv_ns: int) -> None:
-        self.gw, self.session, self.req_id, self.recv_ns = gw, session, req_id, recv_ns
+    def __init__(self, gw: Gateway, session: Session, req_id: int | str | None, recv_ns: int, batch: BatchReply | None = None) -> None:
+        self.gw, self.session, self.req_id, self.recv_ns, self.batch = gw, session, req_id, recv_ns, batch
+        self.slot = batch.slot() if batch is not None and req_id is not None else NO_SLOT
 
     def reply(self, result: Any) -> None:
         if self.req_id is not None:
-            self.gw.outbound.send_one(self.session, codec.reply(self.req_id, result))
+            self._send(codec.reply(self.req_id, result))
 
     def error(self, err: RpcError) -> None:
         if self.req_id is not None:
-            self.gw.outbound.send_one(self.session, codec.error_reply(self.req_id, err))
+            self._send(codec.error_reply(self.req_id, err))
+
+    def _send(self, message: dict[str, Any]) -> None:
+        if self.batch is None:
+            self.gw.outbound.send_one(self.session, message)
+        else:
+            self.batch.put(self.slot, message)
 
     def read(self, result: Any) -> None:
         """Reply with a read result once everything applied before it is durable."""

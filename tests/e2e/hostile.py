@@ -17,6 +17,8 @@ from typing import Any
 import msgspec
 
 PARSE, INVALID, NO_METHOD, PARAMS = -32700, -32600, -32601, -32602
+MAX_BATCH = 100  # limits.max_batch of the demo configuration
+MAX_FRAME_BYTES = 65536  # limits.max_frame_bytes of the demo configuration
 FLOAT_ID = 1.5
 
 # Plausible params for the methods that change state (the broker's own accounts: valid if not broken).
@@ -54,6 +56,7 @@ class Frame:
     close: int | None = None  # a close code that is a correct answer instead of an error reply
     what: str = ""
     raw_text: bool = False  # bytes sent as a text frame (invalid UTF-8)
+    members: list[Frame] | None = None  # a batch: answered with an array, one answer per member, in order
 
 
 class Hostile:
@@ -72,6 +75,12 @@ class Hostile:
         defects += [self.nan, self.bom, self.escaped_dup] if not binary else [self.bad_utf8, self.bin_str, self.ext, self.int_key,
                                                                               self.lying_header, self.dup_params_wide]  # fmt: skip
         self.defects = defects
+        # Defects of one request that keep it a complete value: batch members (answered one by one).
+        self.member_defects = [
+            self.dup_params, self.dup_envelope, self.deep_params, self.deep_id, self.wrong_version, self.odd_id, self.params_array,
+            self.unknown_member, self.unknown_param, self.wrong_type, self.unknown_method, self.not_object,
+        ]  # fmt: skip
+        self.member_defects += [self.escaped_dup] if not binary else [self.bin_str, self.ext, self.int_key, self.dup_params_wide]
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -211,9 +220,24 @@ class Hostile:
         return Frame(data, frozenset({PARSE}), what="empty")
 
     def batch(self) -> Frame:
-        method, params = self._call()
-        req = {"jsonrpc": "2.0", "id": self._id(), "method": method, "params": params}
-        return Frame(self._enc([req] * self.rng.randint(0, 3)), frozenset({INVALID}), what="batch")
+        """An array of 1-6 hostile requests (each refused on its own, answered in order), or an
+        array refused whole: empty, longer than ``max_batch`` (of valid requests: executing
+        any would show), or holding a batch that does not parse."""
+        kind = self.rng.random()
+        if kind < 0.1:
+            return Frame(self._enc([]), frozenset({INVALID}), what="empty_batch")
+        if kind < 0.15:
+            method, params = self._call()
+            reqs = [{"jsonrpc": "2.0", "id": self._id(), "method": method, "params": params} for _ in range(MAX_BATCH + 1)]
+            return Frame(self._enc(reqs), frozenset({INVALID}), what="long_batch")
+        members = [self.rng.choice(self.member_defects)() for _ in range(self.rng.randint(1, 6))]
+        if self.binary:
+            data: str | bytes = bytes([0x90 | len(members)]) + b"".join(m.data for m in members)  # type: ignore[misc]
+        else:
+            data = "[" + ",".join(m.data for m in members) + "]"  # type: ignore[misc]
+        deep = any(m.what in ("deep_params", "deep_id") for m in members)  # past the parser's own depth: -32700 for the frame
+        too_big = 1009 if len(data) > MAX_FRAME_BYTES else None  # deep members add up
+        return Frame(data, frozenset({PARSE}) if deep else frozenset(), members=members, close=too_big, what="batch")
 
     def not_object(self) -> Frame:
         return Frame(self._enc(self.rng.choice([1, "order.place", None, True, 2.5])), frozenset({INVALID}), what="not_object")

@@ -60,14 +60,17 @@ class Raw:
         await self.ws.send(self._encode(request))
         return await self.reply()
 
-    async def reply(self) -> dict[str, Any]:
+    async def reply(self) -> Any:
+        """The next answer: a reply object, or an array (a batch's), skipping notifications."""
         assert self.ws is not None
         while True:
             message = self._decode(await self.ws.recv())
+            if isinstance(message, list):
+                return message
             if "id" in message:  # skip notifications (heartbeats)
                 return dict(message)
 
-    async def send(self, frame: Frame) -> dict[str, Any] | int:
+    async def send(self, frame: Frame) -> Any:
         """The error reply to ``frame``, or the close code if the server closed instead."""
         if self.ws is None:
             await self.open()
@@ -103,12 +106,23 @@ async def _state(server: Server) -> tuple[Any, ...]:
     return accounts, books, orders
 
 
-def _check(frame: Frame, answer: dict[str, Any] | int) -> str | None:
-    """What is wrong with ``answer`` to ``frame`` (None if it is right)."""
+def _check(frame: Frame, answer: Any) -> str | None:
+    """What is wrong with ``answer`` to ``frame`` (None if it is right). A batch is answered
+    with an array holding each member's answer in order (or refused whole, by ``frame.codes``)."""
     if isinstance(answer, int):
         if answer == frame.close or answer == 1008:  # 1008: the previous frames made the connection abusive
             return None
         return f"closed with {answer}"
+    if isinstance(answer, list):
+        if frame.members is None:
+            return f"an array answer to a single request: {answer}"
+        if len(answer) != len(frame.members):
+            return f"{len(answer)} answers to a batch of {len(frame.members)}: {answer}"
+        for i, (member, part) in enumerate(zip(frame.members, answer, strict=True)):
+            problem = _check(member, part)
+            if problem is not None:
+                return f"member {i} ({member.what or 'frame'}): {problem}"
+        return None
     error = answer.get("error")
     if error is None:
         return f"not refused: {answer}"

@@ -396,6 +396,7 @@ def test_every_number_in_server_and_limits_has_a_range() -> None:
     [
         ("[limits]\nmax_connections = 10000000\n", "limits.max_connections: 10000000 is outside the range 1 to 1000000"),
         ("[limits]\nrequest_burst = 0\n", "limits.request_burst: 0 is outside the range 1 to 1000000"),
+        ("[limits]\nmax_batch = 1001\n", "limits.max_batch: 1001 is outside the range 1 to 1000"),
         ("[server]\nport = 70000\n", "server.port: 70000 is outside the range 0 to 65535"),
         ("[server]\ntick_s = 0.0\n", "server.tick_s: 0.0 is outside the range 0.01 to 60"),
         ("[server]\nsegment_bytes = 1\n", "server.segment_bytes: 1 is outside the range 65536 to 68719476736"),
