@@ -63,6 +63,7 @@ class FailoverClient:
         self.index = 0  # urls[index] is the current (or last) gateway
         self.reconnects = 0  # successful reconnections after a lost connection
         self.seq_regressions = 0
+        self._old_gaps = self._old_checksum_failures = 0  # of connections before the current one
         self.last_seq: dict[str, int] = {}
         self.channels: list[str] = []
         self.cod = False
@@ -89,6 +90,15 @@ class FailoverClient:
     @property
     def books(self) -> dict[str, Book]:
         return self._client.books if self._client is not None else {}
+
+    @property
+    def gaps(self) -> int:
+        """Book ``seq`` gaps seen, over every connection (0: every book update followed the one before)."""
+        return self._old_gaps + (self._client.gaps if self._client is not None else 0)
+
+    @property
+    def checksum_failures(self) -> int:
+        return self._old_checksum_failures + (self._client.checksum_failures if self._client is not None else 0)
 
     @property
     def session_id(self) -> str | None:
@@ -155,6 +165,8 @@ class FailoverClient:
             if self._closing:
                 return
             self._connected.clear()
+            self._old_gaps += client.gaps
+            self._old_checksum_failures += client.checksum_failures
             log.warning("connection to %s lost (%s %s); failing over", self.url, client.close_code, client.close_reason)
             try:
                 self._client = await self._establish(time.monotonic() + self.reconnect_s, first=False)

@@ -66,3 +66,15 @@ async def test_connect_skips_a_dead_url_and_gives_up_after_reconnect_s(tmp_path:
                 await fc.call("ping")
     with pytest.raises(ClientClosed, match="no gateway"):
         await FailoverClient([dead], *BROKERS["a"], reconnect_s=0.5).connect()
+
+
+async def test_order_flow_and_its_checks_on_one_embedded_server(tmp_path: Path) -> None:
+    """The cluster kill tests' load and checks (gateway.cluster.orderflow), proven on one server."""
+    from carbonx.gateway.cluster.orderflow import OrderFlow, check_flow
+
+    with running_server(tmp_path / "a") as server:
+        flow = await OrderFlow([server.trading], rate=150, seed=5).start()
+        await asyncio.sleep(1.5)
+        await flow.close()
+        summary = await check_flow(flow, server.trading)
+        assert summary["acked"] >= 100 and summary["trades"] > 0 and summary["unknown"] == 0
