@@ -160,6 +160,10 @@ class ClusterSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # the NATS servers' own configuration decides). "default" = every 2 minutes; "always" = fsync
     # every write (survives a power loss of every node at once; measured ~20x slower).
     sync_interval: SyncInterval = "default"
+    # Engine snapshots in the JetStream object store (gateway/cluster/snapshots.py): the bucket,
+    # and how many of the newest snapshots it keeps (older ones are deleted after each save).
+    snapshot_bucket: StreamName = "CARBONX_SNAPSHOTS"
+    snapshot_keep: Annotated[int, _within(1, 1000)] = 3
 
 
 def _ranges(cls: type[msgspec.Struct]) -> dict[str, tuple[float, float]]:

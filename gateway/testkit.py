@@ -128,6 +128,14 @@ def start_server(
         fsync,
         *extra,
     )
+    return spawn_until_ready(argv, data_dir, log_path, timeout=timeout, env_extra=env_extra)
+
+
+def spawn_until_ready(
+    argv: list[str], data_dir: Path, log_path: Path, *, timeout: float = 60, env_extra: dict[str, str] | None = None
+) -> Server:
+    """Start a process that prints the ``carbonx ready ...`` line (``serve``, ``gateway``) and
+    return once it did; stderr goes to ``log_path``, whose tail a start-up failure shows."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARBONX_OPERATOR")}
     env["PYTHONUNBUFFERED"] = "1"
     env.update(env_extra or {})

@@ -45,7 +45,7 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
-from nats.js.api import StorageType, StreamConfig
+from nats.js.api import ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 
 from carbonx.engine.schema import AnyCommand, Command
 from carbonx.gateway.journal import JournalError, SequencedJournal, UnencodableCommand
@@ -369,11 +369,25 @@ def decode_batch(stream: str, stream_seq: int, headers: dict[str, str] | None, d
     return first, commands
 
 
+class Anchor(msgspec.Struct, frozen=True):
+    """A position in the command stream: ``stream_seq`` is a stream message (a batch) and
+    ``engine_seq`` the engine seq of that batch's last command. A snapshot stores the anchor
+    of the last batch it includes (wholly or partly), so replay starts at the next message."""
+
+    stream_seq: int
+    engine_seq: int
+
+
 async def read_stream(
-    js: JetStreamContext, stream: str, after_seq: int = 0, retry_s: float = 30.0
+    js: JetStreamContext, stream: str, after_seq: int = 0, retry_s: float = 30.0, anchor: Anchor | None = None
 ) -> AsyncIterator[tuple[int, AnyCommand]]:
     """``(seq, command)`` for every command in the stream after engine seq ``after_seq``, in
     order, up to the stream's end when reading started.
+
+    ``anchor``: start reading at the message after ``anchor.stream_seq``, whose first command
+    is engine seq ``anchor.engine_seq + 1``, instead of at the stream's first message (a snapshot's
+    anchor: ``after_seq`` is then the snapshot's engine seq, at or after ``anchor.engine_seq``).
+    An anchor past the stream's end, or before its first message, raises ``JournalError``.
 
     Engine seqs are positions: the first batch starts at its ``Carbonx-Seq`` (1 if it has
     none), each batch continues the previous one; a batch whose header says otherwise raises
@@ -382,19 +396,29 @@ async def read_stream(
     after a gap), not fetched one request each."""
     info = await retrying(lambda: js.stream_info(stream), retry_s, f"stream info of {stream}")
     state = info.state
+    if anchor is not None:
+        if anchor.stream_seq > state.last_seq:
+            raise JournalError(f"anchor stream seq {anchor.stream_seq} is past the end of {stream} (last stream seq {state.last_seq})")
+        if anchor.stream_seq < state.first_seq - 1:
+            raise JournalError(f"anchor stream seq {anchor.stream_seq} is before the first message of {stream} ({state.first_seq})")
+        if after_seq < anchor.engine_seq:
+            raise JournalError(f"after_seq {after_seq} is before the anchor's engine seq {anchor.engine_seq}")
+        if anchor.stream_seq == state.last_seq:
+            return
     if not state.messages:
         return
     subjects = info.config.subjects or []
     if len(subjects) != 1:
         raise JournalError(f"command stream {stream} must have exactly one subject, it has {subjects}")
+    start = None if anchor is None else ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=anchor.stream_seq + 1)
     sub = await retrying(
-        lambda: js.subscribe(subjects[0], stream=stream, ordered_consumer=True, idle_heartbeat=1.0, flow_control=True),
+        lambda: js.subscribe(subjects[0], stream=stream, ordered_consumer=True, idle_heartbeat=1.0, flow_control=True, config=start),
         retry_s,
         f"reading {stream}",
     )
     try:
-        expected: int | None = None
-        previous = state.first_seq - 1
+        expected: int | None = None if anchor is None else anchor.engine_seq + 1
+        previous = state.first_seq - 1 if anchor is None else anchor.stream_seq
         while previous < state.last_seq:
             try:
                 msg = await sub.next_msg(timeout=retry_s)
