@@ -89,6 +89,14 @@ STORAGE_FULL = "STORAGE_FULL"
 # why the exchange ended an order (ExecReport.reason only)
 SELF_TRADE_PREVENTION = "SELF_TRADE_PREVENTION"
 UNFILLED_REMAINDER = "UNFILLED_REMAINDER"
+# access: API keys, operator identities, audit (1070-1079)
+UNKNOWN_KEY = "UNKNOWN_KEY"
+KEY_REVOKED = "KEY_REVOKED"
+KEY_EXPIRED = "KEY_EXPIRED"
+ADDRESS_NOT_ALLOWED = "ADDRESS_NOT_ALLOWED"
+INVALID_KEY = "INVALID_KEY"
+UNKNOWN_OPERATOR = "UNKNOWN_OPERATOR"
+AUDIT_UNAVAILABLE = "AUDIT_UNAVAILABLE"
 
 # Append only: code = 1000 + position (test_reasons checks it).
 TABLE: tuple[Reason, ...] = (
@@ -142,6 +150,17 @@ TABLE: tuple[Reason, ...] = (
     Reason(STORAGE_FULL, 1047, "the data directory is (nearly) full: new commands refused", "gateway"),
     Reason(SELF_TRADE_PREVENTION, 1048, "cancelled by self-trade prevention", "exec"),
     Reason(UNFILLED_REMAINDER, 1049, "IOC or market remainder cancelled", "exec"),
+    # 1050-1069 belong to other changes of the same release (cluster 1050-1054, operations
+    # 1055-1059, surveillance 1060-1069); these placeholders keep the codes positional until
+    # they are merged (each is replaced by its real entry).
+    *(Reason(f"RESERVED_{c}", c, "reserved for another change of this release") for c in range(1050, 1070)),
+    Reason(UNKNOWN_KEY, 1070, "no such API key (or operator key)"),
+    Reason(KEY_REVOKED, 1071, "the API key was revoked"),
+    Reason(KEY_EXPIRED, 1072, "the API key has expired (or its rotated-out secret's grace period ended)"),
+    Reason(ADDRESS_NOT_ALLOWED, 1073, "the source address is not on the key's allow-list", "gateway"),
+    Reason(INVALID_KEY, 1074, "bad key or operator settings: id, label, scopes, allow-list (CIDR), expiry, role, grace"),
+    Reason(UNKNOWN_OPERATOR, 1075, "no such operator identity"),
+    Reason(AUDIT_UNAVAILABLE, 1076, "the audit log cannot be written: the admin action was not carried out", "gateway"),
 )
 
 BY_NAME: dict[str, Reason] = {r.name: r for r in TABLE}

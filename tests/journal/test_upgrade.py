@@ -26,7 +26,7 @@ from carbonx.gateway.sequencer import replay
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "format1"
 DEMO = Path(__file__).resolve().parents[2] / "deploy" / "demo.toml"
 # Replay of the fixture journal from empty, in this version's state format.
-PINNED_DIGEST = "90f7e27c4a143d35dbac33170a92c2129aebe99fc630678ade8f2fca152ddb0d"
+PINNED_DIGEST = "e8f00ba646ffc338340f902424fa2b9b77262bbb6763a611b331828f81904875"
 
 
 @pytest.fixture
