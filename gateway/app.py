@@ -40,6 +40,7 @@ from carbonx.gateway.marketdata import MarketData
 from carbonx.gateway.metrics import HttpEndpoint, LatencyHistogram, LoopLag, make_registry
 from carbonx.gateway.outbound import Outbound
 from carbonx.gateway.protocol.errors import RpcError
+from carbonx.gateway.rpc.access import close_unusable
 from carbonx.gateway.sequencer import Sequencer
 from carbonx.gateway.sessions import ConnectionRegistry
 from carbonx.gateway.settings import Settings
@@ -87,6 +88,9 @@ class Gateway:
         self.fatal: BaseException | None = None
         self.stop_event: asyncio.Event | None = None  # set by ``run``: a fatal error stops the process
         self.storage = StorageStatus(-1)  # refreshed by ``_storage_watch`` (gateway/storage.py)
+        # key id -> ns of its last login on this gateway (in memory, not journaled: a login is
+        # not a state change; admin.key.list shows it, "since this gateway started").
+        self.key_last_used: dict[str, int] = {}
 
     def _fatal(self, exc: BaseException) -> None:
         """The journal failed: nothing more can be made durable, so stop taking commands."""
@@ -149,6 +153,7 @@ class Gateway:
                 self._fatal(failure)
                 return
             now = time.time_ns()
+            close_unusable(self, now)  # expired keys, rotated-out secrets past their grace period
             if not self.closing:
                 if self.engine.needs_tick(now):
                     self.seq.submit(Tick(ts=now))

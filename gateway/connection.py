@@ -31,7 +31,7 @@ from carbonx.gateway.protocol import errors
 from carbonx.gateway.protocol.errors import InvalidRequest, RpcError
 from carbonx.gateway.protocol.names import MSGPACK_SUBPROTOCOL, PATH
 from carbonx.gateway.rpc import Call, check_access, lookup
-from carbonx.gateway.sessions import Refused, Session, address_key
+from carbonx.gateway.sessions import Refused, Session, address_key, peer_ip
 
 if TYPE_CHECKING:
     from carbonx.gateway.app import Gateway
@@ -104,7 +104,12 @@ class Connections:
         if sock is not None and gw.limits.socket_send_buffer:  # so the slow-consumer guard sees backlog early
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, gw.limits.socket_send_buffer)
         session = Session(
-            gw.limits, admin=admin, binary=ws.subprotocol == MSGPACK_SUBPROTOCOL, connection=ws, address=address_key(ws.remote_address)
+            gw.limits,
+            admin=admin,
+            binary=ws.subprotocol == MSGPACK_SUBPROTOCOL,
+            connection=ws,
+            address=address_key(ws.remote_address),
+            ip=peer_ip(ws.remote_address),
         )
         if gw.closing:
             await ws.close(1001, "server shutting down")
