@@ -33,6 +33,7 @@ from carbonx.engine.admin import day_due
 from carbonx.engine.engine import Engine
 from carbonx.engine.schema import CancelAll, Command, CreateAccount, CreateMember, DayOpen, Deposit, Event, Reject, Tick
 from carbonx.gateway import protocol
+from carbonx.gateway.audit import AuditLog
 from carbonx.gateway.connection import Connections
 from carbonx.gateway.journal import Journal
 from carbonx.gateway.logins import LoginGuard
@@ -91,6 +92,7 @@ class Gateway:
         # key id -> ns of its last login on this gateway (in memory, not journaled: a login is
         # not a state change; admin.key.list shows it, "since this gateway started").
         self.key_last_used: dict[str, int] = {}
+        self.audit: AuditLog | None = None  # the admin audit log (gateway/audit.py), opened by ``run``
 
     def _fatal(self, exc: BaseException) -> None:
         """The journal failed: nothing more can be made durable, so stop taking commands."""
@@ -250,6 +252,8 @@ class Gateway:
             guard.close()
         conns = [s.connection for s in self.registry.sessions if s.connection is not None]
         await asyncio.gather(*(c.close(1001, "server shutting down") for c in conns), return_exceptions=True)
+        if self.audit is not None:
+            await self.audit.close()
         for server in self.servers:
             await server.wait_closed()
 
@@ -304,6 +308,8 @@ async def run(settings: Settings, opts: ServeOptions, stop: asyncio.Event | None
     await journal.start()
     gw = Gateway(settings, engine, journal, SnapshotStore(data_dir, fork=srv.snapshot_fork))
     gw.storage = storage
+    gw.audit = AuditLog(data_dir / "audit", fsync=(opts.fsync_policy or srv.fsync_policy) == "fsync")
+    gw.audit.open()
     gw.registry_metrics = make_registry(gw)
     holder["gw"] = gw
     booted = await gw.bootstrap()

@@ -16,8 +16,9 @@ import socket
 import ssl
 import time
 from collections.abc import Awaitable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import msgspec
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request as HttpRequest
@@ -25,7 +26,9 @@ from websockets.http11 import Response
 from websockets.typing import Subprotocol
 
 from carbonx.engine import reasons as R
+from carbonx.engine.reasons import AUDIT_UNAVAILABLE
 from carbonx.engine.schema import CancelAll
+from carbonx.gateway.audit import AuditUnavailable, redact
 from carbonx.gateway.protocol import codec as codecs
 from carbonx.gateway.protocol import errors
 from carbonx.gateway.protocol.errors import InvalidRequest, RpcError
@@ -37,6 +40,21 @@ if TYPE_CHECKING:
     from carbonx.gateway.app import Gateway
 
 log = logging.getLogger("carbonx.gateway")
+
+# Admin-listener methods not written to the audit log (liveness only: no state, no data).
+UNAUDITED = frozenset({"ping"})
+
+
+def audit_params(codec: codecs.Codec, req: codecs.Request) -> Any:
+    """The request's params as plain values for the audit log (None if absent or undecodable)."""
+    if req.params is msgspec.UNSET:
+        return None
+    try:
+        raw = bytes(req.params)
+        return msgspec.msgpack.decode(raw) if codec.binary else msgspec.json.decode(raw)
+    except (msgspec.DecodeError, TypeError, ValueError):
+        return None
+
 
 # Errors that say the request itself was malformed: each counts against max_violations.
 _MALFORMED = frozenset({errors.PARSE_ERROR, errors.INVALID_REQUEST, errors.METHOD_NOT_FOUND, errors.INVALID_PARAMS})
@@ -198,6 +216,12 @@ class Connections:
             gw.outbound.send_one(session, codecs.error_reply(err.req_id if isinstance(err, InvalidRequest) else None, err))
             return None
         call = Call(gw, session, req.id, recv_ns)
+        if session.admin and gw.audit is not None and req.method not in UNAUDITED:
+            return self._audited(session, codec, req, call, allowed)
+        return self._dispatch(session, codec, req, call, allowed)
+
+    def _dispatch(self, session: Session, codec: codecs.Codec, req: codecs.Request, call: Call, allowed: bool) -> Awaitable[None] | None:
+        gw = self.gw
         try:
             if not allowed:
                 gw.rate_limited += 1
@@ -222,6 +246,36 @@ class Connections:
         if result is not None:
             return self._finish(call, result)
         return None
+
+    async def _audited(self, session: Session, codec: codecs.Codec, req: codecs.Request, call: Call, allowed: bool) -> None:
+        """An admin-listener call: its request record is made durable first (else the call is
+        refused with AUDIT_UNAVAILABLE and nothing is done), then it is dispatched as usual;
+        its answer goes out once the result record is durable (``Call.reply``/``error``)."""
+        audit = self.gw.audit
+        assert audit is not None
+        params = audit_params(codec, req)
+        record = {
+            "kind": "request",
+            "id": audit.new_id(),
+            "ts": call.recv_ns,
+            "identity": session.identity if session.operator else None,
+            "role": session.role if session.operator else None,
+            "key_id": session.key_id or (params.get("key_id") if isinstance(params, dict) and req.method == "session.login" else None),
+            "address": session.ip or session.address,
+            "session_id": session.session_id,
+            "method": req.method,
+            "params": redact(params),
+        }
+        try:
+            await audit.append(record)
+        except AuditUnavailable as exc:
+            log.error("admin call %s refused: %s", req.method, exc)
+            call.error(RpcError.business(AUDIT_UNAVAILABLE, f"not carried out: {exc}"))
+            return
+        call.audit = record["id"]
+        pending = self._dispatch(session, codec, req, call, allowed)
+        if pending is not None:
+            await pending
 
     async def _finish(self, call: Call, pending: Awaitable[None]) -> None:
         try:

@@ -13,15 +13,18 @@ nothing more is served while the close frame goes out) and is closed with 1008.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from typing import TYPE_CHECKING, Any
 
 from carbonx.engine import reasons as R
 from carbonx.engine.keys import ApiKey, address_allowed
 from carbonx.engine.schema import Event, KeyCreate, KeyRevoke, KeyRotate, KeyUpdate, OperatorCreate
+from carbonx.gateway.audit import read_entries
 from carbonx.gateway.logins import Busy
 from carbonx.gateway.passwords import hash_secret
 from carbonx.gateway.protocol.access import (
+    AuditListParams,
     KeyCreateParams,
     KeyListParams,
     KeyRefParams,
@@ -182,6 +185,24 @@ async def operator_create(call: Call, p: OperatorCreateParams) -> None:
         expires_ts=p.expires_ts or 0,
     )
     call.command(cmd, lambda events: _key_reply(events, secret) | {"role": p.role})
+
+
+@method("admin.audit.list", AuditListParams, "operator", role="viewer")
+async def audit_list(call: Call, p: AuditListParams) -> None:
+    """The audit log, newest last (gateway/audit.py): any role may read who did what."""
+    audit = call.gw.audit
+    if audit is None:
+        raise RpcError.business(R.INVALID_STATE, "this gateway keeps no audit log")
+
+    def keep(e: dict[str, Any]) -> bool:
+        return (
+            (e.get("ts") or 0) >= p.since_ts
+            and (p.operator is None or e.get("identity") == p.operator)
+            and (p.method is None or e.get("method") == p.method)
+        )
+
+    entries = await asyncio.get_running_loop().run_in_executor(None, read_entries, audit.path, keep, p.limit)
+    call.reply({"entries": entries})
 
 
 @method("admin.operator.list", NoParams, "operator", role="admin")

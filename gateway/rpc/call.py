@@ -25,20 +25,42 @@ E = TypeVar("E", bound=Event)
 
 
 class Call:
-    """One request being answered: who asked, with which id, when it arrived."""
+    """One request being answered: who asked, with which id, when it arrived. ``audit`` is the
+    audit record id of an admin-listener call (``gateway/audit.py``): its answer is sent
+    once the answer's audit record is durable."""
 
-    __slots__ = ("gw", "recv_ns", "req_id", "session")
+    __slots__ = ("audit", "gw", "recv_ns", "req_id", "session")
 
     def __init__(self, gw: Gateway, session: Session, req_id: int | str | None, recv_ns: int) -> None:
         self.gw, self.session, self.req_id, self.recv_ns = gw, session, req_id, recv_ns
+        self.audit: str | None = None
 
     def reply(self, result: Any) -> None:
-        if self.req_id is not None:
+        if self.audit is not None:
+            seq = result.get("seq") if isinstance(result, dict) else None
+            self._audited({"result": "ok", "seq": seq if isinstance(seq, int) else None}, codec.reply(self.req_id, result))
+        elif self.req_id is not None:
             self.gw.outbound.send_one(self.session, codec.reply(self.req_id, result))
 
     def error(self, err: RpcError) -> None:
-        if self.req_id is not None:
+        if self.audit is not None:
+            data = err.data or {}
+            outcome = {"result": "error", "code": err.code, "reason": data.get("reason"), "message": err.message, "seq": data.get("seq")}
+            self._audited(outcome, codec.error_reply(self.req_id, err))
+        elif self.req_id is not None:
             self.gw.outbound.send_one(self.session, codec.error_reply(self.req_id, err))
+
+    def _audited(self, outcome: dict[str, Any], message: dict[str, Any]) -> None:
+        """Record the answer in the audit log, then send it (only the first answer of a call is audited)."""
+        record_id, self.audit = self.audit, None
+        gw, session, has_id = self.gw, self.session, self.req_id is not None
+        assert record_id is not None and gw.audit is not None
+
+        def send() -> None:
+            if has_id:
+                gw.outbound.send_one(session, message)
+
+        gw.audit.finish(record_id, outcome, send)
 
     def read(self, result: Any) -> None:
         """Reply with a read result once everything applied before it is durable."""
