@@ -44,9 +44,10 @@ from carbonx.gateway.protocol.errors import RpcError
 from carbonx.gateway.rpc.access import close_unusable
 from carbonx.gateway.sequencer import Sequencer
 from carbonx.gateway.sessions import ConnectionRegistry
-from carbonx.gateway.settings import Settings
+from carbonx.gateway.settings import Settings, SettingsError
 from carbonx.gateway.snapshots import SnapshotError, SnapshotStore
 from carbonx.gateway.storage import StorageStatus, StorageUnavailable, check_storage, free_bytes, is_disk_full
+from carbonx.gateway.tls import ReloadableTls, plaintext_refusal
 
 log = logging.getLogger("carbonx.gateway")
 
@@ -92,6 +93,7 @@ class Gateway:
         # key id -> ns of its last login on this gateway (in memory, not journaled: a login is
         # not a state change; admin.key.list shows it, "since this gateway started").
         self.key_last_used: dict[str, int] = {}
+        self.tls: ReloadableTls | None = None  # the listeners' TLS context (gateway/tls.py), if configured
         self.audit: AuditLog | None = None  # the admin audit log (gateway/audit.py), opened by ``run``
 
     def _fatal(self, exc: BaseException) -> None:
@@ -137,6 +139,18 @@ class Gateway:
 
         self.seq.submit(cmd, check)
         return 1
+
+    def reload_tls(self) -> None:
+        """SIGHUP: load the TLS certificate and key again; new connections get the new
+        certificate, open sessions are not dropped (gateway/tls.py)."""
+        if self.tls is None:
+            log.info("SIGHUP: no TLS configured, nothing to reload")
+            return
+        problem = self.tls.reload()
+        if problem is None:
+            log.warning("TLS certificate reloaded from %s (reload %d)", self.tls.cert, self.tls.reloads)
+        else:
+            log.error("%s", problem)
 
     async def listen(self, host: str, port: int, admin: bool) -> str:
         """Start one listener (``connection.py``); returns its ws(s):// URL with the actual port."""
@@ -287,6 +301,10 @@ async def run(settings: Settings, opts: ServeOptions, stop: asyncio.Event | None
     from carbonx.gateway.recovery import recover
 
     srv = settings.server
+    hosts = {"trading listener": opts.host or srv.host, "admin listener": opts.admin_host or srv.admin_host}
+    refusal = plaintext_refusal(hosts, bool(srv.tls_cert), srv.allow_plaintext)
+    if refusal is not None:
+        raise SettingsError(refusal)
     data_dir = Path(opts.data_dir or srv.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     holder: dict[str, Gateway] = {}
@@ -331,6 +349,7 @@ async def run(settings: Settings, opts: ServeOptions, stop: asyncio.Event | None
     gw.stop_event = stop
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, gw.reload_tls)
     await stop.wait()
     log.info("shutting down")
     await gw.shutdown()

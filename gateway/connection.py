@@ -35,6 +35,7 @@ from carbonx.gateway.protocol.errors import InvalidRequest, RpcError
 from carbonx.gateway.protocol.names import MSGPACK_SUBPROTOCOL, PATH
 from carbonx.gateway.rpc import Call, check_access, lookup
 from carbonx.gateway.sessions import Refused, Session, address_key, peer_ip
+from carbonx.gateway.tls import ReloadableTls
 
 if TYPE_CHECKING:
     from carbonx.gateway.app import Gateway
@@ -79,13 +80,13 @@ class Connections:
         self._closers: set[asyncio.Task[None]] = set()
 
     def _ssl(self) -> ssl.SSLContext | None:
+        """The listeners' one TLS context (``gw.tls``, reloaded on SIGHUP), made on first use."""
         server = self.gw.settings.server
         if not server.tls_cert:
             return None
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.load_cert_chain(server.tls_cert, server.tls_key)
-        return ctx
+        if self.gw.tls is None:
+            self.gw.tls = ReloadableTls(server.tls_cert, server.tls_key)
+        return self.gw.tls.context
 
     async def listen(self, host: str, port: int, admin: bool) -> str:
         """Start one listener; returns its ws(s):// URL with the actual port."""
