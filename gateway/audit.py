@@ -1,11 +1,15 @@
 """The audit log: every call on the admin listener — who, from where, when, what, the result —
 append-only on disk, written with group commit, read back by ``admin.audit.list``.
 
+Audited: every call of a logged-in operator and every login attempt (except ``ping`` and
+requests refused by the request rate limit: ``connection.audited``).
+
 Each call leaves two records in ``DATA/audit/audit.log`` (one JSON object per line):
 
 * ``request`` — written and made durable **before** the call is acted on: its ``id``, ``ts``
-  (the time the request arrived: commands carry the same ``ts`` in the journal, which is
-  how a journaled command is tied to the operator and address that caused it), the
+  (the time the request arrived: the command it journals carries this ``ts``, or a slightly
+  later one when the call first waits — scrypt for a new secret — or the wall clock stepped
+  back, since journal time never goes back), the
   operator ``identity`` and ``role`` (null before login; a login records the ``key_id`` it
   tried), the source ``address``, the ``session_id``, the ``method`` and its ``params``
   (secrets replaced by ``"***"``);
@@ -14,7 +18,7 @@ Each call leaves two records in ``DATA/audit/audit.log`` (one JSON object per li
 
 So every action an operator was told about is in the log, and every action that may have
 happened is at least in it as a request (a request without a result after a crash: its
-command's fate is in the journal, at the same ``ts``). If the request record cannot be
+command's fate is in the journal, at that ``ts`` or just after). If the request record cannot be
 written the call is refused (``AUDIT_UNAVAILABLE``) and nothing is done.
 
 Group commit: records arriving while a write is in progress go out together in the next

@@ -46,6 +46,14 @@ log = logging.getLogger("carbonx.gateway")
 UNAUDITED = frozenset({"ping"})
 
 
+def audited(session: Session, method: str, allowed: bool) -> bool:
+    """Whether an admin-listener request goes to the audit log: every call of a logged-in
+    operator and every login attempt, except ``ping`` and requests refused by the request
+    rate limit (nothing is done for them, and auditing them would let a flood of refused
+    frames, or of anonymous calls, grow the log on disk)."""
+    return allowed and (session.operator or method == "session.login") and method not in UNAUDITED
+
+
 def audit_params(codec: codecs.Codec, req: codecs.Request) -> Any:
     """The request's params as plain values for the audit log (None if absent or undecodable)."""
     if req.params is msgspec.UNSET:
@@ -217,7 +225,7 @@ class Connections:
             gw.outbound.send_one(session, codecs.error_reply(err.req_id if isinstance(err, InvalidRequest) else None, err))
             return None
         call = Call(gw, session, req.id, recv_ns)
-        if session.admin and gw.audit is not None and req.method not in UNAUDITED:
+        if session.admin and gw.audit is not None and audited(session, req.method, allowed):
             return self._audited(session, codec, req, call, allowed)
         return self._dispatch(session, codec, req, call, allowed)
 

@@ -99,3 +99,35 @@ async def test_a_torn_last_line_is_skipped_and_the_log_goes_on(tmp_path: Path) -
         assert [e["method"] for e in entries[1:]] == ["session.login", "admin.audit.list"]
     finally:
         server.terminate()
+
+
+async def test_every_admin_listener_method_is_audited(tmp_path: Path) -> None:
+    """Structural: a viewer calls every admin-listener method (mutations are refused for its
+    role, reads answer or fail on missing params); each call is in the log with its result."""
+    from carbonx.gateway.rpc import ADMIN_METHODS
+
+    server = start_server(tmp_path / "data")
+    try:
+        async with operator(server) as boot:
+            viewer = await boot.call("admin.operator.create", operator="vic", role="viewer")
+        methods = sorted(set(ADMIN_METHODS) - {"ping", "session.login", "session.logout"})
+        async with Client(server.admin, local_addr=("127.0.0.7", 0)) as c:
+            await c.login(viewer["key_id"], viewer["secret"])
+            for name in methods:
+                try:
+                    await c.call(name)
+                except RpcError:
+                    pass
+            await c.call("unsubscribe", channels=["orders"])
+            await c.call("session.logout")
+            await c.call("ping")  # liveness only: not audited
+            await _error(c.call("admin.status"))  # logged out: not an operator call, not audited
+        entries = read_entries(tmp_path / "data" / "audit" / FILE_NAME, lambda e: e["address"] == "127.0.0.7", limit=1000)
+        seen = {e["method"] for e in entries if e["identity"] == "vic"}
+        assert seen == set(methods) | {"unsubscribe", "session.logout"}
+        assert all(e["result"] in ("ok", "error") for e in entries)
+        refused = {e["method"] for e in entries if e.get("reason") == "NOT_AUTHORIZED"}
+        assert {"admin.instrument.halt", "admin.key.create", "admin.day.close", "admin.snapshot"} <= refused
+        assert [e["method"] for e in entries].count("admin.status") == 1 and "ping" not in {e["method"] for e in entries}
+    finally:
+        server.terminate()
