@@ -103,7 +103,8 @@ def check_access(session: Session, m: Method, market_data_requires_login: bool) 
     if not session.authenticated:
         raise RpcError.business(R.NOT_AUTHENTICATED, "log in first (session.login)")
     if session.operator:  # any role may read (private methods on the admin listener); operator methods need theirs
-        if m.access == "operator" and ROLE_RANK.get(session.role, -1) < ROLE_RANK[m.role]:
+        rank = ROLE_RANK.get(session.role, -1)  # -1: the key stopped being usable, the session is being closed
+        if rank < 0 or (m.access == "operator" and rank < ROLE_RANK[m.role]):
             raise RpcError.business(R.NOT_AUTHORIZED, f"{m.name} needs the {m.role} role (this operator is {session.role or 'not usable'})")
         return
     if m.access == "operator":
