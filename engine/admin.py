@@ -9,6 +9,7 @@ from carbonx.engine import reasons as R
 from carbonx.engine.accounts import Account, Member, cash_event, holding_event, position
 from carbonx.engine.calendar import is_trading_day, local_day_and_second
 from carbonx.engine.checks import tick_failure, valid_id, vintage_failure
+from carbonx.engine.keys import initial_key
 from carbonx.engine.matching import cancel
 from carbonx.engine.ranges import CASH, QUANTITY
 from carbonx.engine.schema import (
@@ -43,11 +44,11 @@ def create_member(eng: ExchangeState, cmd: CreateMember) -> None:
         eng.reject(cmd, R.INVALID_ORDER, "member and key_id must be 1-64 printable ASCII, no spaces", "member")
     elif cmd.member in eng.members:
         eng.reject(cmd, R.ALREADY_EXISTS, f"member {cmd.member!r} exists", "member")
-    elif cmd.key_id in eng.key_index:
+    elif cmd.key_id in eng.keys:
         eng.reject(cmd, R.ALREADY_EXISTS, f"key id {cmd.key_id!r} is in use", "key_id")
     else:
         eng.members[cmd.member] = Member(member=cmd.member, key_id=cmd.key_id, secret_hash=cmd.secret_hash)
-        eng.key_index[cmd.key_id] = cmd.member
+        eng.keys[cmd.key_id] = initial_key(cmd.member, cmd.key_id, cmd.secret_hash)
         eng.out.append(MemberCreated(seq=eng.seq, ts=eng.ts, member=cmd.member, key_id=cmd.key_id, secret_hash=cmd.secret_hash))
 
 

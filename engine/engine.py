@@ -25,11 +25,12 @@ from typing import ClassVar
 
 import msgspec
 
-from carbonx.engine import admin, auction, blocks, matching, retirement
+from carbonx.engine import access, admin, auction, blocks, matching, retirement
 from carbonx.engine.accounts import Account, Member
 from carbonx.engine.book import Order
 from carbonx.engine.config import MarketConfig, RetentionSpec
 from carbonx.engine.desks import AuctionDesk, BlockDesk, Registry
+from carbonx.engine.keys import ApiKey, OperatorIdentity, initial_key
 from carbonx.engine.ranges import CHECKERS as range_checks
 from carbonx.engine.reasons import Failure
 from carbonx.engine.schema import Command, Event, Trade
@@ -63,6 +64,9 @@ class EngineSnapshot(msgspec.Struct, kw_only=True):
     finished: list[int] | None = None  # finished order ids, in the order they finished
     finished_blocks: list[int] | None = None  # finished block ids, in the order they finished
     related: dict[str, list[str]] = {}  # related-party groups (format 3; older snapshots: none)
+    # Access (format 3; absent before: restore derives each member's initial key from the member)
+    keys: list[ApiKey] | None = None
+    operators: list[OperatorIdentity] | None = None
     # The state format (see STATE_FORMAT). Snapshots written before it existed decode as 1.
     format: int = 1
 
@@ -72,7 +76,7 @@ class EngineSnapshot(msgspec.Struct, kw_only=True):
 # to a different digest: recovery then relies on the file's own integrity check (SHA-256 of the
 # stored bytes) instead. Bump on every change to what the snapshot holds.
 #   1: up to the first release; 2: retention windows (finished order/block order, caps), desks.
-#   3: related-party groups declared for surveillance (``related``; absent = none).
+#   3: related-party groups declared for surveillance (``related``; absent = none); access: API keys (members' and operators', scopes, allow-lists, expiry, rotation) and operator identities.
 STATE_FORMAT = 3
 
 
@@ -92,6 +96,7 @@ class Engine(ExchangeState):
         **auction.HANDLERS,
         **blocks.HANDLERS,
         **retirement.HANDLERS,
+        **access.HANDLERS,
     }
     # The state format of the snapshot this engine was restored from (STATE_FORMAT when it was
     # built fresh or from a current snapshot): recovery and ``journal verify`` read it.
@@ -163,6 +168,8 @@ class Engine(ExchangeState):
             finished=list(self.finished),
             finished_blocks=list(self.finished_blocks),
             related=self.related,
+            keys=list(self.keys.values()),
+            operators=list(self.operators.values()),
             format=STATE_FORMAT,
         )
 
@@ -187,7 +194,11 @@ class Engine(ExchangeState):
         eng.next_order_id, eng.next_trade_id = snap.next_order_id, snap.next_trade_id
         eng.fees_collected = snap.fees_collected
         eng.members = {m.member: m for m in snap.members}
-        eng.key_index = {m.key_id: m.member for m in snap.members}
+        if snap.keys is None:  # before format 3: each member had the one key it was created with
+            eng.keys = {m.key_id: initial_key(m.member, m.key_id, m.secret_hash) for m in snap.members}
+        else:
+            eng.keys = {k.key_id: k for k in snap.keys}
+        eng.operators = {o.operator: o for o in snap.operators or []}
         eng.accounts = {a.account: a for a in snap.accounts}
         eng.instruments = {s.symbol: s for s in snap.instruments}
         eng.orders = {o.order_id: o for o in snap.orders}

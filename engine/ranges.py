@@ -78,6 +78,7 @@ SEED = Range("seed", 0, INT64_MAX, R.INVALID_ORDER)
 VINTAGE = Range("vintage", 1, 9999, R.INVALID_ORDER)  # a year; 0 on the wire/in commands = none
 LOOKBACK_DAYS = Range("reserve_lookback_days", 1, 365, R.INVALID_ORDER)
 FACTOR_PCT = Range("reserve_factor_pct", 1, 1_000, R.INVALID_ORDER)
+GRACE = Range("grace_ns", 0, 30 * 86_400 * 10**9, R.INVALID_KEY)  # a rotated-out secret works at most 30 days more
 
 # The range of every integer field of every command, by field name. ``command_failure``
 # refuses to load if a command has an integer field missing here, so a new field cannot
@@ -103,6 +104,8 @@ FIELDS: dict[str, Range] = {
     "seed": SEED,
     "reserve_lookback_days": LOOKBACK_DAYS,
     "reserve_factor_pct": FACTOR_PCT,
+    "expires_ts": Range("expires_ts", 0, INT64_MAX, R.INVALID_KEY),  # an API key's expiry, 0 = never
+    "grace_ns": GRACE,
 }
 # Operator money moves answer INVALID_AMOUNT for any of their numbers (as their rule checks do).
 _REASON_OVERRIDE: dict[type, str] = {Deposit: R.INVALID_AMOUNT, Withdraw: R.INVALID_AMOUNT}

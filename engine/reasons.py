@@ -93,6 +93,14 @@ UNFILLED_REMAINDER = "UNFILLED_REMAINDER"
 UNKNOWN_ALERT = "UNKNOWN_ALERT"
 INVALID_GROUP = "INVALID_GROUP"
 UNKNOWN_REPORT = "UNKNOWN_REPORT"
+# access: API keys, operator identities, audit (1070-1079)
+UNKNOWN_KEY = "UNKNOWN_KEY"
+KEY_REVOKED = "KEY_REVOKED"
+KEY_EXPIRED = "KEY_EXPIRED"
+ADDRESS_NOT_ALLOWED = "ADDRESS_NOT_ALLOWED"
+INVALID_KEY = "INVALID_KEY"
+UNKNOWN_OPERATOR = "UNKNOWN_OPERATOR"
+AUDIT_UNAVAILABLE = "AUDIT_UNAVAILABLE"
 
 # Append only: code = 1000 + position (test_reasons checks it).
 TABLE: tuple[Reason, ...] = (
@@ -146,10 +154,17 @@ TABLE: tuple[Reason, ...] = (
     Reason(STORAGE_FULL, 1047, "the data directory is (nearly) full: new commands refused", "gateway"),
     Reason(SELF_TRADE_PREVENTION, 1048, "cancelled by self-trade prevention", "exec"),
     Reason(UNFILLED_REMAINDER, 1049, "IOC or market remainder cancelled", "exec"),
-    # 1050-1059 are other areas' (cluster 1050-1054, operations 1055-1059), merged in before these.
+    # 1050-1059: cluster (1050-1054) and operations (1055-1059)
     Reason(UNKNOWN_ALERT, 1060, "no such surveillance alert", "gateway"),
     Reason(INVALID_GROUP, 1061, "related-party group invalid (name, unknown or repeated account, fewer than 2 accounts)"),
     Reason(UNKNOWN_REPORT, 1062, "no disclosure report for that trading date", "gateway"),
+    Reason(UNKNOWN_KEY, 1070, "no such API key (or operator key)"),
+    Reason(KEY_REVOKED, 1071, "the API key was revoked"),
+    Reason(KEY_EXPIRED, 1072, "the API key has expired (or its rotated-out secret's grace period ended)"),
+    Reason(ADDRESS_NOT_ALLOWED, 1073, "the source address is not on the key's allow-list", "gateway"),
+    Reason(INVALID_KEY, 1074, "bad key or operator settings: id, label, scopes, allow-list (CIDR), expiry, role, grace"),
+    Reason(UNKNOWN_OPERATOR, 1075, "no such operator identity"),
+    Reason(AUDIT_UNAVAILABLE, 1076, "the audit log cannot be written: the admin action was not carried out", "gateway"),
 )
 
 BY_NAME: dict[str, Reason] = {r.name: r for r in TABLE}

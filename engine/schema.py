@@ -35,6 +35,8 @@ AuctionState = Literal["scheduled", "open", "closed", "cleared", "cancelled"]
 BidStatus = Literal["active", "amended", "withdrawn", "won", "partially_won", "lost", "cancelled"]
 BlockState = Literal["proposed", "accepted", "declined", "cancelled", "expired"]
 Purpose = Literal["public_welfare", "event_neutrality", "compliance_offset"]
+Scope = Literal["read", "trade"]  # an API key's rights: queries and private channels / order entry
+Role = Literal["viewer", "operator", "admin"]  # an operator identity's rights (docs/operations.md, Access)
 
 PARTICIPANT_TYPES: tuple[str, ...] = ("covered_entity", "institution", "individual")
 
@@ -309,6 +311,52 @@ class AckAlert(Command, tag="alert_ack", kw_only=True):
     note: str = ""
 
 
+# -- access: API keys and operator identities (engine/access.py) --
+
+
+class KeyCreate(Command, tag="key_create", kw_only=True):
+    """A new API key for a member (``member``) or an operator identity (``operator``):
+    exactly one of the two. ``secret_hash`` is the salted hash (the secret is shown once,
+    by the gateway, and never stored). ``scopes`` apply to member keys (operator keys take
+    their identity's role); ``allow`` is a CIDR allow-list of source addresses (empty =
+    anywhere); ``expires_ts`` 0 = never."""
+
+    key_id: str
+    secret_hash: str
+    member: str = ""
+    operator: str = ""
+    label: str = ""
+    scopes: list[str] = []
+    allow: list[str] = []
+    expires_ts: int = 0
+
+
+class KeyRotate(Command, tag="key_rotate", kw_only=True):
+    """A new secret for a key; the old one keeps working for ``grace_ns`` more (0 = none)."""
+
+    key_id: str
+    secret_hash: str
+    grace_ns: int = 0
+
+
+class KeyRevoke(Command, tag="key_revoke", kw_only=True):
+    """The key stops working at once (the gateway closes its sessions)."""
+
+    key_id: str
+
+
+class OperatorCreate(Command, tag="operator_create", kw_only=True):
+    """A named operator identity with a role and its first key."""
+
+    operator: str
+    role: Role
+    key_id: str
+    secret_hash: str
+    label: str = ""
+    allow: list[str] = []
+    expires_ts: int = 0
+
+
 AnyCommand = (
     PlaceOrder
     | AmendOrder
@@ -341,6 +389,10 @@ AnyCommand = (
     | EventCreate
     | SetRelated
     | AckAlert
+    | KeyCreate
+    | KeyRotate
+    | KeyRevoke
+    | OperatorCreate
 )
 
 
@@ -625,6 +677,32 @@ class AlertAcked(Event, tag="alert_acked", kw_only=True):
     note: str
 
 
+# -- access --
+
+
+class KeyUpdate(Event, tag="key", kw_only=True):
+    """Private to operators: an API key was created, rotated or revoked (never its hashes).
+    ``state``: active | revoked; ``grace_until`` (ns) is when a rotated-out secret stops working."""
+
+    key_id: str
+    member: str
+    operator: str
+    label: str
+    scopes: list[str]
+    allow: list[str]
+    expires_ts: int
+    created_ts: int
+    state: str
+    change: str  # created | rotated | revoked
+    grace_until: int = 0
+
+
+class OperatorCreated(Event, tag="operator_created", kw_only=True):
+    operator: str
+    role: str
+    key_id: str
+
+
 AnyEvent = (
     Reject
     | ExecReport
@@ -647,6 +725,8 @@ AnyEvent = (
     | NeutralityEvent
     | RelatedGroup
     | AlertAcked
+    | KeyUpdate
+    | OperatorCreated
 )
 
 command_encoder = msgspec.msgpack.Encoder()

@@ -27,6 +27,7 @@ from carbonx.engine.book import Book, Order
 from carbonx.engine.calendar import SessionClock, local_date
 from carbonx.engine.config import MarketConfig
 from carbonx.engine.desks import AuctionDesk, BlockDesk, Registry
+from carbonx.engine.keys import ApiKey, OperatorIdentity
 from carbonx.engine.reasons import NOT_AUTHORIZED, UNKNOWN_INSTRUMENT
 from carbonx.engine.schema import Command, Event, InstrumentStatus, ReferencePrice, Reject, Trade
 
@@ -86,7 +87,9 @@ class ExchangeState:
         self.next_trade_id = 1
         self.fees_collected = 0
         self.members: dict[str, Member] = {}
-        self.key_index: dict[str, str] = {}  # key_id -> member
+        # Every API key (members' and operator identities'), by key id (engine/keys.py).
+        self.keys: dict[str, ApiKey] = {}
+        self.operators: dict[str, OperatorIdentity] = {}
         self.accounts: dict[str, Account] = {}
         self.instruments: dict[str, InstrumentState] = {}
         self.books: dict[str, Book] = {}
@@ -246,8 +249,15 @@ class ExchangeState:
     # ------------------------------------------------------------------ reads (not journaled)
 
     def member_of_key(self, key_id: str) -> Member | None:
-        member = self.key_index.get(key_id)
-        return self.members[member] if member is not None else None
+        key = self.keys.get(key_id)
+        return self.members[key.member] if key is not None and key.member else None
+
+    def keys_of(self, member: str = "", operator: str = "") -> list[ApiKey]:
+        """The keys of a member or an operator identity (both empty: every key), by key id."""
+        return sorted(
+            (k for k in self.keys.values() if (not member or k.member == member) and (not operator or k.operator == operator)),
+            key=lambda k: k.key_id,
+        )
 
     def accounts_of(self, member: str) -> list[str]:
         return sorted(a.account for a in self.accounts.values() if a.member == member)

@@ -452,6 +452,54 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     p.add_argument("--note", help="why (kept with the alert, at most 500 characters)")
     p = leaf(sub, "report", "disclosure.get", lambda a: _drop_none(date=a.date), "the market report of a closed trading day")
     p.add_argument("date", nargs="?", metavar="YYYY-MM-DD", help="the trading date (default: the latest report)")
+    # -- access: API keys, operator identities, the audit log (admin role; the audit log: any role)
+    keys = group("key", "API keys: create, list, rotate, revoke (secrets are shown once, in the reply)")
+    p = leaf(
+        keys, "create", "admin.key.create",
+        lambda a: _drop_none(member=a.member, operator=a.operator, key_id=a.key_id, label=a.label, scopes=a.scopes,
+                             allow=a.allow or None, expires_ts=a.expires_ts),
+        "a new key for a member (scopes read,trade by default) or an operator identity; prints its secret once",
+    )  # fmt: skip
+    owner = p.add_mutually_exclusive_group(required=True)
+    owner.add_argument("--member")
+    owner.add_argument("--operator")
+    p.add_argument("--key-id", help="default: generated")
+    p.add_argument("--label", default="")
+    p.add_argument("--scopes", type=lambda v: v.split(","), metavar="read,trade", help="member keys: read, trade or both")
+    p.add_argument("--allow", action="append", metavar="CIDR", help="source addresses allowed (repeat); default anywhere")
+    p.add_argument("--expires-ts", type=int, metavar="NS", help="expiry, ns since the epoch; default never")
+    p = leaf(keys, "list", "admin.key.list", lambda a: _drop_none(member=a.member, operator=a.operator), "keys (never secrets)")
+    p.add_argument("--member")
+    p.add_argument("--operator")
+    p = leaf(
+        keys, "rotate", "admin.key.rotate", lambda a: {"key_id": a.key_id, "grace_s": a.grace_s},
+        "a new secret (printed once); the old one keeps working for --grace-s seconds",
+    )  # fmt: skip
+    p.add_argument("key_id")
+    p.add_argument("--grace-s", type=int, default=0, metavar="S")
+    p = leaf(keys, "revoke", "admin.key.revoke", lambda a: {"key_id": a.key_id}, "revoke a key: its sessions are closed at once")
+    p.add_argument("key_id")
+    ops = group("operator", "operator identities (people) and their roles")
+    p = leaf(
+        ops, "create", "admin.operator.create",
+        lambda a: _drop_none(operator=a.operator, role=a.role, label=a.label, allow=a.allow or None, expires_ts=a.expires_ts),
+        "a named operator with a role and a first key; prints its secret once",
+    )  # fmt: skip
+    p.add_argument("operator")
+    p.add_argument("--role", required=True, choices=("viewer", "operator", "admin"))
+    p.add_argument("--label", default="")
+    p.add_argument("--allow", action="append", metavar="CIDR")
+    p.add_argument("--expires-ts", type=int, metavar="NS")
+    leaf(ops, "list", "admin.operator.list", _no_params, "operator identities, roles and key ids")
+    p = leaf(
+        sub, "audit", "admin.audit.list",
+        lambda a: _drop_none(since_ts=a.since_ts, operator=a.operator, method=a.method, limit=a.limit),
+        "the audit log: every admin call (who, from where, when, what, result), newest last",
+    )  # fmt: skip
+    p.add_argument("--since-ts", type=int, metavar="NS")
+    p.add_argument("--operator", metavar="IDENTITY")
+    p.add_argument("--method", metavar="NAME", help="e.g. admin.instrument.halt")
+    p.add_argument("--limit", type=int, metavar="N")
 
     # -- live notifications
     p = leaf(

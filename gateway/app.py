@@ -33,6 +33,7 @@ from carbonx.engine.admin import day_due
 from carbonx.engine.engine import Engine
 from carbonx.engine.schema import CancelAll, Command, CreateAccount, CreateMember, DayOpen, Deposit, Event, Reject, Tick
 from carbonx.gateway import protocol
+from carbonx.gateway.audit import AuditLog
 from carbonx.gateway.connection import Connections
 from carbonx.gateway.http import HttpServer, day_trades, page_config
 from carbonx.gateway.journal import Journal
@@ -41,12 +42,14 @@ from carbonx.gateway.marketdata import MarketData
 from carbonx.gateway.metrics import LatencyHistogram, LoopLag, make_registry
 from carbonx.gateway.outbound import Outbound
 from carbonx.gateway.protocol.errors import RpcError
+from carbonx.gateway.rpc.access import close_unusable
 from carbonx.gateway.sequencer import Sequencer
 from carbonx.gateway.sessions import ConnectionRegistry
-from carbonx.gateway.settings import Settings
+from carbonx.gateway.settings import Settings, SettingsError
 from carbonx.gateway.snapshots import SnapshotError, SnapshotStore
 from carbonx.gateway.storage import StorageStatus, StorageUnavailable, check_storage, free_bytes, is_disk_full
 from carbonx.gateway.supervision import REPORTS, Sinks, Supervision, SupervisionCollector
+from carbonx.gateway.tls import ReloadableTls, plaintext_refusal
 
 log = logging.getLogger("carbonx.gateway")
 
@@ -94,6 +97,11 @@ class Gateway:
         self.fatal: BaseException | None = None
         self.stop_event: asyncio.Event | None = None  # set by ``run``: a fatal error stops the process
         self.storage = StorageStatus(-1)  # refreshed by ``_storage_watch`` (gateway/storage.py)
+        # key id -> ns of its last login on this gateway (in memory, not journaled: a login is
+        # not a state change; admin.key.list shows it, "since this gateway started").
+        self.key_last_used: dict[str, int] = {}
+        self.tls: ReloadableTls | None = None  # the listeners' TLS context (gateway/tls.py), if configured
+        self.audit: AuditLog | None = None  # the admin audit log (gateway/audit.py), opened by ``run``
 
     def _fatal(self, exc: BaseException) -> None:
         """The journal failed: nothing more can be made durable, so stop taking commands."""
@@ -139,6 +147,18 @@ class Gateway:
         self.seq.submit(cmd, check)
         return 1
 
+    def reload_tls(self) -> None:
+        """SIGHUP: load the TLS certificate and key again; new connections get the new
+        certificate, open sessions are not dropped (gateway/tls.py)."""
+        if self.tls is None:
+            log.info("SIGHUP: no TLS configured, nothing to reload")
+            return
+        problem = self.tls.reload()
+        if problem is None:
+            log.warning("TLS certificate reloaded from %s (reload %d)", self.tls.cert, self.tls.reloads)
+        else:
+            log.error("%s", problem)
+
     async def listen(self, host: str, port: int, admin: bool) -> str:
         """Start one listener (``connection.py``); returns its ws(s):// URL with the actual port."""
         return await self.connections.listen(host, port, admin)
@@ -156,6 +176,7 @@ class Gateway:
                 self._fatal(failure)
                 return
             now = time.time_ns()
+            close_unusable(self, now)  # expired keys, rotated-out secrets past their grace period
             if not self.closing:
                 if self.engine.needs_tick(now):
                     self.seq.submit(Tick(ts=now))
@@ -253,6 +274,8 @@ class Gateway:
             guard.close()
         conns = [s.connection for s in self.registry.sessions if s.connection is not None]
         await asyncio.gather(*(c.close(1001, "server shutting down") for c in conns), return_exceptions=True)
+        if self.audit is not None:
+            await self.audit.close()
         for server in self.servers:
             await server.wait_closed()
 
@@ -286,6 +309,10 @@ async def run(settings: Settings, opts: ServeOptions, stop: asyncio.Event | None
     from carbonx.gateway.recovery import recover
 
     srv = settings.server
+    hosts = {"trading listener": opts.host or srv.host, "admin listener": opts.admin_host or srv.admin_host}
+    refusal = plaintext_refusal(hosts, bool(srv.tls_cert), srv.allow_plaintext)
+    if refusal is not None:
+        raise SettingsError(refusal)
     data_dir = Path(opts.data_dir or srv.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     holder: dict[str, Gateway] = {}
@@ -313,6 +340,8 @@ async def run(settings: Settings, opts: ServeOptions, stop: asyncio.Event | None
     await journal.start()
     gw = Gateway(settings, engine, journal, SnapshotStore(data_dir, fork=srv.snapshot_fork))
     gw.storage = storage
+    gw.audit = AuditLog(data_dir / "audit", fsync=(opts.fsync_policy or srv.fsync_policy) == "fsync")
+    gw.audit.open()
     gw.registry_metrics = make_registry(gw)
     gw.registry_metrics.register(SupervisionCollector(gw.supervision))
     # Alerts, acks and reports are derived from the journal, not stored: rebuild them first.
@@ -339,6 +368,7 @@ async def run(settings: Settings, opts: ServeOptions, stop: asyncio.Event | None
     gw.stop_event = stop
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, gw.reload_tls)
     await stop.wait()
     log.info("shutting down")
     await gw.shutdown()

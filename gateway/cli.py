@@ -18,6 +18,8 @@ import logging
 import sys
 from pathlib import Path
 
+from msgspec.structs import replace
+
 from carbonx.engine.config import ConfigError
 from carbonx.gateway.settings import FSYNC_POLICIES, SettingsError, load_settings, with_env_operator
 
@@ -48,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--metrics-port", type=_port, help="metrics/health HTTP port (default 9100; 0 = any free port)")
     serve.add_argument("--fsync-policy", choices=FSYNC_POLICIES, help="journal durability policy (default fsync)")
     serve.add_argument("--log-level", default="INFO", help="logging level (stderr)")
+    serve.add_argument(
+        "--allow-plaintext", action="store_true", help="serve plain text off loopback (a proxy terminates TLS): [server] allow_plaintext"
+    )
     hs = sub.add_parser("hash-secret", help="print the salted hash of a secret for the configuration")
     hs.add_argument("secret")
     sub.add_parser("journal", help="journal tools: verify DIR --config FILE | dump DIR [--from SEQ]", add_help=False)
@@ -72,6 +77,8 @@ def _serve(args: argparse.Namespace) -> int:
     except (OSError, ConfigError, SettingsError) as exc:
         print(f"carbonx: configuration error in {args.config}: {exc}", file=sys.stderr)
         return 2
+    if args.allow_plaintext:
+        settings = replace(settings, server=replace(settings.server, allow_plaintext=True))
     if settings.operator is None:
         log.warning(
             "no operator credentials configured: the admin listener will refuse every login "
@@ -99,6 +106,9 @@ def _serve(args: argparse.Namespace) -> int:
     except StorageUnavailable as exc:  # a full or read-only disk: the first write would stop the exchange
         print(f"carbonx: cannot start: {exc} (free space or fix the data directory, then start again)", file=sys.stderr)
         return 4
+    except SettingsError as exc:  # e.g. plain text off loopback (gateway/tls.py)
+        print(f"carbonx: cannot start: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:  # e.g. a port already in use
         print(f"carbonx: {exc}", file=sys.stderr)
         return 1

@@ -231,6 +231,7 @@ class Client:
         self.books: dict[str, Book] = {}
         self.member: str | None = None
         self.accounts: list[str] = []
+        self.scopes: list[str] = []
         self.session_id: str | None = None
         self.history: collections.deque[Notification] = collections.deque(maxlen=history_size)
         self.orphan_errors: collections.deque[dict[str, Any]] = collections.deque(maxlen=100)
@@ -422,6 +423,7 @@ class Client:
         result: dict[str, Any] = await self.call("session.login", key_id=key_id, secret=secret)
         self.member = result.get("member")
         self.accounts = list(result.get("accounts", []))
+        self.scopes = list(result.get("scopes", []))  # the key's scopes (read, trade); [] for operators
         self.session_id = result.get("session_id")
         return result
 

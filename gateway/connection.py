@@ -17,8 +17,9 @@ import socket
 import ssl
 import time
 from collections.abc import Awaitable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import msgspec
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request as HttpRequest
@@ -26,7 +27,9 @@ from websockets.http11 import Response
 from websockets.typing import Subprotocol
 
 from carbonx.engine import reasons as R
+from carbonx.engine.reasons import AUDIT_UNAVAILABLE
 from carbonx.engine.schema import CancelAll
+from carbonx.gateway.audit import AuditUnavailable, redact
 from carbonx.gateway.inbound import InboundConnection
 from carbonx.gateway.protocol import codec as codecs
 from carbonx.gateway.protocol import errors
@@ -34,12 +37,36 @@ from carbonx.gateway.protocol.errors import InvalidRequest, RpcError
 from carbonx.gateway.protocol.names import MSGPACK_SUBPROTOCOL, PATH
 from carbonx.gateway.rpc import Call, check_access, lookup
 from carbonx.gateway.rpc.batch import BatchReply
-from carbonx.gateway.sessions import Refused, Session, address_key
+from carbonx.gateway.sessions import Refused, Session, address_key, peer_ip
+from carbonx.gateway.tls import ReloadableTls
 
 if TYPE_CHECKING:
     from carbonx.gateway.app import Gateway
 
 log = logging.getLogger("carbonx.gateway")
+
+# Admin-listener methods not written to the audit log (liveness only: no state, no data).
+UNAUDITED = frozenset({"ping"})
+
+
+def audited(session: Session, method: str, allowed: bool) -> bool:
+    """Whether an admin-listener request goes to the audit log: every call of a logged-in
+    operator and every login attempt, except ``ping`` and requests refused by the request
+    rate limit (nothing is done for them, and auditing them would let a flood of refused
+    frames, or of anonymous calls, grow the log on disk)."""
+    return allowed and (session.operator or method == "session.login") and method not in UNAUDITED
+
+
+def audit_params(codec: codecs.Codec, req: codecs.Request) -> Any:
+    """The request's params as plain values for the audit log (None if absent or undecodable)."""
+    if req.params is msgspec.UNSET:
+        return None
+    try:
+        raw = bytes(req.params)
+        return msgspec.msgpack.decode(raw) if codec.binary else msgspec.json.decode(raw)
+    except (msgspec.DecodeError, TypeError, ValueError):
+        return None
+
 
 # Errors that say the request itself was malformed: each counts against max_violations.
 _ABUSE_REASON = "too many rejected requests (rate limit or malformed input)"
@@ -65,13 +92,13 @@ class Connections:
         self._closers: set[asyncio.Task[None]] = set()
 
     def _ssl(self) -> ssl.SSLContext | None:
+        """The listeners' one TLS context (``gw.tls``, reloaded on SIGHUP), made on first use."""
         server = self.gw.settings.server
         if not server.tls_cert:
             return None
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.load_cert_chain(server.tls_cert, server.tls_key)
-        return ctx
+        if self.gw.tls is None:
+            self.gw.tls = ReloadableTls(server.tls_cert, server.tls_key)
+        return self.gw.tls.context
 
     async def listen(self, host: str, port: int, admin: bool) -> str:
         """Start one listener; returns its ws(s):// URL with the actual port."""
@@ -109,7 +136,12 @@ class Connections:
         if sock is not None and gw.limits.socket_send_buffer:  # so the slow-consumer guard sees backlog early
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, gw.limits.socket_send_buffer)
         session = Session(
-            gw.limits, admin=admin, binary=ws.subprotocol == MSGPACK_SUBPROTOCOL, connection=ws, address=address_key(ws.remote_address)
+            gw.limits,
+            admin=admin,
+            binary=ws.subprotocol == MSGPACK_SUBPROTOCOL,
+            connection=ws,
+            address=address_key(ws.remote_address),
+            ip=peer_ip(ws.remote_address),
         )
         if gw.closing:
             await ws.close(1001, "server shutting down")
@@ -229,7 +261,7 @@ class Connections:
         if type(req) is list:
             return self._batch(session, codec, req, allowed, recv_ns)
         assert isinstance(req, codecs.Request)
-        return self._dispatch(session, codec, req, allowed, Call(gw, session, req.id, recv_ns))
+        return self._route(session, codec, req, allowed, Call(gw, session, req.id, recv_ns))
 
     def _batch(
         self, session: Session, codec: codecs.Codec, members: list[codecs.Request | RpcError], allowed: bool, recv_ns: int
@@ -276,7 +308,13 @@ class Connections:
                 session.refused()
             replies.put(replies.slot(), codecs.error_reply(member.req_id if isinstance(member, InvalidRequest) else None, member))
             return None
-        return self._dispatch(session, codec, member, allowed, Call(self.gw, session, member.id, recv_ns, replies))
+        return self._route(session, codec, member, allowed, Call(self.gw, session, member.id, recv_ns, replies))
+
+    def _route(self, session: Session, codec: codecs.Codec, req: codecs.Request, allowed: bool, call: Call) -> Awaitable[None] | None:
+        """An admin-listener call that is audited goes through ``_audited``; others straight on."""
+        if session.admin and self.gw.audit is not None and audited(session, req.method, allowed):
+            return self._audited(session, codec, req, call, allowed)
+        return self._dispatch(session, codec, req, allowed, call)
 
     def _dispatch(self, session: Session, codec: codecs.Codec, req: codecs.Request, allowed: bool, call: Call) -> Awaitable[None] | None:
         """Check and run one decoded request: budgets, method, access, params, handler."""
@@ -305,6 +343,36 @@ class Connections:
         if result is not None:
             return self._finish(call, result)
         return None
+
+    async def _audited(self, session: Session, codec: codecs.Codec, req: codecs.Request, call: Call, allowed: bool) -> None:
+        """An admin-listener call: its request record is made durable first (else the call is
+        refused with AUDIT_UNAVAILABLE and nothing is done), then it is dispatched as usual;
+        its answer goes out once the result record is durable (``Call.reply``/``error``)."""
+        audit = self.gw.audit
+        assert audit is not None
+        params = audit_params(codec, req)
+        record = {
+            "kind": "request",
+            "id": audit.new_id(),
+            "ts": call.recv_ns,
+            "identity": session.identity if session.operator else None,
+            "role": session.role if session.operator else None,
+            "key_id": session.key_id or (params.get("key_id") if isinstance(params, dict) and req.method == "session.login" else None),
+            "address": session.ip or session.address,
+            "session_id": session.session_id,
+            "method": req.method,
+            "params": redact(params),
+        }
+        try:
+            await audit.append(record)
+        except AuditUnavailable as exc:
+            log.error("admin call %s refused: %s", req.method, exc)
+            call.error(RpcError.business(AUDIT_UNAVAILABLE, f"not carried out: {exc}"))
+            return
+        call.audit = record["id"]
+        pending = self._dispatch(session, codec, req, allowed, call)
+        if pending is not None:
+            await pending
 
     async def _finish(self, call: Call, pending: Awaitable[None]) -> None:
         try:

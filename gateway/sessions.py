@@ -74,6 +74,17 @@ class Session:
     admitted: int = 0  # admission order (older first), set by the registry
     evicted: bool = False  # closed to make room for another address's connection
     login_timer: asyncio.TimerHandle | None = None  # the pending login-timeout check
+    # Access (engine/keys.py): the key logged in with, the secret hash it matched, its scopes
+    # (member keys) or the identity and role (operators). ``session.login`` always sets them
+    # from the key (the defaults, full rights, only matter to sessions built directly, as unit
+    # tests do); they are emptied when the key stops being usable (revoked, expired, grace
+    # over) so nothing more is allowed while the close is sent.
+    ip: str = ""  # the peer's IP address (allow-lists match it; ``address`` may be an IPv6 /64)
+    key_id: str = ""
+    key_hash: str = ""
+    scopes: frozenset[str] = frozenset(("read", "trade"))
+    identity: str = ""  # operator identity (or the bootstrap operator's key id)
+    role: str = "admin"  # viewer | operator | admin
 
     def __post_init__(self) -> None:
         self.requests = TokenBucket(self.limits.requests_per_s, self.limits.request_burst)
@@ -126,6 +137,12 @@ def address_key(remote: Any) -> str:
             return str(ip.ipv4_mapped)
         return str(ipaddress.IPv6Network((ip, 64), strict=False))
     return str(ip)
+
+
+def peer_ip(remote: Any) -> str:
+    """The peer's IP address as text (what key allow-lists match), "" if it has none."""
+    host = remote[0] if isinstance(remote, tuple) and remote else remote
+    return host.split("%", 1)[0] if isinstance(host, str) else ""
 
 
 class Refused(Exception):

@@ -75,8 +75,11 @@ class ServerSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     tick_s: Annotated[float, _within(0.01, 60)] = 1.0  # how often the session clock is checked (Tick command)
     market_data_requires_login: bool = False
     compression: bool = False
-    tls_cert: str = ""
+    tls_cert: str = ""  # PEM certificate chain for both listeners (reloaded on SIGHUP)
     tls_key: str = ""
+    # A listener bound off loopback refuses to start without TLS unless this says plain text is
+    # intended (e.g. a proxy in front terminates TLS): gateway/tls.py.
+    allow_plaintext: bool = False
     snapshot_every: Annotated[int, _within(0, 10**12)] = 0  # commands between automatic snapshots; 0 = only on request/shutdown
     # Snapshots encode in a forked child (the engine pauses ~15 ms for the fork instead of
     # ~300 ms encoding a 55 MB state on its own thread). POSIX only.

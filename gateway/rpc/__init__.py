@@ -7,7 +7,7 @@ complete once ``carbonx.gateway.rpc`` is imported. ``call`` is the request being
 
 from __future__ import annotations
 
-from carbonx.gateway.rpc import admin, auctions, blocks, orders, retirement, session, supervision
+from carbonx.gateway.rpc import access, admin, auctions, blocks, orders, retirement, session, supervision
 from carbonx.gateway.rpc.call import Call
 from carbonx.gateway.rpc.registry import ADMIN_METHODS, TRADING_METHODS, Method, check_access, lookup
 
@@ -16,6 +16,7 @@ __all__ = [
     "TRADING_METHODS",
     "Call",
     "Method",
+    "access",
     "admin",
     "auctions",
     "blocks",

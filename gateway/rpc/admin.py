@@ -51,7 +51,7 @@ from carbonx.gateway.rpc.call import Call, cancel_all, first, pick
 from carbonx.gateway.rpc.registry import method
 
 
-@method("admin.member.create", MemberCreateParams, "operator")
+@method("admin.member.create", MemberCreateParams, "operator", role="admin")
 async def member_create(call: Call, p: MemberCreateParams) -> None:
     secret = p.secret
     try:
@@ -62,13 +62,13 @@ async def member_create(call: Call, p: MemberCreateParams) -> None:
     call.command(cmd, lambda events: pick(first(events, MemberCreated), "member", "key_id") | {"seq": events[0].seq})
 
 
-@method("admin.account.create", AccountCreateParams, "operator")
+@method("admin.account.create", AccountCreateParams, "operator", role="admin")
 def account_create(call: Call, p: AccountCreateParams) -> None:
     cmd = CreateAccount(ts=call.recv_ns, account=p.account, member=p.member, type=p.type)
     call.command(cmd, lambda events: pick(first(events, AccountCreated), "account", "member", "type") | {"seq": events[0].seq})
 
 
-@method("admin.account.deposit", DepositParams, "operator")
+@method("admin.account.deposit", DepositParams, "operator", role="operator")
 def deposit(call: Call, p: DepositParams) -> None:
     cash = 0 if p.cash is None else parse_money(p.cash, "cash")
     cmd = Deposit(
@@ -83,7 +83,7 @@ def deposit(call: Call, p: DepositParams) -> None:
     call.command(cmd, lambda events: {"account": p.account, **money_events(events)})
 
 
-@method("admin.account.withdraw", MoneyMoveParams, "operator")
+@method("admin.account.withdraw", MoneyMoveParams, "operator", role="operator")
 def withdraw(call: Call, p: MoneyMoveParams) -> None:
     cash = 0 if p.cash is None else parse_money(p.cash, "cash")
     cmd = Withdraw(ts=call.recv_ns, account=p.account, cash=cash, instrument=p.instrument, quantity=p.quantity, vintage=p.vintage)
@@ -98,17 +98,17 @@ def _set_halt(call: Call, instrument: str, halted: bool) -> None:
     call.command(SetHalt(ts=call.recv_ns, instrument=instrument, halted=halted), build)
 
 
-@method("admin.instrument.halt", InstrumentParams, "operator")
+@method("admin.instrument.halt", InstrumentParams, "operator", role="operator")
 def halt(call: Call, p: InstrumentParams) -> None:
     _set_halt(call, p.instrument, True)
 
 
-@method("admin.instrument.resume", InstrumentParams, "operator")
+@method("admin.instrument.resume", InstrumentParams, "operator", role="operator")
 def resume(call: Call, p: InstrumentParams) -> None:
     _set_halt(call, p.instrument, False)
 
 
-@method("admin.instrument.set_reference", SetReferenceParams, "operator")
+@method("admin.instrument.set_reference", SetReferenceParams, "operator", role="operator")
 def set_reference(call: Call, p: SetReferenceParams) -> None:
     def build(events: list[Event]) -> dict[str, Any]:
         ev = first(events, ReferencePrice)
@@ -128,23 +128,23 @@ def _set_blocked(call: Call, p: BlockedParams, blocked: bool) -> None:
     call.command(cmd, lambda events: pick(first(events, BlockedChanged), "member", "account", "blocked") | {"seq": events[0].seq})
 
 
-@method("admin.block", BlockedParams, "operator")
+@method("admin.block", BlockedParams, "operator", role="operator")
 def block(call: Call, p: BlockedParams) -> None:
     _set_blocked(call, p, True)
 
 
-@method("admin.unblock", BlockedParams, "operator")
+@method("admin.unblock", BlockedParams, "operator", role="operator")
 def unblock(call: Call, p: BlockedParams) -> None:
     _set_blocked(call, p, False)
 
 
-@method("admin.order.cancel_all", AdminCancelAllParams, "operator")
+@method("admin.order.cancel_all", AdminCancelAllParams, "operator", role="operator")
 def cancel_all_of(call: Call, p: AdminCancelAllParams) -> None:
     cmd = CancelAll(ts=call.recv_ns, member=p.member or "", account=p.account, instrument=p.instrument, side=p.side)
     cancel_all(call, cmd)
 
 
-@method("admin.snapshot", NoParams, "operator")
+@method("admin.snapshot", NoParams, "operator", role="operator")
 async def snapshot(call: Call, p: NoParams) -> None:
     if call.gw.snapshots is None:
         raise RpcError.business(R.INVALID_STATE, "snapshots are not configured")
@@ -154,12 +154,12 @@ async def snapshot(call: Call, p: NoParams) -> None:
     call.reply(await call.gw.snapshot())
 
 
-@method("admin.day.open", NoParams, "operator")
+@method("admin.day.open", NoParams, "operator", role="operator")
 def day_open(call: Call, p: NoParams) -> None:
     call.command(DayOpen(ts=call.recv_ns), lambda events: {"trading_date": first(events, DayOpened).trading_date, "seq": events[0].seq})
 
 
-@method("admin.day.close", NoParams, "operator")
+@method("admin.day.close", NoParams, "operator", role="operator")
 def day_close(call: Call, p: NoParams) -> None:
     def build(events: list[Event]) -> dict[str, Any]:
         ev = first(events, DayClosed)
@@ -168,7 +168,7 @@ def day_close(call: Call, p: NoParams) -> None:
     call.command(DayClose(ts=call.recv_ns), build)
 
 
-@method("admin.status", NoParams, "operator")
+@method("admin.status", NoParams, "operator", role="viewer")
 def status(call: Call, p: NoParams) -> None:
     eng = call.gw.engine
     call.read(

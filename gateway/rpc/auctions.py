@@ -87,7 +87,7 @@ def my_bids(call: Call, p: MyBidsParams) -> None:
     call.read({"bids": [bid_view(b) for b in bids]})
 
 
-@method("admin.auction.create", AuctionCreateParams, "operator")
+@method("admin.auction.create", AuctionCreateParams, "operator", role="operator")
 def create(call: Call, p: AuctionCreateParams) -> None:
     reserve = p.reserve
     cmd = AuctionCreate(
@@ -104,22 +104,22 @@ def create(call: Call, p: AuctionCreateParams) -> None:
     call.command(cmd, auction_result)
 
 
-@method("admin.auction.open", AuctionRefParams, "operator")
+@method("admin.auction.open", AuctionRefParams, "operator", role="operator")
 def open(call: Call, p: AuctionRefParams) -> None:
     call.command(AuctionOpen(ts=call.recv_ns, auction_id=parse_id(p.auction_id)), auction_result)
 
 
-@method("admin.auction.close", AuctionRefParams, "operator")
+@method("admin.auction.close", AuctionRefParams, "operator", role="operator")
 def close(call: Call, p: AuctionRefParams) -> None:
     call.command(AuctionClose(ts=call.recv_ns, auction_id=parse_id(p.auction_id)), auction_result)
 
 
-@method("admin.auction.cancel", AuctionRefParams, "operator")
+@method("admin.auction.cancel", AuctionRefParams, "operator", role="operator")
 def cancel(call: Call, p: AuctionRefParams) -> None:
     call.command(AuctionCancel(ts=call.recv_ns, auction_id=parse_id(p.auction_id)), auction_result)
 
 
-@method("admin.auction.bids", AuctionRefParams, "operator")
+@method("admin.auction.bids", AuctionRefParams, "operator", role="viewer")
 def bids(call: Call, p: AuctionRefParams) -> None:
     bids = auctions.all_bids(call.gw.engine, parse_id(p.auction_id))
     if bids is None:

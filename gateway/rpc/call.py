@@ -27,20 +27,30 @@ E = TypeVar("E", bound=Event)
 
 class Call:
     """One request being answered: who asked, with which id, when it arrived; for a member
-    of a batch, the batch's ``BatchReply`` and the answer's slot in it."""
+    of a batch, the batch's ``BatchReply`` and the answer's slot in it. ``audit`` is the
+    audit record id of an admin-listener call (``gateway/audit.py``): its answer is sent
+    once the answer's audit record is durable."""
 
-    __slots__ = ("batch", "gw", "recv_ns", "req_id", "session", "slot")
+    __slots__ = ("audit", "batch", "gw", "recv_ns", "req_id", "session", "slot")
 
     def __init__(self, gw: Gateway, session: Session, req_id: int | str | None, recv_ns: int, batch: BatchReply | None = None) -> None:
         self.gw, self.session, self.req_id, self.recv_ns, self.batch = gw, session, req_id, recv_ns, batch
         self.slot = batch.slot() if batch is not None and req_id is not None else NO_SLOT
+        self.audit: str | None = None
 
     def reply(self, result: Any) -> None:
-        if self.req_id is not None:
+        if self.audit is not None:
+            seq = result.get("seq") if isinstance(result, dict) else None
+            self._audited({"result": "ok", "seq": seq if isinstance(seq, int) else None}, codec.reply(self.req_id, result))
+        elif self.req_id is not None:
             self._send(codec.reply(self.req_id, result))
 
     def error(self, err: RpcError) -> None:
-        if self.req_id is not None:
+        if self.audit is not None:
+            data = err.data or {}
+            outcome = {"result": "error", "code": err.code, "reason": data.get("reason"), "message": err.message, "seq": data.get("seq")}
+            self._audited(outcome, codec.error_reply(self.req_id, err))
+        elif self.req_id is not None:
             self._send(codec.error_reply(self.req_id, err))
 
     def _send(self, message: dict[str, Any]) -> None:
@@ -48,6 +58,18 @@ class Call:
             self.gw.outbound.send_one(self.session, message)
         else:
             self.batch.put(self.slot, message)
+
+    def _audited(self, outcome: dict[str, Any], message: dict[str, Any]) -> None:
+        """Record the answer in the audit log, then send it (only the first answer of a call is audited)."""
+        record_id, self.audit = self.audit, None
+        gw, has_id = self.gw, self.req_id is not None
+        assert record_id is not None and gw.audit is not None
+
+        def send() -> None:
+            if has_id:
+                self._send(message)
+
+        gw.audit.finish(record_id, outcome, send)
 
     def read(self, result: Any) -> None:
         """Reply with a read result once everything applied before it is durable."""

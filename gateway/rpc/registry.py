@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from carbonx.engine import reasons as R
+from carbonx.engine.keys import ROLE_RANK
+from carbonx.engine.schema import Role, Scope
 from carbonx.gateway.protocol import errors
 from carbonx.gateway.protocol.errors import RpcError
 from carbonx.gateway.protocol.params import Params
@@ -43,6 +45,8 @@ class Method:
     access: Access  # public | private (logged in) | operator
     order: bool = False  # charged to the order rate limit too
     login: bool = False  # session.login itself: allowed before logging in even when market data needs a login
+    scope: Scope = "read"  # private methods: the scope a member's key needs (read | trade)
+    role: Role = "admin"  # operator methods: the lowest operator role allowed (viewer < operator < admin)
 
 
 TRADING_METHODS: dict[str, Method] = {}
@@ -50,14 +54,26 @@ ADMIN_METHODS: dict[str, Method] = {}
 
 
 def method(
-    name: str, params: type[P], access: Access, *, order: bool = False, listener: Listener | None = None, login: bool = False
+    name: str,
+    params: type[P],
+    access: Access,
+    *,
+    order: bool = False,
+    listener: Listener | None = None,
+    login: bool = False,
+    scope: Scope | None = None,
+    role: Role = "admin",
 ) -> Callable[[Handler[P]], Handler[P]]:
     """Register the decorated function as the handler of ``name``. ``listener`` defaults to
-    "admin" for operator methods and "trading" otherwise."""
+    "admin" for operator methods and "trading" otherwise. ``scope`` (private methods) defaults
+    to "trade" for order-entry methods (``order=True``: orders, amends, cancels, blocks, bids,
+    retirements) and "read" otherwise; ``role`` (operator methods) defaults to "admin", so a
+    new operator method is admin-only until it says otherwise (reads: "viewer"; running the
+    market: "operator")."""
     where = listener or ("admin" if access == "operator" else "trading")
 
     def register(fn: Handler[P]) -> Handler[P]:
-        m = Method(name, params, fn, access, order, login)
+        m = Method(name, params, fn, access, order, login, scope or ("trade" if order else "read"), role)
         for table, wanted in ((TRADING_METHODS, "trading"), (ADMIN_METHODS, "admin")):
             if where in (wanted, "both"):
                 if name in table:
@@ -86,5 +102,12 @@ def check_access(session: Session, m: Method, market_data_requires_login: bool) 
         return
     if not session.authenticated:
         raise RpcError.business(R.NOT_AUTHENTICATED, "log in first (session.login)")
-    if m.access == "operator" and not session.operator:
+    if session.operator:  # any role may read (private methods on the admin listener); operator methods need theirs
+        rank = ROLE_RANK.get(session.role, -1)  # -1: the key stopped being usable, the session is being closed
+        if rank < 0 or (m.access == "operator" and rank < ROLE_RANK[m.role]):
+            raise RpcError.business(R.NOT_AUTHORIZED, f"{m.name} needs the {m.role} role (this operator is {session.role or 'not usable'})")
+        return
+    if m.access == "operator":
         raise RpcError.business(R.NOT_AUTHORIZED, "operator credentials required")
+    if m.scope not in session.scopes:
+        raise RpcError.business(R.NOT_AUTHORIZED, f"{m.name} needs a key with the {m.scope} scope")

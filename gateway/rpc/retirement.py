@@ -37,7 +37,7 @@ def event_get(call: Call, p: EventParams) -> None:
     call.read(neutrality_view(ev))
 
 
-@method("admin.event.create", EventCreateParams, "operator")
+@method("admin.event.create", EventCreateParams, "operator", role="operator")
 def event_create(call: Call, p: EventCreateParams) -> None:
     cmd = EventCreate(ts=call.recv_ns, event_id=p.event_id, name=p.name, footprint=p.footprint)
     call.command(cmd, lambda events: neutrality_view(first(events, NeutralityEvent)))

@@ -25,7 +25,8 @@ def test_codes_are_1000_plus_position_and_unique() -> None:
 
 def test_every_reason_constant_is_in_the_table_under_its_own_name() -> None:
     assert {name for name, value in CONSTANTS.items() if name == value} == set(CONSTANTS)
-    assert set(CONSTANTS.values()) == set(R.BY_NAME)
+    # RESERVED_*: placeholders for codes another change of the release fills (engine/reasons.py)
+    assert set(CONSTANTS.values()) == {name for name in R.BY_NAME if not name.startswith("RESERVED_")}
 
 
 def test_codes_are_the_documented_ones() -> None:
@@ -53,6 +54,8 @@ def test_gateway_and_exec_reasons_are_marked() -> None:
         R.STORAGE_FULL,
         R.UNKNOWN_ALERT,
         R.UNKNOWN_REPORT,
+        R.ADDRESS_NOT_ALLOWED,
+        R.AUDIT_UNAVAILABLE,
     }
     assert {r.name for r in R.TABLE if r.level == "exec"} == {R.SELF_TRADE_PREVENTION, R.UNFILLED_REMAINDER}
 

@@ -39,7 +39,9 @@ def test_only_the_sequencer_applies_commands() -> None:
 
 
 def test_every_handler_is_a_function_of_its_domain_module_with_a_params_struct() -> None:
-    domains = {m.__name__ for m in (rpc.admin, rpc.auctions, rpc.blocks, rpc.orders, rpc.retirement, rpc.session, rpc.supervision)}
+    domains = {
+        m.__name__ for m in (rpc.access, rpc.admin, rpc.auctions, rpc.blocks, rpc.orders, rpc.retirement, rpc.session, rpc.supervision)
+    }
     for table in (TRADING_METHODS, ADMIN_METHODS):
         for name, m in table.items():
             assert m.name == name

@@ -26,7 +26,7 @@ from carbonx.gateway.sequencer import replay
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "format1"
 DEMO = Path(__file__).resolve().parents[2] / "deploy" / "demo.toml"
 # Replay of the fixture journal from empty, in this version's state format.
-PINNED_DIGEST = "f92f4fcc58183f71fb0ca972deeb1f84b7c42aa3005392b176aa8b3c6c3e3975"
+PINNED_DIGEST = "2b87e952741bb8e11bf61eaa0b0bb32fbacfd9a782e9238de251c4325f70ec5f"
 
 
 @pytest.fixture
