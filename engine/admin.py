@@ -23,9 +23,11 @@ from carbonx.engine.schema import (
     DayOpened,
     Deposit,
     MemberCreated,
+    ScheduleChanged,
     SetBlocked,
     SetHalt,
     SetReference,
+    SetSchedule,
     SnapshotMark,
     SnapshotMarked,
     Tick,
@@ -228,6 +230,16 @@ def day_close(eng: ExchangeState, cmd: DayClose) -> None:
     eng.publish_phases()
 
 
+def set_schedule(eng: ExchangeState, cmd: SetSchedule) -> None:
+    """Switch the scheduled trading day on or off (``day_due`` gives nothing while it is off).
+    Switching to the state already in force is refused (INVALID_STATE), as a halt is."""
+    if eng.schedule_enabled == cmd.enabled:
+        eng.reject(cmd, R.INVALID_STATE, f"the day schedule is already {'on' if cmd.enabled else 'off'}", "enabled")
+        return
+    eng.schedule_enabled = cmd.enabled
+    eng.out.append(ScheduleChanged(seq=eng.seq, ts=eng.ts, enabled=cmd.enabled))
+
+
 def day_due(eng: ExchangeState, ts: int) -> list[DayOpen | DayClose]:
     """The day lifecycle commands the calendar makes due at ``ts`` (a query, not journaled).
 
@@ -236,9 +248,13 @@ def day_due(eng: ExchangeState, ts: int) -> list[DayOpen | DayClose]:
     of its first session until the end of its last one, unless that date's day has already
     run (an operator's early close is not undone). A 24-hour calendar therefore rolls its
     day at local midnight: close, then open. The caller (the gateway's clock) submits the
-    returned commands as ordinary journaled commands, in order, so replay is exact."""
+    returned commands as ordinary journaled commands, in order, so replay is exact.
+
+    Nothing is due while the operator has switched the schedule off (``SetSchedule``): the
+    day then stays as it is (open or closed) until the operator opens or closes it, or
+    switches the schedule on again (the next call then catches up as above)."""
     cal = eng.config.calendar
-    if not cal.sessions:
+    if not eng.schedule_enabled or not cal.sessions:
         return []
     first = min(start for start, _ in cal.sessions)
     last = max(end for _, end in cal.sessions)
@@ -275,4 +291,5 @@ HANDLERS: dict[type, Handler] = {
     DayClose: day_close,
     Tick: tick,
     SnapshotMark: snapshot_mark,
+    SetSchedule: set_schedule,
 }

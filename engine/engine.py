@@ -62,6 +62,8 @@ class EngineSnapshot(msgspec.Struct, kw_only=True):
     retention: RetentionSpec | None = None  # the caps in force when the snapshot was taken
     finished: list[int] | None = None  # finished order ids, in the order they finished
     finished_blocks: list[int] | None = None  # finished block ids, in the order they finished
+    # The operator's day-schedule switch (SetSchedule); absent before format 3: on.
+    schedule: bool = True
     # The state format (see STATE_FORMAT). Snapshots written before it existed decode as 1.
     format: int = 1
 
@@ -71,7 +73,8 @@ class EngineSnapshot(msgspec.Struct, kw_only=True):
 # to a different digest: recovery then relies on the file's own integrity check (SHA-256 of the
 # stored bytes) instead. Bump on every change to what the snapshot holds.
 #   1: up to the first release; 2: retention windows (finished order/block order, caps), desks.
-STATE_FORMAT = 2
+#   3: ``schedule``, the operator's day-schedule switch (SetSchedule; older snapshots: on).
+STATE_FORMAT = 3
 
 
 # Insertion order is itself deterministic (same commands, same order) and survives a
@@ -160,6 +163,7 @@ class Engine(ExchangeState):
             retention=self.retention,
             finished=list(self.finished),
             finished_blocks=list(self.finished_blocks),
+            schedule=self.schedule_enabled,
             format=STATE_FORMAT,
         )
 
@@ -181,6 +185,7 @@ class Engine(ExchangeState):
         eng.restored_format = snap.format
         eng.seq, eng.ts = snap.seq, snap.ts
         eng.day_open, eng.trading_date = snap.day_open, snap.trading_date
+        eng.schedule_enabled = snap.schedule
         eng.next_order_id, eng.next_trade_id = snap.next_order_id, snap.next_trade_id
         eng.fees_collected = snap.fees_collected
         eng.members = {m.member: m for m in snap.members}

@@ -26,7 +26,7 @@ from carbonx.gateway.sequencer import replay
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "format1"
 DEMO = Path(__file__).resolve().parents[2] / "deploy" / "demo.toml"
 # Replay of the fixture journal from empty, in this version's state format.
-PINNED_DIGEST = "90f7e27c4a143d35dbac33170a92c2129aebe99fc630678ade8f2fca152ddb0d"
+PINNED_DIGEST = "2b2133a95d2e6c418f8bfee2481a97cc71ff921d665c89609254d29469735986"
 
 
 @pytest.fixture
