@@ -241,20 +241,25 @@ def set_schedule(eng: ExchangeState, cmd: SetSchedule) -> None:
 
 
 def day_due(eng: ExchangeState, ts: int) -> list[DayOpen | DayClose]:
-    """The day lifecycle commands the calendar makes due at ``ts`` (a query, not journaled).
+    """What the gateway's clock submits at ``ts``: ``calendar_due``, or nothing while the
+    operator has switched the schedule off (``SetSchedule``). The day then stays as it is
+    (open or closed) until the operator opens or closes it, or switches the schedule on
+    again (the next call then catches up as ``calendar_due`` describes)."""
+    return calendar_due(eng, ts) if eng.schedule_enabled else []
+
+
+def calendar_due(eng: ExchangeState, ts: int) -> list[DayOpen | DayClose]:
+    """The day lifecycle commands the calendar makes due at ``ts`` (a query, not journaled),
+    whatever the operator's switch says (``admin.schedule.get`` shows them as held back).
 
     Close an open day once the end of the calendar's last session has come or the local
     date has moved on; open a day on a trading day (weekday, not a holiday) from the start
     of its first session until the end of its last one, unless that date's day has already
     run (an operator's early close is not undone). A 24-hour calendar therefore rolls its
     day at local midnight: close, then open. The caller (the gateway's clock) submits the
-    returned commands as ordinary journaled commands, in order, so replay is exact.
-
-    Nothing is due while the operator has switched the schedule off (``SetSchedule``): the
-    day then stays as it is (open or closed) until the operator opens or closes it, or
-    switches the schedule on again (the next call then catches up as above)."""
+    returned commands as ordinary journaled commands, in order, so replay is exact."""
     cal = eng.config.calendar
-    if not eng.schedule_enabled or not cal.sessions:
+    if not cal.sessions:
         return []
     first = min(start for start, _ in cal.sessions)
     last = max(end for _, end in cal.sessions)

@@ -114,7 +114,7 @@ class Gateway:
                 n += self._boot(Deposit(ts=now, account=a.account, cash=a.cash))
             for h in a.holdings:
                 n += self._boot(Deposit(ts=now, account=a.account, instrument=h.instrument, quantity=h.quantity, vintage=h.vintage))
-        if self.settings.server.auto_open_day and not eng.day_open:
+        if self.settings.server.auto_open_day and not eng.day_open and eng.schedule_enabled:  # the operator's switch (SetSchedule)
             n += self._boot(DayOpen(ts=now))
         for session, member in list(eng.cod_sessions.items()):  # sessions a crash disconnected
             log.warning("cancelling open orders of session %s (%s): cancel-on-disconnect, the exchange restarted", session, member)

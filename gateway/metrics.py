@@ -213,6 +213,11 @@ def _market(eng: Engine, now: int) -> Iterator[Metric]:
     time (no per-command work). Prices are CNY; a price gauge is absent until the day's
     first listing trade. The calendar is evaluated at ``now`` (ns, the wall clock of the scrape)."""
     yield GaugeMetricFamily("carbonx_day_open", "1 while the trading day is open (day_open .. day_close)", value=int(eng.day_open))
+    yield GaugeMetricFamily(
+        "carbonx_day_schedule_enabled",
+        "1 unless the operator switched the scheduled day off (admin.schedule.set)",
+        value=int(eng.schedule_enabled),
+    )
     cal = eng.config.calendar
     day, _ = local_day_and_second(cal, now)
     yield GaugeMetricFamily(

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from carbonx.engine import reasons as R
-from carbonx.engine.admin import day_due
+from carbonx.engine.admin import calendar_due, day_due
 from carbonx.engine.engine import STATE_FORMAT, Engine
 from carbonx.engine.schema import Command, DayClose, DayOpen, Reject, ScheduleChanged, SetSchedule, command_decoder, command_encoder
 from carbonx.engine.testkit import instrument, local_ts, make_config
@@ -28,6 +28,7 @@ def test_off_nothing_opens_on_the_due_open_appears() -> None:
     assert not eng.schedule_enabled
     assert day_due(eng, local_ts("2025-11-25", "10:30")) == []
     assert day_due(eng, local_ts("2025-11-25", "14:00")) == []
+    assert kinds(calendar_due(eng, local_ts("2025-11-25", "14:00"))) == [DayOpen]  # due, held back by the switch
     switch(eng, True, local_ts("2025-11-25", "14:00"))
     assert kinds(day_due(eng, local_ts("2025-11-25", "14:00:01"))) == [DayOpen]
 
@@ -102,8 +103,7 @@ def test_replay_of_clock_and_switch_is_exact_and_off_means_nothing_due(plan: lis
         ts = start + minute * 60 * 1_000_000_000
         if what == "tick":
             due = day_due(eng, ts)
-            if not eng.schedule_enabled:
-                assert due == []
+            assert due == (calendar_due(eng, ts) if eng.schedule_enabled else [])
             for cmd in due:
                 assert not any(isinstance(e, Reject) for e in eng.apply(cmd))
                 journal.append(cmd)
