@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from carbonx.engine.calendar import is_trading_day, local_day_and_second
+from carbonx.gateway.dashboard_metrics import DashboardCollector
 
 if TYPE_CHECKING:
     from carbonx.engine.engine import Engine
@@ -180,7 +181,8 @@ class GatewayCollector:
             "carbonx_anonymous_addresses", "Source addresses holding anonymous trading connections", value=len(reg.anonymous)
         )
         refused = CounterMetricFamily("carbonx_connections_refused", "Connections refused at connect (close 1013)", labels=["budget"])
-        for kind, n in sorted(reg.refused.items()):
+        # Every budget from the start (0 until one refuses), so rate() and dashboards see the series.
+        for kind, n in sorted((dict.fromkeys(("address", "admin", "anonymous", "total"), 0) | reg.refused).items()):
             refused.add_metric([kind], n)
         yield refused
         yield CounterMetricFamily(
@@ -265,6 +267,7 @@ def _market(eng: Engine, now: int) -> Iterator[Metric]:
 def make_registry(gateway: Gateway) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(GatewayCollector(gateway))
+    registry.register(DashboardCollector(gateway))  # what deploy/grafana's dashboards add
     return registry
 
 
