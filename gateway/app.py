@@ -261,6 +261,7 @@ class ServeOptions:
     port: int | None = None
     admin_host: str | None = None
     admin_port: int | None = None
+    metrics_host: str | None = None
     metrics_port: int | None = None
     fsync_policy: str | None = None
 
@@ -282,7 +283,8 @@ async def run(settings: Settings, opts: ServeOptions, stop: asyncio.Event | None
     data_dir.mkdir(parents=True, exist_ok=True)
     holder: dict[str, Gateway] = {}
     http = HttpEndpoint(lambda: holder["gw"].registry_metrics if "gw" in holder else None, lambda: _readiness(holder.get("gw")))
-    metrics_port = await http.start(srv.metrics_host, srv.metrics_port if opts.metrics_port is None else opts.metrics_port)
+    metrics_host = srv.metrics_host if opts.metrics_host is None else opts.metrics_host
+    metrics_port = await http.start(metrics_host, srv.metrics_port if opts.metrics_port is None else opts.metrics_port)
     loop = asyncio.get_running_loop()
     recovered = await loop.run_in_executor(None, recover, data_dir, settings.market)
     storage = await loop.run_in_executor(None, check_storage, data_dir, srv.min_free_bytes)
@@ -314,7 +316,7 @@ async def run(settings: Settings, opts: ServeOptions, stop: asyncio.Event | None
         recovered.seconds,
         booted,
     )
-    sys.stdout.write(f"carbonx ready trading={trading} admin={admin} metrics=http://{srv.metrics_host}:{metrics_port}\n")
+    sys.stdout.write(f"carbonx ready trading={trading} admin={admin} metrics=http://{metrics_host}:{metrics_port}\n")
     sys.stdout.flush()
     stop = stop or asyncio.Event()
     gw.stop_event = stop
