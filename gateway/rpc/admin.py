@@ -194,8 +194,9 @@ def schedule_set(call: Call, p: ScheduleParams) -> None:
     schedule is configured; the reply's ``active`` says whether the clock acts on it."""
 
     def build(events: list[Event]) -> dict[str, Any]:
-        first(events, ScheduleChanged)
-        return schedule_view(call) | {"seq": events[0].seq}
+        ev = first(events, ScheduleChanged)  # the switch as this command left it (later commands may have moved it)
+        view = schedule_view(call)
+        return view | {"enabled": ev.enabled, "active": view["configured"] and ev.enabled, "seq": ev.seq}
 
     call.command(SetSchedule(ts=call.recv_ns, enabled=p.enabled), build)
 
