@@ -27,10 +27,12 @@ from carbonx.engine.schema import (
     Deposit,
     MemberCreated,
     RelatedGroup,
+    ScheduleChanged,
     SetBlocked,
     SetHalt,
     SetReference,
     SetRelated,
+    SetSchedule,
     SnapshotMark,
     SnapshotMarked,
     Tick,
@@ -233,8 +235,27 @@ def day_close(eng: ExchangeState, cmd: DayClose) -> None:
     eng.publish_phases()
 
 
+def set_schedule(eng: ExchangeState, cmd: SetSchedule) -> None:
+    """Switch the scheduled trading day on or off (``day_due`` gives nothing while it is off).
+    Switching to the state already in force is refused (INVALID_STATE), as a halt is."""
+    if eng.schedule_enabled == cmd.enabled:
+        eng.reject(cmd, R.INVALID_STATE, f"the day schedule is already {'on' if cmd.enabled else 'off'}", "enabled")
+        return
+    eng.schedule_enabled = cmd.enabled
+    eng.out.append(ScheduleChanged(seq=eng.seq, ts=eng.ts, enabled=cmd.enabled))
+
+
 def day_due(eng: ExchangeState, ts: int) -> list[DayOpen | DayClose]:
-    """The day lifecycle commands the calendar makes due at ``ts`` (a query, not journaled).
+    """What the gateway's clock submits at ``ts``: ``calendar_due``, or nothing while the
+    operator has switched the schedule off (``SetSchedule``). The day then stays as it is
+    (open or closed) until the operator opens or closes it, or switches the schedule on
+    again (the next call then catches up as ``calendar_due`` describes)."""
+    return calendar_due(eng, ts) if eng.schedule_enabled else []
+
+
+def calendar_due(eng: ExchangeState, ts: int) -> list[DayOpen | DayClose]:
+    """The day lifecycle commands the calendar makes due at ``ts`` (a query, not journaled),
+    whatever the operator's switch says (``admin.schedule.get`` shows them as held back).
 
     Close an open day once the end of the calendar's last session has come or the local
     date has moved on; open a day on a trading day (weekday, not a holiday) from the start
@@ -315,4 +336,5 @@ HANDLERS: dict[type, Handler] = {
     SnapshotMark: snapshot_mark,
     SetRelated: set_related,
     AckAlert: ack_alert,
+    SetSchedule: set_schedule,
 }

@@ -67,6 +67,8 @@ class EngineSnapshot(msgspec.Struct, kw_only=True):
     # Access (format 3; absent before: restore derives each member's initial key from the member)
     keys: list[ApiKey] | None = None
     operators: list[OperatorIdentity] | None = None
+    # The operator's day-schedule switch (SetSchedule); absent before format 3: on.
+    schedule: bool = True
     # The state format (see STATE_FORMAT). Snapshots written before it existed decode as 1.
     format: int = 1
 
@@ -76,7 +78,7 @@ class EngineSnapshot(msgspec.Struct, kw_only=True):
 # to a different digest: recovery then relies on the file's own integrity check (SHA-256 of the
 # stored bytes) instead. Bump on every change to what the snapshot holds.
 #   1: up to the first release; 2: retention windows (finished order/block order, caps), desks.
-#   3: related-party groups declared for surveillance (``related``; absent = none); access: API keys (members' and operators', scopes, allow-lists, expiry, rotation) and operator identities.
+#   3: related-party groups declared for surveillance (``related``; absent = none); access: API keys (members' and operators', scopes, allow-lists, expiry, rotation) and operator identities; ``schedule``, the operator's day-schedule switch (SetSchedule; older snapshots: on).
 STATE_FORMAT = 3
 
 
@@ -170,6 +172,7 @@ class Engine(ExchangeState):
             related=self.related,
             keys=list(self.keys.values()),
             operators=list(self.operators.values()),
+            schedule=self.schedule_enabled,
             format=STATE_FORMAT,
         )
 
@@ -191,6 +194,7 @@ class Engine(ExchangeState):
         eng.restored_format = snap.format
         eng.seq, eng.ts = snap.seq, snap.ts
         eng.day_open, eng.trading_date = snap.day_open, snap.trading_date
+        eng.schedule_enabled = snap.schedule
         eng.next_order_id, eng.next_trade_id = snap.next_order_id, snap.next_trade_id
         eng.fees_collected = snap.fees_collected
         eng.members = {m.member: m for m in snap.members}

@@ -178,6 +178,13 @@ class SnapshotMark(Command, tag="snapshot", kw_only=True):
     """Operator asked for a snapshot; journaled so audits see it."""
 
 
+class SetSchedule(Command, tag="set_schedule", kw_only=True):
+    """The operator's switch for the scheduled trading day (``admin.day_due``): while it is
+    off the gateway's clock neither opens nor closes the day; the operator does."""
+
+    enabled: bool
+
+
 # -- auctions (paid competitive allocation) --
 
 
@@ -374,6 +381,7 @@ AnyCommand = (
     | DayClose
     | Tick
     | SnapshotMark
+    | SetSchedule
     | AuctionCreate
     | AuctionOpen
     | AuctionClose
@@ -550,6 +558,12 @@ class SnapshotMarked(Event, tag="snapshot_marked", kw_only=True):
     pass
 
 
+class ScheduleChanged(Event, tag="schedule_changed", kw_only=True):
+    """The scheduled trading day was switched on or off (``SetSchedule``)."""
+
+    enabled: bool
+
+
 # -- auctions --
 
 
@@ -718,6 +732,7 @@ AnyEvent = (
     | DayOpened
     | DayClosed
     | SnapshotMarked
+    | ScheduleChanged
     | AuctionUpdate
     | BidUpdate
     | BlockUpdate

@@ -83,6 +83,7 @@ class ExchangeState:
         self.out: list[Event] = []
         self.day_open = False
         self.trading_date = ""
+        self.schedule_enabled = True  # the operator's switch for the scheduled day (admin.day_due, SetSchedule)
         self.next_order_id = 1
         self.next_trade_id = 1
         self.fees_collected = 0

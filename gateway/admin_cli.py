@@ -292,6 +292,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     day = group("day", "open or close the trading day")
     leaf(day, "open", "admin.day.open", _no_params, "open the trading day")
     leaf(day, "close", "admin.day.close", _no_params, "close the day: DAY orders expire, closing prices, reference roll")
+    schedule = group("schedule", "the scheduled trading day: the clock opens and closes the day by the calendar unless switched off")
+    leaf(schedule, "on", "admin.schedule.set", lambda a: {"enabled": True}, "let the calendar open and close the day (journaled)")
+    leaf(schedule, "off", "admin.schedule.set", lambda a: {"enabled": False}, "stop the calendar opening and closing the day (journaled)")
+    leaf(schedule, "status", "admin.schedule.get", _no_params, "configured, switched on, what the calendar makes due now")
 
     # -- members and accounts
     members = group("member", "members (brokers)")

@@ -129,7 +129,7 @@ class Gateway:
                 n += self._boot(Deposit(ts=now, account=a.account, cash=a.cash))
             for h in a.holdings:
                 n += self._boot(Deposit(ts=now, account=a.account, instrument=h.instrument, quantity=h.quantity, vintage=h.vintage))
-        if self.settings.server.auto_open_day and not eng.day_open:
+        if self.settings.server.auto_open_day and not eng.day_open and eng.schedule_enabled:  # the operator's switch (SetSchedule)
             n += self._boot(DayOpen(ts=now))
         for session, member in list(eng.cod_sessions.items()):  # sessions a crash disconnected
             log.warning("cancelling open orders of session %s (%s): cancel-on-disconnect, the exchange restarted", session, member)
@@ -292,6 +292,7 @@ class ServeOptions:
     port: int | None = None
     admin_host: str | None = None
     admin_port: int | None = None
+    metrics_host: str | None = None
     metrics_port: int | None = None
     fsync_policy: str | None = None
 
@@ -323,7 +324,8 @@ async def run(settings: Settings, opts: ServeOptions, stop: asyncio.Event | None
         lambda: page or None,
         lambda symbol: day_trades(holder["gw"].engine, symbol, holder["gw"].journal.durable_seq) if page else None,
     )
-    metrics_port = await http.start(srv.metrics_host, srv.metrics_port if opts.metrics_port is None else opts.metrics_port)
+    metrics_host = srv.metrics_host if opts.metrics_host is None else opts.metrics_host
+    metrics_port = await http.start(metrics_host, srv.metrics_port if opts.metrics_port is None else opts.metrics_port)
     loop = asyncio.get_running_loop()
     recovered = await loop.run_in_executor(None, recover, data_dir, settings.market)
     storage = await loop.run_in_executor(None, check_storage, data_dir, srv.min_free_bytes)
@@ -362,7 +364,7 @@ async def run(settings: Settings, opts: ServeOptions, stop: asyncio.Event | None
         recovered.seconds,
         booted,
     )
-    sys.stdout.write(f"carbonx ready trading={trading} admin={admin} metrics=http://{srv.metrics_host}:{metrics_port}\n")
+    sys.stdout.write(f"carbonx ready trading={trading} admin={admin} metrics=http://{metrics_host}:{metrics_port}\n")
     sys.stdout.flush()
     stop = stop or asyncio.Event()
     gw.stop_event = stop

@@ -47,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=_port, help="trading listener port (default 8700; 0 = any free port)")
     serve.add_argument("--admin-host", help="admin listener address (default 127.0.0.1)")
     serve.add_argument("--admin-port", type=_port, help="admin listener port (default 8701; 0 = any free port)")
+    serve.add_argument("--metrics-host", help="metrics/health HTTP address (default 127.0.0.1; 0.0.0.0 in a container)")
     serve.add_argument("--metrics-port", type=_port, help="metrics/health HTTP port (default 9100; 0 = any free port)")
     serve.add_argument("--fsync-policy", choices=FSYNC_POLICIES, help="journal durability policy (default fsync)")
     serve.add_argument("--log-level", default="INFO", help="logging level (stderr)")
@@ -90,6 +91,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         admin_host=args.admin_host,
         admin_port=args.admin_port,
+        metrics_host=args.metrics_host,
         metrics_port=args.metrics_port,
         fsync_policy=args.fsync_policy,
     )

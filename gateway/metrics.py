@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from carbonx.engine.calendar import is_trading_day, local_day_and_second
+from carbonx.gateway.dashboard_metrics import DashboardCollector
 from carbonx.gateway.http import HttpServer
 
 if TYPE_CHECKING:
@@ -182,7 +183,8 @@ class GatewayCollector:
             "carbonx_anonymous_addresses", "Source addresses holding anonymous trading connections", value=len(reg.anonymous)
         )
         refused = CounterMetricFamily("carbonx_connections_refused", "Connections refused at connect (close 1013)", labels=["budget"])
-        for kind, n in sorted(reg.refused.items()):
+        # Every budget from the start (0 until one refuses), so rate() and dashboards see the series.
+        for kind, n in sorted((dict.fromkeys(("address", "admin", "anonymous", "total"), 0) | reg.refused).items()):
             refused.add_metric([kind], n)
         yield refused
         yield CounterMetricFamily(
@@ -215,6 +217,11 @@ def _market(eng: Engine, now: int) -> Iterator[Metric]:
     time (no per-command work). Prices are CNY; a price gauge is absent until the day's
     first listing trade. The calendar is evaluated at ``now`` (ns, the wall clock of the scrape)."""
     yield GaugeMetricFamily("carbonx_day_open", "1 while the trading day is open (day_open .. day_close)", value=int(eng.day_open))
+    yield GaugeMetricFamily(
+        "carbonx_day_schedule_enabled",
+        "1 unless the operator switched the scheduled day off (admin.schedule.set)",
+        value=int(eng.schedule_enabled),
+    )
     cal = eng.config.calendar
     day, _ = local_day_and_second(cal, now)
     yield GaugeMetricFamily(
@@ -262,4 +269,5 @@ def _market(eng: Engine, now: int) -> Iterator[Metric]:
 def make_registry(gateway: Gateway) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(GatewayCollector(gateway))
+    registry.register(DashboardCollector(gateway))  # what deploy/grafana's dashboards add
     return registry

@@ -234,6 +234,12 @@ class SetReferenceParams(Params):
     price: Price
 
 
+class ScheduleParams(Params):
+    """``admin.schedule.set``: switch the scheduled trading day on (true) or off (false)."""
+
+    enabled: bool
+
+
 class BlockedParams(Params):
     member: AccountId | None = None
     account: AccountId | None = None

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from carbonx.engine import reasons as R
+from carbonx.engine.admin import calendar_due
 from carbonx.engine.schema import (
     AccountCreated,
     Balance,
@@ -24,9 +25,11 @@ from carbonx.engine.schema import (
     InstrumentStatus,
     MemberCreated,
     ReferencePrice,
+    ScheduleChanged,
     SetBlocked,
     SetHalt,
     SetReference,
+    SetSchedule,
     SnapshotMark,
     Withdraw,
 )
@@ -42,6 +45,7 @@ from carbonx.gateway.protocol.params import (
     MemberCreateParams,
     MoneyMoveParams,
     NoParams,
+    ScheduleParams,
     SetReferenceParams,
     parse_money,
     parse_price,
@@ -168,6 +172,41 @@ def day_close(call: Call, p: NoParams) -> None:
     call.command(DayClose(ts=call.recv_ns), build)
 
 
+def schedule_view(call: Call) -> dict[str, Any]:
+    """The scheduled day as ``admin.status`` and ``admin.schedule.*`` show it: ``configured``
+    (``[server] day_schedule``), ``enabled`` (the operator's switch, journaled), ``active``
+    (both: the clock opens and closes the day) and ``due``: the day commands the calendar
+    makes due now (the clock submits them at its next tick when active; held back otherwise)."""
+    gw = call.gw
+    configured, enabled = gw.settings.server.day_schedule, gw.engine.schedule_enabled
+    return {
+        "configured": configured,
+        "enabled": enabled,
+        "active": configured and enabled,
+        "due": [type(cmd).__struct_config__.tag for cmd in calendar_due(gw.engine, time.time_ns())],
+    }
+
+
+@method("admin.schedule.set", ScheduleParams, "operator", role="operator")
+def schedule_set(call: Call, p: ScheduleParams) -> None:
+    """Switch the scheduled trading day on or off (journaled: replay and restarts keep it).
+    Allowed while ``[server] day_schedule`` is false, so the switch can be set before the
+    schedule is configured; the reply's ``active`` says whether the clock acts on it."""
+
+    def build(events: list[Event]) -> dict[str, Any]:
+        ev = first(events, ScheduleChanged)  # the switch as this command left it (later commands may have moved it)
+        view = schedule_view(call)
+        return view | {"enabled": ev.enabled, "active": view["configured"] and ev.enabled, "seq": ev.seq}
+
+    call.command(SetSchedule(ts=call.recv_ns, enabled=p.enabled), build)
+
+
+@method("admin.schedule.get", NoParams, "operator", role="viewer")
+def schedule_get(call: Call, p: NoParams) -> None:
+    eng = call.gw.engine
+    call.read(schedule_view(call) | {"day_open": eng.day_open, "trading_date": eng.trading_date or None})
+
+
 @method("admin.status", NoParams, "operator", role="viewer")
 def status(call: Call, p: NoParams) -> None:
     eng = call.gw.engine
@@ -179,6 +218,7 @@ def status(call: Call, p: NoParams) -> None:
             "trading_date": eng.trading_date or None,
             "phases": {sym: eng.phase(sym, time.time_ns()) for sym in eng.specs},
             "sessions": len(call.gw.registry.sessions),
+            "schedule": schedule_view(call),
         }
     )
 

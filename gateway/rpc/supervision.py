@@ -28,7 +28,7 @@ def _surveillance(call: Call) -> Surveillance:
     return surv
 
 
-@method("admin.related.set", RelatedSetParams, "operator")
+@method("admin.related.set", RelatedSetParams, "operator", role="operator")
 def related_set(call: Call, p: RelatedSetParams) -> None:
     """Declare or replace a related-party group; an empty ``accounts`` dissolves it."""
     cmd = SetRelated(ts=call.recv_ns, group=p.group, accounts=list(p.accounts))
@@ -40,13 +40,13 @@ def related_set(call: Call, p: RelatedSetParams) -> None:
     call.command(cmd, build)
 
 
-@method("admin.related.list", NoParams, "operator")
+@method("admin.related.list", NoParams, "operator", role="viewer")
 def related_list(call: Call, p: NoParams) -> None:
     groups = [{"group": g, "accounts": list(accounts)} for g, accounts in sorted(call.gw.engine.related.items())]
     call.read({"groups": groups})
 
 
-@method("admin.surveillance.list", AlertListParams, "operator")
+@method("admin.surveillance.list", AlertListParams, "operator", role="viewer")
 def surveillance_list(call: Call, p: AlertListParams) -> None:
     """Alerts with an id above ``after_id``, oldest first, at most ``limit``; ``next_after_id``
     continues the listing (absent: nothing more)."""
@@ -66,7 +66,7 @@ def surveillance_list(call: Call, p: AlertListParams) -> None:
     call.read(result)
 
 
-@method("admin.surveillance.ack", AlertAckParams, "operator")
+@method("admin.surveillance.ack", AlertAckParams, "operator", role="operator")
 def surveillance_ack(call: Call, p: AlertAckParams) -> None:
     """Acknowledge an alert (journaled: the ack survives restarts)."""
     surv = _surveillance(call)

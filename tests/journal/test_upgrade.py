@@ -26,7 +26,7 @@ from carbonx.gateway.sequencer import replay
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "format1"
 DEMO = Path(__file__).resolve().parents[2] / "deploy" / "demo.toml"
 # Replay of the fixture journal from empty, in this version's state format.
-PINNED_DIGEST = "2b87e952741bb8e11bf61eaa0b0bb32fbacfd9a782e9238de251c4325f70ec5f"
+PINNED_DIGEST = "665211ebcd531699721f62c09ceab87d412c90156a9a5af24d998ad187b021a4"
 
 
 @pytest.fixture
