@@ -76,7 +76,7 @@ def surveillance_ack(call: Call, p: AlertAckParams) -> None:
         raise RpcError.business(R.UNKNOWN_ALERT, f"no surveillance alert {p.alert_id!r}", "alert_id")
     if alert.acked:
         raise RpcError.business(R.INVALID_STATE, f"alert {alert_id} was acknowledged at seq {alert.ack_seq}", "alert_id")
-    cmd = AckAlert(ts=call.recv_ns, alert_id=alert_id, operator="operator", note=p.note)
+    cmd = AckAlert(ts=call.recv_ns, alert_id=alert_id, operator=call.session.identity or "operator", note=p.note)
 
     def build(events: list[Any]) -> dict[str, Any]:
         ev = first(events, AlertAcked)

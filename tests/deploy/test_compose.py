@@ -91,7 +91,13 @@ def test_engines_and_gateways_run_the_image_with_the_documented_commands() -> No
 
 def test_the_cluster_configuration_is_the_demo_listening_on_the_container() -> None:
     demo = tomllib.loads((DEPLOY / "demo.toml").read_text())
-    overrides = {"host": "0.0.0.0", "admin_host": "0.0.0.0", "metrics_host": "0.0.0.0", "data_dir": "/var/lib/carbonx"}
+    overrides = {
+        "host": "0.0.0.0",
+        "admin_host": "0.0.0.0",
+        "metrics_host": "0.0.0.0",
+        "data_dir": "/var/lib/carbonx",
+        "allow_plaintext": True,
+    }
     assert CLUSTER["server"] == demo["server"] | overrides
     assert {k: v for k, v in CLUSTER.items() if k not in ("server", "cluster")} == {k: v for k, v in demo.items() if k != "server"}
     settings = load_settings(CLUSTER_TOML)  # the exchange's own checks accept it

@@ -72,6 +72,7 @@ def test_cmd_serves_the_copied_config_on_all_interfaces(stages: list[Stage]) -> 
     assert config in copied
     for flag in ("--host", "--admin-host", "--metrics-host"):
         assert cmd[cmd.index(flag) + 1] == "0.0.0.0", flag
+    assert "--allow-plaintext" in cmd, "off loopback without TLS the server refuses to start unless told plain text is meant"
     assert cmd[cmd.index("--data-dir") + 1] == runtime.one("WORKDIR").args == runtime.one("VOLUME").exec_form()[0]  # type: ignore[index]
 
 

@@ -81,7 +81,7 @@ async def test_alerts_acks_reports_survive_restart_and_regenerate(tmp_path: Path
             again = await ops.call("admin.surveillance.list")
             first, second = again["alerts"]
             assert second == listed["alerts"][1]  # the same alert, id and evidence, re-derived
-            assert (first["acked"], first["ack_note"]) == (True, "client accounts of one broker")
+            assert (first["acked"], first["ack_note"], first["ack_operator"]) == (True, "client accounts of one broker", "ops")
             assert {k: v for k, v in first.items() if not k.startswith("ack")} == {
                 k: v for k, v in listed["alerts"][0].items() if not k.startswith("ack")
             }
