@@ -114,7 +114,7 @@
     try {
       ws = new WebSocket(tradingUrl(st.config));
     } catch (err) {
-      setConnection('closed', `cannot connect: ${err.message}`);
+      retryLater(`cannot connect: ${err.message}`);
       return;
     }
     st.ws = ws;
@@ -151,11 +151,25 @@
         p.reject(new Error('connection closed'));
       }
       st.pending.clear();
-      const wait = Math.min(st.backoff, BACKOFF_MAX_MS) * (0.75 + Math.random() / 2);
-      st.backoff = Math.min(st.backoff * 2, BACKOFF_MAX_MS);
-      setConnection('closed', `disconnected (${ev.code}${ev.reason ? ' ' + ev.reason : ''}), retrying in ${(wait / 1000).toFixed(1)} s`);
-      setTimeout(connect, wait);
+      retryLater(`disconnected (${ev.code}${ev.reason ? ' ' + ev.reason : ''})`);
     };
+  }
+
+  /** Back off (jittered, doubling to BACKOFF_MAX_MS), re-read /config.json (the exchange may
+   *  have come back on other ports), connect again. */
+  function retryLater(why) {
+    const wait = Math.min(st.backoff, BACKOFF_MAX_MS) * (0.75 + Math.random() / 2);
+    st.backoff = Math.min(st.backoff * 2, BACKOFF_MAX_MS);
+    setConnection('closed', `${why}, retrying in ${(wait / 1000).toFixed(1)} s`);
+    setTimeout(async () => {
+      try {
+        const resp = await fetch('/config.json', { cache: 'no-store' });
+        if (resp.ok) st.config = await resp.json();
+      } catch {
+        // the metrics port is down too: try the last known listener anyway
+      }
+      connect();
+    }, wait);
   }
 
   function showError(err) {

@@ -110,8 +110,9 @@ async def test_the_page_shows_live_trades_book_ticker_halts_and_auctions(tmp_pat
 
 
 async def test_the_page_reconnects_and_resyncs_after_a_restart(tmp_path: Path) -> None:
-    """The exchange stops under an open page and comes back on the same ports: the page
-    reconnects by itself, takes a fresh book snapshot and fills in the trade it missed."""
+    """The exchange stops under an open page and comes back (same metrics port, another
+    trading port): the page reconnects by itself, takes a fresh book snapshot and fills in
+    the trade it missed."""
     data = tmp_path / "data"
     server = start_server(data)
     ports = (_port(server.trading), _port(server.admin), _port(server.metrics))
@@ -158,5 +159,6 @@ async def test_the_page_reconnects_and_resyncs_after_a_restart(tmp_path: Path) -
 
 
 def _restart(data: Path, ports: tuple[str, str, str]) -> Server:
-    trading, admin, metrics = ports
-    return start_server(data, extra=("--port", trading, "--admin-port", admin, "--metrics-port", metrics))
+    """The same metrics port (the page's origin), new trading and admin ports: the page must
+    re-read /config.json to find the trading listener again."""
+    return start_server(data, extra=("--metrics-port", ports[2]))
