@@ -28,7 +28,9 @@ volume and final resting book (side, price, order id, open quantity, in priority
 the run fails (exit 1) unless all of them agree. Last line: one JSON object with
 ``carbonx_ops_per_s``, ``matching_engine_ops_per_s`` (null when absent),
 ``baseline_ops_per_s``, the ratios ``carbonx_vs_matching_engine`` and
-``carbonx_vs_baseline``, the agreed ``fills``/``volume``/``resting_orders``, and the
+``carbonx_vs_baseline``, each engine's CPU time per measured command
+(``carbonx_cpu_us_per_command``, ... and ``carbonx_vs_matching_engine_cpu``: steadier than
+the rates when the machine is shared), the agreed ``fills``/``volume``/``resting_orders``, and the
 machine load (``os.getloadavg``) at the start and the end.
 """
 
@@ -229,13 +231,15 @@ def summary(fills: list[tuple[int, int, int, int]], resting: list[tuple[str, int
     }
 
 
-def timed(step: Callable[[Cmd], Any], preload: list[Cmd], measured: list[Cmd]) -> float:
+def timed(step: Callable[[Cmd], Any], preload: list[Cmd], measured: list[Cmd]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of ``step`` over ``measured`` after an untimed ``preload``."""
     for c in preload:
         step(c)
+    cpu = time.process_time()
     start = time.perf_counter()
     for c in measured:
         step(c)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def run_baseline(preload: list[Cmd], measured: list[Cmd]) -> dict[str, Any]:
@@ -248,8 +252,8 @@ def run_baseline(preload: list[Cmd], measured: list[Cmd]) -> dict[str, Any]:
         elif not cancel(c[1]):
             raise AssertionError(f"baseline: cancel of order {c[1]} found no live order")
 
-    secs = timed(step, preload, measured)
-    return {"secs": secs, **summary(book.fills, book.resting())}
+    secs, cpu = timed(step, preload, measured)
+    return {"secs": secs, "cpu": cpu, **summary(book.fills, book.resting())}
 
 
 def carbonx_market() -> Any:
@@ -323,10 +327,12 @@ def run_carbonx(preload: list[Cmd], measured: list[Cmd]) -> dict[str, Any]:
         expect[0] = w[1]
         check(apply(c), c)
     outs = []
+    cpu = time.process_time()
     start = time.perf_counter()
     for c in meas:
         outs.append(apply(c))
     secs = time.perf_counter() - start
+    cpu = time.process_time() - cpu
     for out, c, w in zip(outs, meas, measured, strict=True):
         events += len(out)
         expect[0] = w[1]
@@ -338,7 +344,7 @@ def run_carbonx(preload: list[Cmd], measured: list[Cmd]) -> dict[str, Any]:
         for level in book_side.iter_levels()
         for o in level.orders()
     ]
-    return {"secs": secs, "events": events, **summary(fills, resting)}
+    return {"secs": secs, "cpu": cpu, "events": events, **summary(fills, resting)}
 
 
 def run_matching_engine(preload: list[Cmd], measured: list[Cmd]) -> dict[str, Any]:
@@ -366,14 +372,16 @@ def run_matching_engine(preload: list[Cmd], measured: list[Cmd]) -> dict[str, An
     for c in pre:
         process(c)  # preload: no fills (all passive, non-crossing)... checked with the measured part below
     outs = []
+    cpu = time.process_time()
     start = time.perf_counter()
     for c in meas:
         outs.append(process(c))
     secs = time.perf_counter() - start
+    cpu = time.process_time() - cpu
     fills = [(ev.taker_order_id, ev.maker_order_id, ev.price, ev.qty) for out in outs for ev in out if type(ev) is Trade]
     resting = [("buy" if e.side == Side.BUY else "sell", e.price, e.order_id, e.qty) for e in me.book.entries()]
     resting.sort(key=lambda r: r[0] != "buy")  # bids first, as the others list them (stable: priority kept)
-    return {"secs": secs, "events": sum(len(o) for o in outs), **summary(fills, resting)}
+    return {"secs": secs, "cpu": cpu, "events": sum(len(o) for o in outs), **summary(fills, resting)}
 
 
 RUNNERS = {"carbonx": run_carbonx, "matching_engine": run_matching_engine, "baseline": run_baseline}
@@ -421,7 +429,8 @@ def run_all(
                     print(f"{name}: skipped: {r['skipped']}", flush=True)
                 else:
                     print(
-                        f"{name}: {n / r['secs']:,.0f} commands/s, {r['fills']} fills, {r['volume']} t, {r['resting_orders']} resting",
+                        f"{name}: {n / r['secs']:,.0f} commands/s, {r['cpu'] / n * 1e6:.2f} us CPU/command, "
+                        f"{r['fills']} fills, {r['volume']} t, {r['resting_orders']} resting",
                         flush=True,
                     )
     ran = {k: v for k, v in results.items() if "skipped" not in v}
@@ -431,13 +440,23 @@ def run_all(
     def rate(name: str) -> int | None:
         return round(n / ran[name]["secs"]) if name in ran else None
 
+    def cpu_us(name: str) -> float | None:
+        return round(ran[name]["cpu"] / n * 1e6, 3) if name in ran else None
+
     cx, me, base = rate("carbonx"), rate("matching_engine"), rate("baseline")
+    cx_cpu, me_cpu, base_cpu = cpu_us("carbonx"), cpu_us("matching_engine"), cpu_us("baseline")
     return {
         "carbonx_ops_per_s": cx,
         "matching_engine_ops_per_s": me,
         "baseline_ops_per_s": base,
         "carbonx_vs_matching_engine": round(cx / me, 3) if cx and me else None,
         "carbonx_vs_baseline": round(cx / base, 3) if cx and base else None,
+        # CPU time of each engine's measured loop (its own process): steadier than the rates
+        # on a shared machine; the ratio is matching-engine's CPU per command over carbonx's
+        "carbonx_cpu_us_per_command": cx_cpu,
+        "matching_engine_cpu_us_per_command": me_cpu,
+        "baseline_cpu_us_per_command": base_cpu,
+        "carbonx_vs_matching_engine_cpu": round(me_cpu / cx_cpu, 3) if cx_cpu and me_cpu else None,
         "matching_engine_skipped": results["matching_engine"].get("skipped"),
         "commands": n,
         "preload": len(preload),

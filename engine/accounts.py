@@ -137,8 +137,9 @@ Lots = tuple[tuple[int, int], ...]  # an order's frozen tonnes: ((vintage, tonne
 
 def take_from_alloc(alloc: Lots, qty: int) -> tuple[Lots, list[tuple[int, int]]]:
     """Consume ``qty`` tonnes of an order's frozen lots, oldest vintage first: returns
-    (the lots left, the (vintage, tonnes) taken). Lots are immutable tuples (never
-    tracked by the cyclic GC, unlike a list per resting sell: docs/performance.md)."""
+    (the lots left, the (vintage, tonnes) taken). Lots are immutable tuples, which the
+    cyclic GC stops tracking once it has seen them (a list per resting sell stayed
+    tracked and was rescanned by every full collection: docs/performance.md)."""
     v, n = alloc[0]
     if n > qty:  # the common case: the first lot covers it
         return ((v, n - qty), *alloc[1:]), [(v, qty)]

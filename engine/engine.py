@@ -112,18 +112,20 @@ class Engine(ExchangeState):
         self.ts = cmd.ts
         out: list[Event] = []
         self.out = out
+        kind = type(cmd)
         try:
-            handler = self.handlers[type(cmd)]
+            handler = self.handlers[kind]
         except KeyError:
-            raise TypeError(f"not a command: {type(cmd).__name__}") from None
-        failure = range_checks[type(cmd)](cmd)  # every integer within its documented range (engine.ranges)
+            raise TypeError(f"not a command: {kind.__name__}") from None
+        failure = range_checks[kind](cmd)  # every integer within its documented range (engine.ranges)
         if failure is not None:
             self._reject_out_of_range(cmd, failure)
             return out
         handler(self, cmd)
-        if len(self.finished) > self.retention.finished_orders:
+        retention = self.retention
+        if len(self.finished) > retention.finished_orders:
             self.evict_orders()
-        if len(self.finished_blocks) > self.retention.finished_blocks:
+        if len(self.finished_blocks) > retention.finished_blocks:
             self.evict_blocks()
         return out
 

@@ -484,7 +484,15 @@ def _find_live(eng: ExchangeState, cmd: AmendOrder | CancelOrder) -> Order | Non
 
 def cancel_order(eng: ExchangeState, cmd: CancelOrder) -> None:
     """Cancel one order. Allowed in every phase (a halted book accepts cancels)."""
-    o = _find_live(eng, cmd)
+    order_id = cmd.order_id
+    if order_id and not cmd.client_order_id:  # fast path of _find_live: a live order of the member's account, by id
+        o = eng.orders.get(order_id)
+        if o is not None and o.leaves_qty > 0 and o.account == cmd.account:
+            acct = eng.accounts.get(cmd.account)
+            if acct is not None and acct.member == cmd.member:
+                cancel(eng, o)
+                return
+    o = _find_live(eng, cmd)  # everything else, and every refusal
     if o is not None:
         cancel(eng, o)
 

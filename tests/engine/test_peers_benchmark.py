@@ -29,11 +29,13 @@ def test_all_engines_agree_on_a_small_run(peers: ModuleType) -> None:
     result = peers.run_all(book=400, commands=1_500, seed=5, quiet=True)
     assert result["fills"] > 0 and result["volume"] > 0 and result["resting_orders"] > 0
     assert result["carbonx_ops_per_s"] > 0 and result["baseline_ops_per_s"] > 0
+    assert result["carbonx_cpu_us_per_command"] > 0 and result["baseline_cpu_us_per_command"] > 0
     assert result["carbonx_events"] > result["commands"]  # reports and balances, not just fills
     if result["matching_engine_ops_per_s"] is None:  # needs Python >= 3.12 and the package
         assert "matching-engine not importable" in result["matching_engine_skipped"]
     else:
         assert result["matching_engine_skipped"] is None
+        assert result["carbonx_vs_matching_engine_cpu"] > 0
 
 
 def test_in_process_runs_agree_and_a_changed_fill_is_caught(peers: ModuleType) -> None:
