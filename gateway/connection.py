@@ -41,8 +41,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("carbonx.gateway")
 
+_ABUSE_REASON = "too many rejected requests (rate limit or malformed input)"  # the 1008 close after max_violations
 # Errors that say the request itself was malformed: each counts against max_violations.
-_ABUSE_REASON = "too many rejected requests (rate limit or malformed input)"
 _MALFORMED = frozenset({errors.PARSE_ERROR, errors.INVALID_REQUEST, errors.METHOD_NOT_FOUND, errors.INVALID_PARAMS})
 
 
