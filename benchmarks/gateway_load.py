@@ -147,7 +147,9 @@ class ServerStats:
             return after.get(key, 0.0) - self.before.get(key, 0.0)
 
         batches = delta("carbonx_journal_batches_total")
+        writes = delta("carbonx_socket_writes_total")
         return {
+            "messages_per_socket_write": round(delta("carbonx_notifications_sent_total") / writes, 2) if writes else None,
             "server_reply_p50_ms": _bucket_percentile(self.before, after, "carbonx_command_reply_latency_seconds", 50),
             "server_reply_p99_ms": _bucket_percentile(self.before, after, "carbonx_command_reply_latency_seconds", 99),
             "journal_avg_batch": round(delta("carbonx_journal_records_total") / batches, 1) if batches else None,

@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("carbonx.gateway")
 
+_ABUSE_REASON = "too many rejected requests (rate limit or malformed input)"  # the 1008 close after max_violations
+
 # Admin-listener methods not written to the audit log (liveness only: no state, no data).
 UNAUDITED = frozenset({"ping"})
 
@@ -69,7 +71,6 @@ def audit_params(codec: codecs.Codec, req: codecs.Request) -> Any:
 
 
 # Errors that say the request itself was malformed: each counts against max_violations.
-_ABUSE_REASON = "too many rejected requests (rate limit or malformed input)"
 _MALFORMED = frozenset({errors.PARSE_ERROR, errors.INVALID_REQUEST, errors.METHOD_NOT_FOUND, errors.INVALID_PARAMS})
 
 

@@ -144,6 +144,11 @@ class GatewayCollector:
         yield CounterMetricFamily(
             "carbonx_notifications_sent", "Notification deliveries (message x subscriber)", value=gw.outbound.messages
         )
+        yield CounterMetricFamily(
+            "carbonx_socket_writes",
+            "Socket writes of outgoing messages (what one connection was sent in an event-loop iteration goes in one)",
+            value=gw.outbound.writes,
+        )
         yield CounterMetricFamily("carbonx_rate_limited", "Requests refused by rate limits", value=gw.rate_limited)
         depth = GaugeMetricFamily("carbonx_book_levels", "Price levels in the published book", labels=["instrument", "side"])
         spread = GaugeMetricFamily("carbonx_book_spread", "Best ask - best bid (CNY); absent when a side is empty", labels=["instrument"])

@@ -147,3 +147,30 @@ async def test_batch_of_garbage_counts_every_member_as_a_violation(tmp_path: Pat
             while True:
                 await _answer(ws, False)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "msgpack"])
+async def test_members_after_an_async_member_wait_for_it(clean_books: Server, binary: bool) -> None:
+    """session.login hashes in a worker thread: the members after it run once it is done."""
+    ws = await connect(clean_books.trading, subprotocols=[MSGPACK] if binary else None)  # type: ignore[list-item]
+    key_id, secret = BROKERS["b"]
+    await _send(
+        ws,
+        binary,
+        [
+            {"jsonrpc": "2.0", "id": 1, "method": "account.get", "params": {"account": "B-001"}},  # before the login: refused
+            {"jsonrpc": "2.0", "id": 2, "method": "session.login", "params": {"key_id": key_id, "secret": secret}},
+            {"jsonrpc": "2.0", "id": 3, "method": "account.get", "params": {"account": "B-001"}},
+        ],
+    )
+    await _send(
+        ws, binary, {"jsonrpc": "2.0", "id": 4, "method": "account.get", "params": {"account": "B-002"}}
+    )  # the next frame waits too
+    answer = await _answer(ws, binary)
+    assert [a["id"] for a in answer] == [1, 2, 3]
+    assert answer[0]["error"]["data"]["reason"] == "NOT_AUTHENTICATED"
+    assert "B-001" in answer[1]["result"]["accounts"]
+    assert answer[2]["result"]["account"] == "B-001"
+    after = await _answer(ws, binary)
+    assert after["id"] == 4 and after["result"]["account"] == "B-002"
+    await ws.close()
