@@ -12,14 +12,24 @@ cancels exactly its cancel-on-disconnect sessions' orders.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
+import msgspec
 import pytest
 
+from carbonx.engine.engine import Engine
 from carbonx.gateway.client import Client
+from carbonx.gateway.cluster.events import decode_events
+from carbonx.gateway.cluster.journal import connect, read_stream
 from carbonx.gateway.cluster.testkit import ClusterKit, roles_available
+from carbonx.gateway.sequencer import apply_replicated
+from carbonx.gateway.settings import load_settings
 from carbonx.gateway.testkit import ACCOUNTS, BROKERS
 
 
@@ -84,3 +94,99 @@ async def test_kill9_the_active_engine_the_standby_takes_over(kit: ClusterKit) -
     kit.start_engine(active)  # back as a standby
     await asyncio.sleep(1.0)
     assert await asyncio.to_thread(kit.active_engine) == new
+
+
+async def events_agree_with_the_command_stream(kit: ClusterKit) -> int:
+    """Every events-stream message matches what a fresh replay of the command stream produces,
+    the messages cover every seq once, in order (a deposed leader's or a takeover's duplicate was
+    dropped). Returns the number of commands checked."""
+    settings = load_settings(kit.config_path)
+    cs = settings.cluster
+    nc = await connect(cs.nats_urls)
+    js = nc.jetstream()
+    try:
+        expected: dict[int, bytes] = {}
+        engine = Engine(settings.market)
+        async for seq, cmd in read_stream(js, cs.command_stream):
+            assert seq == engine.seq + 1
+            expected[seq] = msgspec.msgpack.encode(apply_replicated(engine, cmd))
+        info = await js.stream_info(cs.events_stream)
+        sub = await js.subscribe(cs.events_subject, stream=cs.events_stream, ordered_consumer=True)
+        covered = 0
+        for _ in range(info.state.messages):
+            msg = await sub.next_msg(timeout=10)
+            for seq, _origin, events in decode_events(msg.data):
+                assert seq == covered + 1, f"events for seq {seq} after {covered}: a gap or a duplicate"
+                assert msgspec.msgpack.encode(events) == expected[seq], f"events of seq {seq} contradict the command stream"
+                covered = seq
+        await sub.unsubscribe()
+        assert covered >= len(expected) - 50  # the last batches may still be on their way
+        return covered
+    finally:
+        await nc.close()
+
+
+def verify_full(kit: ClusterKit) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "carbonx.gateway.cli", "journal", "verify", "--cluster", "--full", "--config", str(kit.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+    report: dict[str, Any] = json.loads(proc.stdout.splitlines()[-1])
+    return report
+
+
+async def test_a_deposed_leader_woken_after_its_lease_publishes_nothing_contradicting(kit: ClusterKit) -> None:
+    active = await asyncio.to_thread(kit.wait_active)
+    await _place_ok(kit.gateways[0].trading, "a", 3, "pre-stop")
+    kit.stop_engine(active)  # SIGSTOP: frozen while holding the lease
+    try:
+        new = await asyncio.to_thread(kit.wait_active, active, 20.0)
+        assert new != active
+        await asyncio.wait_for(_place_ok(kit.gateways[1].trading, "b", 60, "while-stopped"), 30)  # acked by the new leader
+    finally:
+        kit.cont_engine(active)  # wakes up believing nothing happened
+    await asyncio.sleep(2.0)
+    await asyncio.wait_for(_place_ok(kit.gateways[0].trading, "a", 3, "post-cont"), 30)
+    assert await asyncio.to_thread(kit.active_engine) == new
+    log = kit.engines[active].log_tail(200)
+    assert "standby now" in log or "local deadline passed" in log, log
+    assert await events_agree_with_the_command_stream(kit) > 0
+    report = verify_full(kit)  # a replay from empty reaches the digest of every snapshot either leader wrote
+    assert report["ok"] and report["snapshots"] and all(s["ok"] for s in report["snapshots"]), report
+
+
+async def test_losing_a_gateway_cancels_exactly_its_cancel_on_disconnect_orders(kit: ClusterKit) -> None:
+    await asyncio.to_thread(kit.wait_active)
+    survivor = await broker(kit.gateways[0].trading, "a")
+    doomed = await broker(kit.gateways[1].trading, "b")
+    plain = await broker(kit.gateways[1].trading, "b")
+    try:
+        await survivor.cancel_on_disconnect(True)
+        await doomed.cancel_on_disconnect(True)
+        kept = await survivor.place(ACCOUNTS["a"][0], "SHEA", "buy", 2, "58.00", client_order_id="cod-keep")
+        lost = await doomed.place(ACCOUNTS["b"][0], "SHEA", "buy", 3, "58.10", client_order_id="cod-lost")
+        plain_order = await plain.place(ACCOUNTS["b"][0], "SHEA", "buy", 4, "58.20", client_order_id="cod-plain")
+        kit.kill9_gateway(1)
+        checker = await broker(kit.gateways[0].trading, "b")
+        try:
+            deadline = asyncio.get_running_loop().time() + 20
+            while True:
+                got = await checker.get_order(ACCOUNTS["b"][0], lost["order_id"])
+                if got["status"] == "cancelled":
+                    break
+                assert asyncio.get_running_loop().time() < deadline, got
+                await asyncio.sleep(0.2)
+            assert got.get("reason") in (None, "GATEWAY_LOST")
+            assert (await checker.get_order(ACCOUNTS["b"][0], plain_order["order_id"]))["status"] == "new"  # not COD
+            assert (await survivor.get_order(ACCOUNTS["a"][0], kept["order_id"]))["status"] == "new"  # another gateway
+        finally:
+            await checker.close()
+    finally:
+        await survivor.close()
+        for c in (doomed, plain):
+            with contextlib.suppress(Exception):
+                await c.abort()
+        await asyncio.to_thread(kit.restart_gateway, 1)
