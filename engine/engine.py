@@ -25,7 +25,7 @@ from typing import ClassVar
 
 import msgspec
 
-from carbonx.engine import admin, auction, blocks, matching, retirement
+from carbonx.engine import admin, auction, blocks, gateways, matching, retirement
 from carbonx.engine.accounts import Account, Member
 from carbonx.engine.book import Order
 from carbonx.engine.config import MarketConfig, RetentionSpec
@@ -90,6 +90,7 @@ class Engine(ExchangeState):
         **auction.HANDLERS,
         **blocks.HANDLERS,
         **retirement.HANDLERS,
+        **gateways.HANDLERS,
     }
     # The state format of the snapshot this engine was restored from (STATE_FORMAT when it was
     # built fresh or from a current snapshot): recovery and ``journal verify`` read it.

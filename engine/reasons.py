@@ -89,6 +89,7 @@ STORAGE_FULL = "STORAGE_FULL"
 # why the exchange ended an order (ExecReport.reason only)
 SELF_TRADE_PREVENTION = "SELF_TRADE_PREVENTION"
 UNFILLED_REMAINDER = "UNFILLED_REMAINDER"
+GATEWAY_LOST = "GATEWAY_LOST"  # cluster mode: cancel-on-disconnect after the loss of a gateway
 
 # Append only: code = 1000 + position (test_reasons checks it).
 TABLE: tuple[Reason, ...] = (
@@ -142,6 +143,7 @@ TABLE: tuple[Reason, ...] = (
     Reason(STORAGE_FULL, 1047, "the data directory is (nearly) full: new commands refused", "gateway"),
     Reason(SELF_TRADE_PREVENTION, 1048, "cancelled by self-trade prevention", "exec"),
     Reason(UNFILLED_REMAINDER, 1049, "IOC or market remainder cancelled", "exec"),
+    Reason(GATEWAY_LOST, 1050, "cancel-on-disconnect: the cluster gateway holding the session was lost", "exec"),
 )
 
 BY_NAME: dict[str, Reason] = {r.name: r for r in TABLE}
