@@ -97,7 +97,7 @@ async def failover(kit: ClusterKit, args: argparse.Namespace) -> list[float]:
 
 async def one_failover(kit: ClusterKit, fc: FailoverClient, active: int, prefix: str, probe_ms: float) -> float:
     """Seconds from SIGKILL of engine ``active`` to the first ack of an order sent after the kill
-    (an IOC buy far below the market: applied, never rests, never trades)."""
+    (an IOC buy at the bottom of the price band: applied, never rests; trades only if someone sells that low)."""
     killed_at = 0.0
     first_ack: float | None = None
     stop = asyncio.Event()
@@ -112,7 +112,7 @@ async def one_failover(kit: ClusterKit, fc: FailoverClient, active: int, prefix:
                 instrument="SHEA",
                 side="buy",
                 quantity=1,
-                price="50.00",
+                price="55.00",
                 time_in_force="ioc",
                 client_order_id=f"{prefix}-{n}",
             )

@@ -25,7 +25,7 @@ from typing import ClassVar
 
 import msgspec
 
-from carbonx.engine import access, admin, auction, blocks, matching, retirement
+from carbonx.engine import access, admin, auction, blocks, gateways, matching, retirement
 from carbonx.engine.accounts import Account, Member
 from carbonx.engine.book import Order
 from carbonx.engine.config import MarketConfig, RetentionSpec
@@ -99,6 +99,7 @@ class Engine(ExchangeState):
         **blocks.HANDLERS,
         **retirement.HANDLERS,
         **access.HANDLERS,
+        **gateways.HANDLERS,
     }
     # The state format of the snapshot this engine was restored from (STATE_FORMAT when it was
     # built fresh or from a current snapshot): recovery and ``journal verify`` read it.

@@ -89,6 +89,8 @@ STORAGE_FULL = "STORAGE_FULL"
 # why the exchange ended an order (ExecReport.reason only)
 SELF_TRADE_PREVENTION = "SELF_TRADE_PREVENTION"
 UNFILLED_REMAINDER = "UNFILLED_REMAINDER"
+# 1050-1054: cluster
+GATEWAY_LOST = "GATEWAY_LOST"  # cluster mode: cancel-on-disconnect after the loss of a gateway
 # 1060-1069: supervision and disclosure (docs/supervision.md, docs/disclosure.md)
 UNKNOWN_ALERT = "UNKNOWN_ALERT"
 INVALID_GROUP = "INVALID_GROUP"
@@ -154,7 +156,8 @@ TABLE: tuple[Reason, ...] = (
     Reason(STORAGE_FULL, 1047, "the data directory is (nearly) full: new commands refused", "gateway"),
     Reason(SELF_TRADE_PREVENTION, 1048, "cancelled by self-trade prevention", "exec"),
     Reason(UNFILLED_REMAINDER, 1049, "IOC or market remainder cancelled", "exec"),
-    # 1050-1059: cluster (1050-1054) and operations (1055-1059)
+    # 1050-1054: cluster; 1055-1059: operations (none yet); 1060-1069: supervision; 1070-1079: access
+    Reason(GATEWAY_LOST, 1050, "cancel-on-disconnect: the cluster gateway holding the session was lost", "exec"),
     Reason(UNKNOWN_ALERT, 1060, "no such surveillance alert", "gateway"),
     Reason(INVALID_GROUP, 1061, "related-party group invalid (name, unknown or repeated account, fewer than 2 accounts)"),
     Reason(UNKNOWN_REPORT, 1062, "no disclosure report for that trading date", "gateway"),

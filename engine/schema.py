@@ -174,6 +174,16 @@ class Tick(Command, tag="tick", kw_only=True):
     """Lets the engine notice session boundaries (phase changes) at ``ts``."""
 
 
+class GatewayLost(Command, tag="gateway_lost", kw_only=True):
+    """Cluster mode: a gateway's life ended without it saying so (its liveness key expired, or it
+    came back with a new boot nonce). ``gateway`` is that life's session id prefix,
+    ``<gateway id>.<boot nonce>``: every cancel-on-disconnect session whose id starts with
+    ``gateway + "."`` has its open orders cancelled (``GATEWAY_LOST``) and its flag cleared.
+    Published by the active engine only (docs/cluster.md, "Gateway loss")."""
+
+    gateway: str
+
+
 class SnapshotMark(Command, tag="snapshot", kw_only=True):
     """Operator asked for a snapshot; journaled so audits see it."""
 
@@ -382,6 +392,7 @@ AnyCommand = (
     | Tick
     | SnapshotMark
     | SetSchedule
+    | GatewayLost
     | AuctionCreate
     | AuctionOpen
     | AuctionClose

@@ -2,6 +2,8 @@
 
     carbonx serve --config deploy/demo.toml [--data-dir DIR] [--host H] [--port N]
                   [--admin-host H] [--admin-port N] [--metrics-port N] [--fsync-policy P]
+    carbonx engine --config F [--id ID]        # cluster mode: an engine (active or hot standby)
+    carbonx gateway --config F [--id ID] [--host H] [--port N] [--admin-host H] [--admin-port N] [--metrics-port N]
     carbonx hash-secret SECRET        # prints scrypt$<salt-hex>$<hash-hex> for the config
     carbonx journal verify|dump ...   # see docs/journal.md (gateway.journal_cli)
     carbonx admin COMMAND ...         # the operator's CLI, see docs/operations.md (gateway.admin_cli)
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -54,12 +57,69 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--allow-plaintext", action="store_true", help="serve plain text off loopback (a proxy terminates TLS): [server] allow_plaintext"
     )
+    eng = sub.add_parser("engine", help="cluster mode: an engine replica that takes the lead when it can (docs/cluster.md)")
+    eng.add_argument("--config", required=True, type=Path, help="TOML configuration with a [cluster] table")
+    eng.add_argument("--id", help="this engine's id, unique in the cluster (default: [cluster] engine_id)")
+    eng.add_argument("--log-level", default="INFO", help="logging level (stderr)")
+    gw = sub.add_parser("gateway", help="cluster mode: a gateway (the trading, admin and metrics listeners of serve)")
+    gw.add_argument("--config", required=True, type=Path, help="TOML configuration with a [cluster] table")
+    gw.add_argument("--id", help="this gateway's id, unique in the cluster (default: [cluster] gateway_id)")
+    gw.add_argument("--host", help="trading listener address (default 127.0.0.1)")
+    gw.add_argument("--port", type=_port, help="trading listener port (default 8700; 0 = any free port)")
+    gw.add_argument("--admin-host", help="admin listener address (default 127.0.0.1)")
+    gw.add_argument("--admin-port", type=_port, help="admin listener port (default 8701; 0 = any free port)")
+    gw.add_argument("--metrics-port", type=_port, help="metrics/health HTTP port (default 9100; 0 = any free port)")
+    gw.add_argument("--log-level", default="INFO", help="logging level (stderr)")
     hs = sub.add_parser("hash-secret", help="print the salted hash of a secret for the configuration")
     hs.add_argument("secret")
     sub.add_parser("journal", help="journal tools: verify DIR --config FILE | dump DIR [--from SEQ]", add_help=False)
     sub.add_parser("admin", help="operate a running exchange over its admin listener (carbonx admin --help)", add_help=False)
     sub.add_parser("report", help="disclosure reports: day DATE --data DIR --config FILE [--out DIR]", add_help=False)
     return parser
+
+
+_ROLE_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+
+
+def _role(args: argparse.Namespace) -> int:
+    """``carbonx engine`` / ``carbonx gateway``: the cluster roles (gateway/cluster/)."""
+    import uvloop
+
+    from carbonx.gateway.app import ServeOptions
+
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        logging.getLogger("websockets").setLevel(logging.WARNING)
+    try:
+        settings = with_env_operator(load_settings(args.config))
+    except (OSError, ConfigError, SettingsError) as exc:
+        print(f"carbonx: configuration error in {args.config}: {exc}", file=sys.stderr)
+        return 2
+    role_id = args.id or (settings.cluster.engine_id if args.command == "engine" else settings.cluster.gateway_id)
+    if not _ROLE_ID.match(role_id):
+        print(f"carbonx: --id {role_id!r} must be 1-32 letters, digits, '-' or '_'", file=sys.stderr)
+        return 2
+    from carbonx.gateway.journal import JournalError
+
+    try:
+        if args.command == "engine":
+            from carbonx.gateway.cluster.engine_role import run_engine
+
+            return uvloop.run(run_engine(settings, role_id))
+        from carbonx.gateway.cluster.gateway_role import run_gateway
+
+        opts = ServeOptions(
+            host=args.host, port=args.port, admin_host=args.admin_host, admin_port=args.admin_port, metrics_port=args.metrics_port
+        )
+        return uvloop.run(run_gateway(settings, opts, role_id))
+    except KeyboardInterrupt:  # pragma: no cover - SIGINT is handled inside
+        return 130
+    except JournalError as exc:  # the command stream is unusable (corrupt, misconfigured, unreachable)
+        print(f"carbonx: cannot run the {args.command}: {exc}", file=sys.stderr)
+        return 3
+    except OSError as exc:  # e.g. a port already in use
+        print(f"carbonx: {exc}", file=sys.stderr)
+        return 1
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -136,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
 
         print(hash_secret(args.secret))
         return 0
+    if args.command in ("engine", "gateway"):
+        return _role(args)
     return _serve(args)
 
 

@@ -152,6 +152,8 @@ def replay(engine: Engine, cmd: AnyCommand) -> str | None:
     nothing). An exception inside the engine (a bug) is logged and the command stays applied
     as far as it got: the server journaled it and carried on, so replay must do the same to
     reach the same state."""
+    if cmd.ts < engine.ts:  # the timestamp rule (``apply_replicated``); a no-op on a local journal
+        cmd.ts = engine.ts
     try:
         engine.apply(cmd)
     except Exception as exc:
@@ -174,10 +176,31 @@ def replay_all(engine: Engine, commands: Iterable[AnyCommand]) -> None:
     """``replay`` every command, in order (the start-up loop: no per-command result)."""
     apply = engine.apply
     for cmd in commands:
+        if cmd.ts < engine.ts:  # the timestamp rule (``apply_replicated``)
+            cmd.ts = engine.ts
         try:
             apply(cmd)
         except Exception:
             _engine_raised(engine, cmd)
+
+
+def apply_replicated(engine: Engine, cmd: AnyCommand) -> list[Event]:
+    """Apply one command of the cluster's command stream (a replica: the engine role, a
+    gateway's copy) and return its events, exactly as ``Sequencer.submit`` applies its own.
+
+    **The timestamp rule**: a command's effective time is the later of its stamp (the clock of
+    the gateway that built it) and the engine's time so far, ``ts = max(engine.ts, cmd.ts)``:
+    gateways' clocks disagree, engine time never goes back, and since the rule is a function
+    of the stream alone every replica (and ``replay``) computes the same time. An exception
+    inside the engine (a bug) is logged and the command stays applied as far as it got, as
+    in ``replay``: every replica does the same, so they stay identical."""
+    if cmd.ts < engine.ts:
+        cmd.ts = engine.ts
+    try:
+        return engine.apply(cmd)
+    except Exception:
+        _engine_raised(engine, cmd)
+        return []
 
 
 def _engine_raised(engine: Engine, cmd: AnyCommand) -> None:

@@ -142,6 +142,9 @@ class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 SyncInterval = Annotated[str, msgspec.Meta(pattern=r"^(always|default|[1-9][0-9]{0,5}(ms|s|m))$")]
 NatsUrl = Annotated[str, msgspec.Meta(pattern=r"^(nats|tls)://[^\s/]+$", max_length=256)]
 StreamName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+# A cluster role's id (``carbonx engine/gateway --id``): short, so a gateway's session ids
+# ``<id>.<boot nonce>.<16 hex>`` stay within the engine's 64 characters.
+RoleId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
 Subject = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$", max_length=128)]
 
 
@@ -167,6 +170,18 @@ class ClusterSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # and how many of the newest snapshots it keeps (older ones are deleted after each save).
     snapshot_bucket: StreamName = "CARBONX_SNAPSHOTS"
     snapshot_keep: Annotated[int, _within(1, 1000)] = 3
+    # The roles (gateway/cluster/, docs/cluster.md "Roles"): the events stream the active engine
+    # publishes (one message per command batch; not the book of record, so it expires), the KV
+    # bucket holding the leadership lease (key "leader") and the gateways' liveness keys
+    # ("gw-<id>"), both with TTL lease_ttl_s; the active engine's snapshot interval in commands
+    # (0: none); ids when the command line gives no --id.
+    events_stream: StreamName = "CARBONX_EVENTS"
+    events_subject: Subject = "carbonx.events"
+    events_max_age_s: Annotated[float, _within(60, 30 * 86_400)] = 86_400.0
+    kv_bucket: StreamName = "CARBONX_CLUSTER"
+    snapshot_every: Annotated[int, _within(0, 100_000_000)] = 100_000
+    engine_id: RoleId = "engine"
+    gateway_id: RoleId = "gw"
 
 
 def _ranges(cls: type[msgspec.Struct]) -> dict[str, tuple[float, float]]:

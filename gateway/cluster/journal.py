@@ -61,7 +61,11 @@ WRONG_LAST_SEQUENCE = 10071  # JetStream's error code: another message was store
 _ARRAY32 = struct.Struct(">BI")  # MessagePack array32 header: 0xdd, u32 big-endian element count
 _encoder = msgspec.msgpack.Encoder()
 _encode_into = _encoder.encode_into
-_batch_decoder: msgspec.msgpack.Decoder[list[AnyCommand]] = msgspec.msgpack.Decoder(list[AnyCommand])
+# A batch holds bare commands (this single-writer journal) or ``[origin, command]`` pairs (the
+# cluster roles' many-writer format, gateway/cluster/commands.py); the reader accepts both.
+_batch_decoder: msgspec.msgpack.Decoder[list[AnyCommand | tuple[str, AnyCommand]]] = msgspec.msgpack.Decoder(
+    list[AnyCommand | tuple[str, AnyCommand]]
+)
 
 T = TypeVar("T")
 
@@ -353,7 +357,17 @@ class JetStreamJournal(SequencedJournal):
 
 
 def decode_batch(stream: str, stream_seq: int, headers: dict[str, str] | None, data: bytes | None) -> tuple[int | None, list[AnyCommand]]:
-    """``(first engine seq or None if the message carries none, commands)`` of one stream message."""
+    """``(first engine seq or None if the message carries none, commands)`` of one stream message
+    (the origins of a cluster batch dropped: ``decode_origins`` keeps them)."""
+    first, items = decode_origins(stream, stream_seq, headers, data)
+    return first, [cmd for _, cmd in items]
+
+
+def decode_origins(
+    stream: str, stream_seq: int, headers: dict[str, str] | None, data: bytes | None
+) -> tuple[int | None, list[tuple[str, AnyCommand]]]:
+    """``(first engine seq or None, [(origin, command)])`` of one stream message; a bare
+    command (single-writer format) has origin ``""``."""
     first: int | None = None
     raw = (headers or {}).get(SEQ_HEADER)
     if raw is not None:
@@ -361,12 +375,12 @@ def decode_batch(stream: str, stream_seq: int, headers: dict[str, str] | None, d
             raise StreamCorruption(stream, stream_seq, f"{SEQ_HEADER} header {raw!r} is not a sequence number")
         first = int(raw)
     try:
-        commands = _batch_decoder.decode(data or b"")
+        decoded = _batch_decoder.decode(data or b"")
     except msgspec.DecodeError as exc:
         raise StreamCorruption(stream, stream_seq, f"batch does not decode: {exc}") from None
-    if not commands:
+    if not decoded:
         raise StreamCorruption(stream, stream_seq, "empty batch")
-    return first, commands
+    return first, [item if isinstance(item, tuple) else ("", item) for item in decoded]
 
 
 class Anchor(msgspec.Struct, frozen=True):

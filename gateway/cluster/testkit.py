@@ -25,6 +25,7 @@ the active one is the engine whose id the lease in JetStream KV names.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 import signal
@@ -223,8 +224,14 @@ class ClusterKit:
         os.kill(engine.proc.pid, signal.SIGCONT)
 
     def lease_holder(self) -> str | None:
-        """The value of the lease key (names the active engine), or None if no one holds it."""
-        return asyncio.run(self._read_lease())
+        """The value of the lease key (names the active engine), or None if no one holds it.
+        Blocking; callable from a thread with a running event loop too (it asks from another thread)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self._read_lease())
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, self._read_lease()).result()
 
     async def _read_lease(self) -> str | None:
         import nats

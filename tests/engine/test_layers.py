@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 import carbonx.engine as package
-from carbonx.engine import access, admin, auction, blocks, matching, retirement, schema
+from carbonx.engine import access, admin, auction, blocks, gateways, matching, retirement, schema
 from carbonx.engine.engine import Engine
 
 ENGINE_DIR = Path(__file__).resolve().parents[2] / "engine"
 PREFIX = "carbonx.engine"
-RULE_MODULES = {"matching", "admin", "auction", "blocks", "retirement", "risk", "access"}
+RULE_MODULES = {"matching", "admin", "auction", "blocks", "retirement", "risk", "access", "gateways"}
 # Below the rule modules: what state.py and checks.py may build on.
 BOTTOM = {"schema", "reasons", "units", "ranges", "config", "calendar", "accounts", "book", "desks", "keys"}
 
@@ -104,7 +104,15 @@ def test_layers_state_and_checks_sit_below_the_rules() -> None:
 
 def test_handler_table_covers_every_command_type_exactly_once() -> None:
     commands = set(typing.get_args(schema.AnyCommand))
-    tables = [matching.HANDLERS, admin.HANDLERS, auction.HANDLERS, blocks.HANDLERS, retirement.HANDLERS, access.HANDLERS]
+    tables = [
+        matching.HANDLERS,
+        admin.HANDLERS,
+        auction.HANDLERS,
+        blocks.HANDLERS,
+        retirement.HANDLERS,
+        access.HANDLERS,
+        gateways.HANDLERS,
+    ]
     counts = Counter(cls for table in tables for cls in table)
     assert [cls.__name__ for cls, n in counts.items() if n > 1] == []
     assert set(counts) == commands

@@ -57,7 +57,7 @@ def test_gateway_and_exec_reasons_are_marked() -> None:
         R.ADDRESS_NOT_ALLOWED,
         R.AUDIT_UNAVAILABLE,
     }
-    assert {r.name for r in R.TABLE if r.level == "exec"} == {R.SELF_TRADE_PREVENTION, R.UNFILLED_REMAINDER}
+    assert {r.name for r in R.TABLE if r.level == "exec"} == {R.SELF_TRADE_PREVENTION, R.UNFILLED_REMAINDER, R.GATEWAY_LOST}
 
 
 def test_unknown_reason_gets_the_catch_all_code() -> None:

@@ -1,0 +1,192 @@
+"""The cluster roles as real processes: 3 NATS nodes, 2 ``carbonx engine``, 2 ``carbonx gateway``.
+
+Smoke: brokers on different gateways cross orders with the shipped client; both gateways' market
+data show the trade; the reply came only after the active engine applied it (its events). Then
+the leadership: kill -9 the active engine, the standby takes over and trading goes on, with both
+engines' states equal at the same seq (``journal verify --cluster --full``, against the snapshot
+the new leader writes); a deposed leader frozen past its lease (SIGSTOP) publishes nothing after
+SIGCONT that the new leader contradicts. Gateway loss: kill -9 a gateway and the active engine
+cancels exactly its cancel-on-disconnect sessions' orders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+import pytest
+
+from carbonx.engine.engine import Engine
+from carbonx.gateway.client import Client
+from carbonx.gateway.cluster.events import decode_events
+from carbonx.gateway.cluster.journal import connect, read_stream
+from carbonx.gateway.cluster.testkit import ClusterKit, roles_available
+from carbonx.gateway.sequencer import apply_replicated
+from carbonx.gateway.settings import load_settings
+from carbonx.gateway.testkit import ACCOUNTS, BROKERS
+
+
+@functools.cache
+def _roles() -> bool:
+    return roles_available()
+
+
+pytestmark = [pytest.mark.cluster, pytest.mark.skipif(not _roles(), reason="carbonx engine/gateway roles not available")]
+
+
+@pytest.fixture(scope="module")
+def kit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterKit]:
+    with ClusterKit(tmp_path_factory.mktemp("roles"), cluster={"lease_ttl_s": 2.0, "snapshot_every": 50}) as kit:
+        yield kit
+
+
+async def broker(url: str, who: str) -> Client:
+    c = await Client(url).connect()
+    await c.login(*BROKERS[who])
+    return c
+
+
+async def test_orders_cross_through_two_gateways_and_both_see_the_trade(kit: ClusterKit) -> None:
+    url_a, url_b = (g.trading for g in kit.gateways)
+    a, b = await broker(url_a, "a"), await broker(url_b, "b")
+    watch_a, watch_b = await broker(url_a, "a"), await broker(url_b, "b")
+    try:
+        for w in (watch_a, watch_b):
+            await w.subscribe(["trades.SHEA"])
+        sell = await a.place(ACCOUNTS["a"][0], "SHEA", "sell", 7, "60.00", client_order_id="x-sell")
+        assert sell["exec_type"] == "new" and sell["leaves_qty"] == 7
+        buy = await b.place(ACCOUNTS["b"][0], "SHEA", "buy", 7, "60.00", client_order_id="x-buy")
+        assert buy["exec_type"] == "trade" and buy["cum_qty"] == 7
+        for w in (watch_a, watch_b):
+            note = await w.wait_for(lambda n: n.channel == "trades.SHEA", 10)
+            assert note.params["quantity"] == 7 and note.params["price"] == "60.00"
+        # reads come from each gateway's replica, which has applied the trade
+        got = await a.get_order(ACCOUNTS["a"][0], client_order_id="x-sell")
+        assert got["status"] == "filled"
+    finally:
+        for c in (a, b, watch_a, watch_b):
+            await c.close()
+
+
+async def _place_ok(url: str, who: str, n: int, tag: str) -> list[dict[str, Any]]:
+    c = await broker(url, who)
+    try:
+        return [await c.place(ACCOUNTS[who][0], "SHEA", "buy", 1, "59.00", client_order_id=f"{tag}-{i}") for i in range(n)]
+    finally:
+        await c.close()
+
+
+async def test_kill9_the_active_engine_the_standby_takes_over(kit: ClusterKit) -> None:
+    active = await asyncio.to_thread(kit.wait_active)
+    await _place_ok(kit.gateways[0].trading, "a", 5, "before")
+    kit.kill9_engine(active)
+    new = await asyncio.to_thread(kit.wait_active, active, 20.0)
+    assert new is not None and new != active
+    placed = await asyncio.wait_for(_place_ok(kit.gateways[1].trading, "b", 5, "after"), 30)
+    assert all(p["exec_type"] == "new" for p in placed)
+    kit.start_engine(active)  # back as a standby
+    await asyncio.sleep(1.0)
+    assert await asyncio.to_thread(kit.active_engine) == new
+
+
+async def events_agree_with_the_command_stream(kit: ClusterKit) -> int:
+    """Every events-stream message matches what a fresh replay of the command stream produces,
+    the messages cover every seq once, in order (a deposed leader's or a takeover's duplicate was
+    dropped). Returns the number of commands checked."""
+    settings = load_settings(kit.config_path)
+    cs = settings.cluster
+    nc = await connect(cs.nats_urls)
+    js = nc.jetstream()
+    try:
+        expected: dict[int, bytes] = {}
+        engine = Engine(settings.market)
+        async for seq, cmd in read_stream(js, cs.command_stream):
+            assert seq == engine.seq + 1
+            expected[seq] = msgspec.msgpack.encode(apply_replicated(engine, cmd))
+        info = await js.stream_info(cs.events_stream)
+        sub = await js.subscribe(cs.events_subject, stream=cs.events_stream, ordered_consumer=True)
+        covered = 0
+        for _ in range(info.state.messages):
+            msg = await sub.next_msg(timeout=10)
+            for seq, _origin, events in decode_events(msg.data):
+                assert seq == covered + 1, f"events for seq {seq} after {covered}: a gap or a duplicate"
+                assert msgspec.msgpack.encode(events) == expected[seq], f"events of seq {seq} contradict the command stream"
+                covered = seq
+        await sub.unsubscribe()
+        assert covered >= len(expected) - 50  # the last batches may still be on their way
+        return covered
+    finally:
+        await nc.close()
+
+
+def verify_full(kit: ClusterKit) -> dict[str, Any]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "carbonx.gateway.cli", "journal", "verify", "--cluster", "--full", "--config", str(kit.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+    report: dict[str, Any] = json.loads(proc.stdout.splitlines()[-1])
+    return report
+
+
+async def test_a_deposed_leader_woken_after_its_lease_publishes_nothing_contradicting(kit: ClusterKit) -> None:
+    active = await asyncio.to_thread(kit.wait_active)
+    await _place_ok(kit.gateways[0].trading, "a", 3, "pre-stop")
+    kit.stop_engine(active)  # SIGSTOP: frozen while holding the lease
+    try:
+        new = await asyncio.to_thread(kit.wait_active, active, 20.0)
+        assert new != active
+        await asyncio.wait_for(_place_ok(kit.gateways[1].trading, "b", 60, "while-stopped"), 30)  # acked by the new leader
+    finally:
+        kit.cont_engine(active)  # wakes up believing nothing happened
+    await asyncio.sleep(2.0)
+    await asyncio.wait_for(_place_ok(kit.gateways[0].trading, "a", 3, "post-cont"), 30)
+    assert await asyncio.to_thread(kit.active_engine) == new
+    log = kit.engines[active].log_tail(200)
+    assert "standby now" in log or "local deadline passed" in log, log
+    assert await events_agree_with_the_command_stream(kit) > 0
+    report = verify_full(kit)  # a replay from empty reaches the digest of every snapshot either leader wrote
+    assert report["ok"] and report["snapshots"] and all(s["ok"] for s in report["snapshots"]), report
+
+
+async def test_losing_a_gateway_cancels_exactly_its_cancel_on_disconnect_orders(kit: ClusterKit) -> None:
+    await asyncio.to_thread(kit.wait_active)
+    survivor = await broker(kit.gateways[0].trading, "a")
+    doomed = await broker(kit.gateways[1].trading, "b")
+    plain = await broker(kit.gateways[1].trading, "b")
+    try:
+        await survivor.cancel_on_disconnect(True)
+        await doomed.cancel_on_disconnect(True)
+        kept = await survivor.place(ACCOUNTS["a"][0], "SHEA", "buy", 2, "58.00", client_order_id="cod-keep")
+        lost = await doomed.place(ACCOUNTS["b"][0], "SHEA", "buy", 3, "58.10", client_order_id="cod-lost")
+        plain_order = await plain.place(ACCOUNTS["b"][0], "SHEA", "buy", 4, "58.20", client_order_id="cod-plain")
+        kit.kill9_gateway(1)
+        checker = await broker(kit.gateways[0].trading, "b")
+        try:
+            deadline = asyncio.get_running_loop().time() + 20
+            while True:
+                got = await checker.get_order(ACCOUNTS["b"][0], lost["order_id"])
+                if got["status"] == "cancelled":
+                    break
+                assert asyncio.get_running_loop().time() < deadline, got
+                await asyncio.sleep(0.2)
+            assert got.get("reason") in (None, "GATEWAY_LOST")
+            assert (await checker.get_order(ACCOUNTS["b"][0], plain_order["order_id"]))["status"] == "new"  # not COD
+            assert (await survivor.get_order(ACCOUNTS["a"][0], kept["order_id"]))["status"] == "new"  # another gateway
+        finally:
+            await checker.close()
+    finally:
+        await survivor.close()
+        for c in (doomed, plain):
+            with contextlib.suppress(Exception):
+                await c.abort()
+        await asyncio.to_thread(kit.restart_gateway, 1)
