@@ -27,6 +27,7 @@ import logging
 import secrets
 import signal
 import sys
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -198,9 +199,37 @@ class ClusterSequencer(Sequencer):
         self.on_durable(seq)
 
     def on_durable(self, durable: int) -> None:
-        if not self.pending or self.pending[0][0] > durable:
+        """Release everything up to ``durable`` (the watermark), in seq order: as
+        ``Sequencer.on_durable``, with ``releasing`` naming the seq whose reply is being built."""
+        pending = self.pending
+        if not pending or pending[0][0] > durable:
             return
-        super().on_durable(durable)
+        now = time.time_ns()
+        while pending and pending[0][0] <= durable:
+            seq, events, done, recv_ns = pending.popleft()
+            self.releasing = seq
+            if events is None:
+                if done is not None:
+                    try:
+                        done([])
+                    except Exception:
+                        log.exception("read reply after seq %d failed", seq)
+                continue
+            if recv_ns:
+                self.latency_durable.observe_ns(now - recv_ns)
+            if done is not None:
+                try:
+                    done(events)
+                except Exception:
+                    log.exception("reply for seq %d failed", seq)
+                if recv_ns:
+                    self.latency_reply.observe_ns(time.time_ns() - recv_ns)
+            if events:
+                try:
+                    self.sink.publish(seq, events)
+                except Exception:  # never let fan-out stall the release of later replies
+                    log.exception("publishing seq %d failed", seq)
+        self.releasing = 0
         self.cluster_journal.released(min(durable, self.engine.seq))
 
 

@@ -70,6 +70,9 @@ async def test_orders_cross_through_two_gateways_and_both_see_the_trade(kit: Clu
         # reads come from each gateway's replica, which has applied the trade
         got = await a.get_order(ACCOUNTS["a"][0], client_order_id="x-sell")
         assert got["status"] == "filled"
+        await a.place(ACCOUNTS["a"][0], "SHEA", "buy", 1, "59.00", client_order_id="x-rest")
+        mass = await a.request("order.cancel_all", {"account": ACCOUNTS["a"][0]})
+        assert mass["cancelled"] == 1 and mass["seq"] > 0  # the seq the stream gave it, though submit could not know it
     finally:
         for c in (a, b, watch_a, watch_b):
             await c.close()
