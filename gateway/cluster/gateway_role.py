@@ -150,6 +150,7 @@ class ClusterSequencer(Sequencer):
         self.requests = 0
         self.waiting: dict[str, tuple[Done | None, int]] = {}  # origin -> (done, recv_ns): published, not applied yet
         self.watermark = 0  # the active engine's applied seq (events stream)
+        self.applied = engine.seq  # the local replica's position
         self.releasing = 0
 
     def submit(self, cmd: Command, done: Done | None = None, recv_ns: int = 0) -> int:
@@ -192,6 +193,7 @@ class ClusterSequencer(Sequencer):
             elif events:
                 pending.append((seq, events, None, 0))
             seq += 1
+        self.applied = batch.last
         self.on_durable(self.watermark)
 
     def on_watermark(self, seq: int) -> None:
@@ -203,6 +205,7 @@ class ClusterSequencer(Sequencer):
         ``Sequencer.on_durable``, with ``releasing`` naming the seq whose reply is being built."""
         pending = self.pending
         if not pending or pending[0][0] > durable:
+            self._released(durable)
             return
         now = time.time_ns()
         while pending and pending[0][0] <= durable:
@@ -230,7 +233,13 @@ class ClusterSequencer(Sequencer):
                 except Exception:  # never let fan-out stall the release of later replies
                     log.exception("publishing seq %d failed", seq)
         self.releasing = 0
-        self.cluster_journal.released(min(durable, self.engine.seq))
+        self._released(durable)
+
+    def _released(self, durable: int) -> None:
+        """Everything up to here is released (``durable_seq`` for heartbeats, metrics, waiters)."""
+        upto = min(durable, self.applied)
+        if upto > self.cluster_journal.durable_seq:
+            self.cluster_journal.released(upto)
 
 
 class ClusterRegistry(ConnectionRegistry):
