@@ -199,14 +199,15 @@ class EngineRole:
             await self._wake.wait()
             self._wake.clear()
             while self.active:
-                batch = next((b for b in self.unpublished if b.last > max(self.published, self.watermark.seq)), None)
-                if batch is None:
+                # Everything not yet published, pipelined (up to 64 messages in flight): each
+                # message is idempotent (ev-<first seq>) and followers only keep the highest seq.
+                floor = max(self.published, self.watermark.seq)
+                batches = [b for b in self.unpublished if b.last > floor][:64]
+                if not batches or not self.holds():
                     break
-                if not self.holds():
-                    break
-                await publish_events(self.js, self.cs, batch)
-                self.published = batch.last
-                self.events_published += 1
+                await asyncio.gather(*(publish_events(self.js, self.cs, b) for b in batches))
+                self.published = batches[-1].last
+                self.events_published += len(batches)
             if (
                 self.active
                 and self.cs.snapshot_every
