@@ -193,6 +193,11 @@ class EngineRole:
             elif self.replica.caught_up.is_set() and await self.lease.try_acquire():
                 self.active = True
                 self.published = self.watermark.seq
+                if self.watermark.seq == 0 and self.watermark.empty and len(self.unpublished) > 1:
+                    # every events message expired (events_max_age_s) or none was ever written:
+                    # the newest batch is enough to move every follower's watermark; republishing
+                    # the whole history would only fill the feed
+                    self.published = self.unpublished[-2].last
                 log.warning("engine %s: ACTIVE at seq %d (events published up to %d)", self.engine_id, self.engine.seq, self.watermark.seq)
                 self._wake.set()
             await asyncio.sleep(period)

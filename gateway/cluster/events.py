@@ -95,10 +95,19 @@ class Watermark:
         self.seq = 0
         self.on_advance = on_advance
         self.seen = asyncio.Event()  # set once any events message was seen (an engine was active once)
+        self.empty = True  # the stream had no message when we started (fresh, or every message expired)
         self._sub: object = None
 
     async def start(self) -> None:
+        """Read the stream's last message first (so ``seq`` is known before anyone acts on it),
+        then follow new ones. ``empty`` tells whether the stream had no message at all."""
         js, s = self.js, self.settings
+        info = await retrying(lambda: js.stream_info(s.events_stream), what=f"stream info of {s.events_stream}")
+        self.empty = not info.state.messages
+        if not self.empty:
+            last = info.state.last_seq
+            msg = await retrying(lambda: js.get_msg(s.events_stream, last), what=f"reading the last message of {s.events_stream}")
+            await self._on_msg(msg)
         config = ConsumerConfig(deliver_policy=DeliverPolicy.LAST, headers_only=True)
         self._sub = await retrying(
             lambda: js.subscribe(
