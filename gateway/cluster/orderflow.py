@@ -6,7 +6,7 @@ own gateway, subscribed to ``book.SHEA``, and sends small SHEA limit orders arou
 cross often) at ``rate`` orders/s in total, each with a unique ``client_order_id``. It records
 what was acknowledged (``acked``: client order id -> reply), what was refused (``rejected``) and
 what has an unknown fate (``unknown``: the connection dropped or the reply timed out), with the
-time of every acknowledgement (``ack_times``) so a test can see how long writes paused.
+time of every acknowledgement (``ack_times``, and ``sent_acked`` pairs) so a test can see how long writes paused.
 
 ``await check_flow(flow, url)`` then asserts, through the gateway at ``url``: every acknowledged
 order exists with the acknowledged order id; per account, no trade appears twice; per order,
@@ -40,6 +40,7 @@ class OrderFlow:
     rejected: dict[str, str] = field(default_factory=dict)
     unknown: set[str] = field(default_factory=set)
     ack_times: list[float] = field(default_factory=list)
+    sent_acked: list[tuple[float, float]] = field(default_factory=list)  # (sent, acknowledged) of each ack
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
 
@@ -95,6 +96,7 @@ class OrderFlow:
             "quantity": rng.randint(1, 5),
             "client_order_id": coid,
         }
+        sent = time.monotonic()
         try:
             reply = await fc.call("order.place", **params)
         except RpcError as exc:
@@ -104,6 +106,7 @@ class OrderFlow:
         else:
             self.acked[coid] = {**reply, "account": account}
             self.ack_times.append(time.monotonic())
+            self.sent_acked.append((sent, self.ack_times[-1]))
 
     def longest_pause(self, after: float = 0.0) -> float:
         """The longest gap between consecutive acknowledgements after ``after`` (monotonic time)."""
@@ -111,7 +114,8 @@ class OrderFlow:
         return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
 
     def first_ack_after(self, t: float) -> float | None:
-        later = [x for x in self.ack_times if x > t]
+        """When the first order *sent* after ``t`` was acknowledged (None: none was)."""
+        later = [acked for sent, acked in self.sent_acked if sent > t]
         return min(later) if later else None
 
 

@@ -130,14 +130,18 @@ def decode(name: str, blob: bytes, config: MarketConfig) -> tuple[Engine, Anchor
 
 
 async def save_snapshot(js: JetStreamContext, settings: ClusterSettings, engine: Engine, anchor: Anchor) -> str:
-    """Store ``engine``'s state with ``anchor`` as a new object, then delete all but the newest
-    ``snapshot_keep``. Returns the object name. The state is encoded synchronously (before the
+    """Store ``engine``'s state with ``anchor`` as a new object, then delete all but it and the
+    ``snapshot_keep - 1`` newest before it. Returns the object name. The state is encoded synchronously (before the
     first await), so the engine may move on as soon as this coroutine first yields."""
     blob = encode(engine, anchor)
     name = object_name(engine.seq)
     store = await snapshot_store(js, settings)
     await retrying(lambda: store.put(name, blob, meta=_meta(name)), what=f"storing snapshot {name}")
-    for old in (await list_snapshots(store))[settings.snapshot_keep :]:
+    # Keep this one and the newest snapshot_keep - 1 before it; never delete the one just stored
+    # (an object with a higher seq - ahead of the stream, from a deposed leader - does not count
+    # and is left for load_latest to refuse).
+    older = [n for n in await list_snapshots(store) if n < name]  # zero-padded: names sort by seq
+    for old in older[settings.snapshot_keep - 1 :]:
         with contextlib.suppress(nats.js.errors.NotFoundError):  # deleted meanwhile by another saver
             await store.delete(old)
     log.info("snapshot %s stored in %s (%d bytes, anchor %s)", name, settings.snapshot_bucket, len(blob), anchor)

@@ -131,3 +131,22 @@ async def test_usage_and_connection_errors_exit_2(settings: ClusterSettings, tmp
     nowhere = _config(tmp_path, replace(settings, nats_urls=("nats://127.0.0.1:1",)))
     code, report, err = await _cli("--cluster", "--config", str(nowhere))
     assert code == 2 and "cannot connect to NATS" in err
+
+
+async def test_a_message_deleted_from_the_middle_is_refused(settings: ClusterSettings, tmp_path: Path) -> None:
+    config = demo_config()
+    journal = JetStreamJournal(settings)
+    await journal.start()
+    for seq, cmd in enumerate(workload(config, 200, seed=23)[:200], 1):
+        journal.append(seq, cmd)
+    await journal.close()
+    nc = await connect(settings.nats_urls)
+    try:
+        await nc.jetstream().delete_msg(settings.command_stream, 3)  # 40 commands per batch: seqs 81..120
+    finally:
+        await nc.close()
+    code, report, err = await _cli("--cluster", "--full", "--config", str(_config(tmp_path, settings)))
+    assert code == 1, err
+    assert report is not None and report["last_seq"] == 80, "replayed up to the hole"
+    problems = report["problems"]
+    assert isinstance(problems, list) and "corrupt at stream seq 3" in problems[0] and "missing" in problems[0]
