@@ -94,9 +94,12 @@ async def test_kill9_the_active_engine_the_standby_takes_over(kit: ClusterKit) -
     assert new is not None and new != active
     placed = await asyncio.wait_for(_place_ok(kit.gateways[1].trading, "b", 5, "after"), 30)
     assert all(p["exec_type"] == "new" for p in placed)
+    await asyncio.wait_for(_place_ok(kit.gateways[0].trading, "a", 60, "after-2"), 30)  # the new leader snapshots
     kit.start_engine(active)  # back as a standby
     await asyncio.sleep(1.0)
     assert await asyncio.to_thread(kit.active_engine) == new
+    report = await asyncio.to_thread(verify_full, kit)  # the snapshots written equal a replay from empty
+    assert report["ok"] and report["snapshots"] and all(s["ok"] for s in report["snapshots"]), report
 
 
 async def events_agree_with_the_command_stream(kit: ClusterKit) -> int:
