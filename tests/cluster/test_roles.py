@@ -24,6 +24,7 @@ import msgspec
 import pytest
 
 from carbonx.engine.engine import Engine
+from carbonx.engine.schema import DayOpened, Reject
 from carbonx.gateway.client import Client
 from carbonx.gateway.cluster.events import decode_events
 from carbonx.gateway.cluster.journal import connect, read_stream
@@ -119,12 +120,17 @@ async def events_agree_with_the_command_stream(kit: ClusterKit) -> int:
         info = await js.stream_info(cs.events_stream)
         sub = await js.subscribe(cs.events_subject, stream=cs.events_stream, ordered_consumer=True)
         covered = 0
+        day_opens = 0
         for _ in range(info.state.messages):
             msg = await sub.next_msg(timeout=10)
-            for seq, _origin, events in decode_events(msg.data):
+            for seq, origin, events in decode_events(msg.data):
                 assert seq == covered + 1, f"events for seq {seq} after {covered}: a gap or a duplicate"
                 assert msgspec.msgpack.encode(events) == expected[seq], f"events of seq {seq} contradict the command stream"
+                if origin.startswith("engine."):  # clock/bootstrap/GatewayLost: one producer, so never refused as a duplicate
+                    assert not [e for e in events if isinstance(e, Reject)], (seq, origin, events)
+                day_opens += sum(1 for e in events if isinstance(e, DayOpened))
                 covered = seq
+        assert day_opens == 1  # the day was opened by exactly one party, once
         await sub.unsubscribe()
         assert covered >= len(expected) - 50  # the last batches may still be on their way
         return covered
