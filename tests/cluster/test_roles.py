@@ -182,6 +182,11 @@ async def test_losing_a_gateway_cancels_exactly_its_cancel_on_disconnect_orders(
         lost = await doomed.place(ACCOUNTS["b"][0], "SHEA", "buy", 3, "58.10", client_order_id="cod-lost")
         plain_order = await plain.place(ACCOUNTS["b"][0], "SHEA", "buy", 4, "58.20", client_order_id="cod-plain")
         kit.kill9_gateway(1)
+        await asyncio.to_thread(kit.restart_gateway, 1)  # the same id at once: a new life (boot nonce)
+        await asyncio.to_thread(kit.wait_gateway_ready, 1)
+        reborn = await broker(kit.gateways[1].trading, "b")
+        await reborn.cancel_on_disconnect(True)
+        new_life = await reborn.place(ACCOUNTS["b"][0], "SHEA", "buy", 5, "58.30", client_order_id="cod-new-life")
         checker = await broker(kit.gateways[0].trading, "b")
         try:
             deadline = asyncio.get_running_loop().time() + 20
@@ -194,11 +199,12 @@ async def test_losing_a_gateway_cancels_exactly_its_cancel_on_disconnect_orders(
             assert got.get("reason") in (None, "GATEWAY_LOST")
             assert (await checker.get_order(ACCOUNTS["b"][0], plain_order["order_id"]))["status"] == "new"  # not COD
             assert (await survivor.get_order(ACCOUNTS["a"][0], kept["order_id"]))["status"] == "new"  # another gateway
+            assert (await checker.get_order(ACCOUNTS["b"][0], new_life["order_id"]))["status"] == "new"  # the new life's
         finally:
             await checker.close()
+            await reborn.close()
     finally:
         await survivor.close()
         for c in (doomed, plain):
             with contextlib.suppress(Exception):
                 await c.abort()
-        await asyncio.to_thread(kit.restart_gateway, 1)
