@@ -29,9 +29,10 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from nats.js.kv import KeyValue
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from carbonx.engine.engine import Engine
 from carbonx.engine.schema import Command
@@ -255,6 +256,22 @@ class ClusterRegistry(ConnectionRegistry):
         return super().admit(session)
 
 
+class ClusterCollector:
+    """The gateway's cluster figures at scrape time (added to its ``/metrics``)."""
+
+    def __init__(self, seq: ClusterSequencer) -> None:
+        self.seq = seq
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.seq
+        yield GaugeMetricFamily("carbonx_cluster_gateway_applied_seq", "Engine seq this gateway's replica has applied", value=s.applied)
+        yield GaugeMetricFamily("carbonx_cluster_events_watermark", "Highest seq the active engine has applied", value=s.watermark)
+        yield GaugeMetricFamily("carbonx_cluster_gateway_waiting", "Commands published, not yet applied here", value=len(s.waiting))
+        yield GaugeMetricFamily(
+            "carbonx_cluster_gateway_unreleased", "Results applied here, waiting for the active engine", value=len(s.pending)
+        )
+
+
 class ClusterGateway(Gateway):
     """A ``Gateway`` whose sequencer is the cluster's (no local journal, no clock, no bootstrap)."""
 
@@ -326,6 +343,7 @@ async def run_gateway(settings: Settings, opts: ServeOptions, gateway_id: str, s
     seq = gw.seq
     assert isinstance(seq, ClusterSequencer)
     gw.registry_metrics = make_registry(gw)
+    gw.registry_metrics.register(ClusterCollector(seq))
     holder["gw"] = gw
     await journal.start()
     watermark = Watermark(js, cs, seq.on_watermark)

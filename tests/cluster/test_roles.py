@@ -31,7 +31,7 @@ from carbonx.gateway.cluster.journal import connect, read_stream
 from carbonx.gateway.cluster.testkit import ClusterKit, roles_available
 from carbonx.gateway.sequencer import apply_replicated
 from carbonx.gateway.settings import load_settings
-from carbonx.gateway.testkit import ACCOUNTS, BROKERS
+from carbonx.gateway.testkit import ACCOUNTS, BROKERS, scrape
 
 
 @functools.cache
@@ -74,6 +74,11 @@ async def test_orders_cross_through_two_gateways_and_both_see_the_trade(kit: Clu
         await a.place(ACCOUNTS["a"][0], "SHEA", "buy", 1, "59.00", client_order_id="x-rest")
         mass = await a.request("order.cancel_all", {"account": ACCOUNTS["a"][0]})
         assert mass["cancelled"] == 1 and mass["seq"] > 0  # the seq the stream gave it, though submit could not know it
+        got_metrics = await asyncio.to_thread(scrape, kit.gateways[0])
+        assert got_metrics["carbonx_cluster_gateway_applied_seq"] >= mass["seq"]
+        assert got_metrics["carbonx_cluster_events_watermark"] >= mass["seq"]
+        assert got_metrics["carbonx_cluster_gateway_waiting"] == 0
+        assert got_metrics["carbonx_journal_durable_seq"] >= mass["seq"]  # released up to there
     finally:
         for c in (a, b, watch_a, watch_b):
             await c.close()
