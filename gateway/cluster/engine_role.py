@@ -295,6 +295,12 @@ class EngineCollector:
         yield GaugeMetricFamily("carbonx_cluster_engine_seq", "Engine seq this replica has applied", value=r.engine.seq)
         yield GaugeMetricFamily("carbonx_cluster_engine_stream_seq", "Command stream message last applied", value=r.replica.stream_seq)
         yield GaugeMetricFamily("carbonx_cluster_events_watermark", "Highest seq in the events stream", value=r.watermark.seq)
+        lag = 0 if r.active else max(0, r.watermark.seq - r.engine.seq)
+        yield GaugeMetricFamily(
+            "carbonx_cluster_standby_lag_commands",
+            "Commands the active engine has applied and this standby not yet (0 on the active)",
+            value=lag,
+        )
         yield GaugeMetricFamily(
             "carbonx_cluster_engine_unpublished_batches", "Applied batches above the watermark", value=len(r.unpublished)
         )

@@ -30,6 +30,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from nats.js.kv import KeyValue
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -37,19 +38,23 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from carbonx.engine.engine import Engine
 from carbonx.engine.schema import Command
 from carbonx.gateway.app import Gateway, ServeOptions, _readiness
+from carbonx.gateway.audit import AuditLog
 from carbonx.gateway.cluster.commands import CommandPublisher
 from carbonx.gateway.cluster.events import Watermark, ensure_events_stream
 from carbonx.gateway.cluster.journal import connect, ensure_command_stream, retrying
 from carbonx.gateway.cluster.lease import ensure_kv, liveness_key
 from carbonx.gateway.cluster.replica import AppliedBatch, Replica
 from carbonx.gateway.cluster.snapshots import load_latest
+from carbonx.gateway.http import HttpServer, day_trades, page_config
 from carbonx.gateway.journal import Journal, JournalError, UnencodableCommand
-from carbonx.gateway.metrics import HttpEndpoint, LatencyHistogram, make_registry
+from carbonx.gateway.metrics import LatencyHistogram, make_registry
 from carbonx.gateway.protocol import errors
 from carbonx.gateway.protocol.errors import RpcError
 from carbonx.gateway.sequencer import Done, EventSink, Sequencer, Then
 from carbonx.gateway.sessions import ConnectionRegistry, Session
-from carbonx.gateway.settings import Limits, Settings
+from carbonx.gateway.settings import Limits, Settings, SettingsError
+from carbonx.gateway.supervision import Sinks, SupervisionCollector
+from carbonx.gateway.tls import plaintext_refusal
 
 log = logging.getLogger("carbonx.gateway")
 
@@ -280,7 +285,9 @@ class ClusterGateway(Gateway):
         self.life = life
         self.kv = kv
         self.gateway_id = gateway_id
-        self.seq = ClusterSequencer(engine, journal, self.market, self.latency_durable, self.latency_reply, life, self._fatal)
+        # Market data, then surveillance and disclosure, from this gateway's replica (as in serve).
+        sink = Sinks(self.market, self.supervision)
+        self.seq = ClusterSequencer(engine, journal, sink, self.latency_durable, self.latency_reply, life, self._fatal)
         self.registry = ClusterRegistry(self.limits, life + ".")
 
     async def bootstrap(self) -> int:
@@ -316,8 +323,18 @@ async def run_gateway(settings: Settings, opts: ServeOptions, gateway_id: str, s
     """The ``carbonx gateway`` process: listeners as ``serve``, the cluster behind them."""
     cs = settings.cluster
     srv = settings.server
+    hosts = {"trading listener": opts.host or srv.host, "admin listener": opts.admin_host or srv.admin_host}
+    refusal = plaintext_refusal(hosts, bool(srv.tls_cert), srv.allow_plaintext)
+    if refusal is not None:
+        raise SettingsError(refusal)
     holder: dict[str, Gateway] = {}
-    http = HttpEndpoint(lambda: holder["gw"].registry_metrics if "gw" in holder else None, lambda: _readiness(holder.get("gw")))
+    page: dict[str, object] = {}  # /config.json, once the trading listener is up (as serve)
+    http = HttpServer(
+        lambda: holder["gw"].registry_metrics if "gw" in holder else None,
+        lambda: _readiness(holder.get("gw")),
+        lambda: page or None,
+        lambda symbol: day_trades(holder["gw"].engine, symbol, holder["gw"].journal.durable_seq) if page else None,
+    )
     metrics_port = await http.start(srv.metrics_host, srv.metrics_port if opts.metrics_port is None else opts.metrics_port)
     nc = await connect(cs.nats_urls, name=f"carbonx-gateway-{gateway_id}")
     js = nc.jetstream(timeout=cs.publish_timeout_s)
@@ -344,6 +361,12 @@ async def run_gateway(settings: Settings, opts: ServeOptions, gateway_id: str, s
     assert isinstance(seq, ClusterSequencer)
     gw.registry_metrics = make_registry(gw)
     gw.registry_metrics.register(ClusterCollector(seq))
+    gw.registry_metrics.register(SupervisionCollector(gw.supervision))
+    # The admin audit log is this gateway's own (the admin calls it answered), in the data directory.
+    data_dir = Path(opts.data_dir or srv.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    gw.audit = AuditLog(data_dir / f"audit-{gateway_id}", fsync=(opts.fsync_policy or srv.fsync_policy) == "fsync")
+    gw.audit.open()
     holder["gw"] = gw
     await journal.start()
     watermark = Watermark(js, cs, seq.on_watermark)
@@ -353,6 +376,7 @@ async def run_gateway(settings: Settings, opts: ServeOptions, gateway_id: str, s
     await replica.caught_up.wait()
     trading = await gw.listen(opts.host or srv.host, srv.port if opts.port is None else opts.port, admin=False)
     admin = await gw.listen(opts.admin_host or srv.admin_host, srv.admin_port if opts.admin_port is None else opts.admin_port, admin=True)
+    page.update(page_config(trading, srv.public_url, list(engine.specs)))
     gw.start_background()
     log.info("gateway %s (life %s) caught up at seq %d", gateway_id, life, engine.seq)
     sys.stdout.write(f"carbonx ready trading={trading} admin={admin} metrics=http://{srv.metrics_host}:{metrics_port}\n")
@@ -362,6 +386,7 @@ async def run_gateway(settings: Settings, opts: ServeOptions, gateway_id: str, s
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, gw.reload_tls)
     waiter = loop.create_task(gw.wait_engine(engine.seq))
     stopper = loop.create_task(stop.wait())
     await asyncio.wait([waiter, stopper], return_when=asyncio.FIRST_COMPLETED)

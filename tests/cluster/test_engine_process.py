@@ -65,6 +65,8 @@ def test_a_lone_engine_leads_bootstraps_once_and_reports(tmp_path: Path, nats_cl
         assert got["carbonx_cluster_engine_seq"] == got["carbonx_cluster_events_watermark"]
         assert 23 <= got["carbonx_cluster_engine_seq"] <= 25  # 3 members, 4 accounts x 5, DayOpen (+ a Tick)
         assert got["carbonx_cluster_lease_acquired_total"] == 1
+        # what deploy/prometheus/alerts.yml's cluster rules read (CarbonxNoLeader, CarbonxStandbyLagging)
+        assert (got["carbonx_cluster_engine_active"], got["carbonx_cluster_standby_lag_commands"]) == (1, 0)
         with urllib.request.urlopen(url + "/readyz", timeout=5) as r:
             assert r.status == 200
         proc.send_signal(signal.SIGTERM)

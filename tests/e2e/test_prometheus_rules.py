@@ -19,8 +19,8 @@ from carbonx.gateway.testkit import ROOT, Server, scrape
 from tests.e2e.conftest import broker, operator
 
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
-# Documented names that cluster mode does not export yet (docs/operations.md, "Prometheus").
-CLUSTER_ONLY = {"carbonx_cluster_standby_lag_commands", "carbonx_cluster_leader"}
+# Exported by the cluster engine role, not by serve (tests/cluster/test_engine_process.py checks them).
+CLUSTER_ONLY = {"carbonx_cluster_standby_lag_commands", "carbonx_cluster_engine_active"}
 
 
 def rule_metric_names(path: Path) -> set[str]:
