@@ -2,7 +2,7 @@
 
     carbonx serve --config deploy/demo.toml [--data-dir DIR] [--host H] [--port N]
                   [--admin-host H] [--admin-port N] [--metrics-port N] [--fsync-policy P]
-    carbonx engine --config F [--id ID]        # cluster mode: an engine (active or hot standby)
+    carbonx engine --config F [--id ID] [--metrics-port N]  # cluster mode: an engine (active or hot standby)
     carbonx gateway --config F [--id ID] [--host H] [--port N] [--admin-host H] [--admin-port N] [--metrics-port N]
     carbonx hash-secret SECRET        # prints scrypt$<salt-hex>$<hash-hex> for the config
     carbonx journal verify|dump ...   # see docs/journal.md (gateway.journal_cli)
@@ -53,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     eng = sub.add_parser("engine", help="cluster mode: an engine replica that takes the lead when it can (docs/cluster.md)")
     eng.add_argument("--config", required=True, type=Path, help="TOML configuration with a [cluster] table")
     eng.add_argument("--id", help="this engine's id, unique in the cluster (default: [cluster] engine_id)")
+    eng.add_argument("--metrics-port", type=_port, help="serve /metrics, /healthz, /readyz on this port (default: none; 0 = any free port)")
     eng.add_argument("--log-level", default="INFO", help="logging level (stderr)")
     gw = sub.add_parser("gateway", help="cluster mode: a gateway (the trading, admin and metrics listeners of serve)")
     gw.add_argument("--config", required=True, type=Path, help="TOML configuration with a [cluster] table")
@@ -97,7 +98,7 @@ def _role(args: argparse.Namespace) -> int:
         if args.command == "engine":
             from carbonx.gateway.cluster.engine_role import run_engine
 
-            return uvloop.run(run_engine(settings, role_id))
+            return uvloop.run(run_engine(settings, role_id, metrics_port=args.metrics_port))
         from carbonx.gateway.cluster.gateway_role import run_gateway
 
         opts = ServeOptions(

@@ -50,6 +50,10 @@ class EventSink(abc.ABC):
 class Sequencer:
     """Journals commands, applies them and releases their results once durable, in order."""
 
+    # The seq whose ``done`` is running, for a reply that must name it when ``submit`` could not
+    # return it (cluster mode: the stream orders a command after ``submit`` returned 0).
+    releasing = 0
+
     def __init__(
         self,
         engine: Engine,

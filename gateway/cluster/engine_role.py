@@ -29,13 +29,15 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
 
 import msgspec
 import nats.js.errors
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from carbonx.engine import auction as auctions
 from carbonx.engine.admin import day_due
@@ -47,6 +49,7 @@ from carbonx.gateway.cluster.journal import Anchor, connect, ensure_command_stre
 from carbonx.gateway.cluster.lease import Lease, ensure_kv, liveness_key
 from carbonx.gateway.cluster.replica import AppliedBatch, Replica
 from carbonx.gateway.cluster.snapshots import load_latest, save_snapshot
+from carbonx.gateway.metrics import HttpEndpoint
 from carbonx.gateway.settings import Settings
 
 log = logging.getLogger("carbonx.engine")
@@ -190,6 +193,11 @@ class EngineRole:
             elif self.replica.caught_up.is_set() and await self.lease.try_acquire():
                 self.active = True
                 self.published = self.watermark.seq
+                if self.watermark.seq == 0 and self.watermark.empty and len(self.unpublished) > 1:
+                    # every events message expired (events_max_age_s) or none was ever written:
+                    # the newest batch is enough to move every follower's watermark; republishing
+                    # the whole history would only fill the feed
+                    self.published = self.unpublished[-2].last
                 log.warning("engine %s: ACTIVE at seq %d (events published up to %d)", self.engine_id, self.engine.seq, self.watermark.seq)
                 self._wake.set()
             await asyncio.sleep(period)
@@ -199,14 +207,15 @@ class EngineRole:
             await self._wake.wait()
             self._wake.clear()
             while self.active:
-                batch = next((b for b in self.unpublished if b.last > max(self.published, self.watermark.seq)), None)
-                if batch is None:
+                # Everything not yet published, pipelined (up to 64 messages in flight): each
+                # message is idempotent (ev-<first seq>) and followers only keep the highest seq.
+                floor = max(self.published, self.watermark.seq)
+                batches = [b for b in self.unpublished if b.last > floor][:64]
+                if not batches or not self.holds():
                     break
-                if not self.holds():
-                    break
-                await publish_events(self.js, self.cs, batch)
-                self.published = batch.last
-                self.events_published += 1
+                await asyncio.gather(*(publish_events(self.js, self.cs, b) for b in batches))
+                self.published = batches[-1].last
+                self.events_published += len(batches)
             if (
                 self.active
                 and self.cs.snapshot_every
@@ -232,11 +241,15 @@ class EngineRole:
     async def _clock_loop(self) -> None:
         """Bootstrap once active, then the clock: the only producer of clock-driven commands."""
         tick = self.settings.server.tick_s
+        just_promoted = True
         while True:
             if not self.active or not self.replica.caught_up.is_set():
+                just_promoted = True
                 await asyncio.sleep(min(tick, 0.05))
                 continue
-            await asyncio.sleep(0 if self.engine.seq == 0 else tick)
+            if not just_promoted:  # right after taking the lead: bootstrap and catch up with the clock at once
+                await asyncio.sleep(tick)
+            just_promoted = False
             if not self.active:
                 continue
             now = time.time_ns()
@@ -270,8 +283,28 @@ class EngineRole:
                 await self._publish_commands([GatewayLost(ts=time.time_ns(), gateway=life)], f"gwlost-{life}-{self.engine.seq}")
 
 
-async def run_engine(settings: Settings, engine_id: str, stop: asyncio.Event | None = None) -> int:
-    """The ``carbonx engine`` process: start, print the ready line, run until SIGTERM/SIGINT."""
+class EngineCollector:
+    """``/metrics`` of an engine process: its role, position and what it published."""
+
+    def __init__(self, role: EngineRole) -> None:
+        self.role = role
+
+    def collect(self) -> Iterator[Metric]:
+        r = self.role
+        yield GaugeMetricFamily("carbonx_cluster_engine_active", "1 while this engine holds the lease", value=int(r.active))
+        yield GaugeMetricFamily("carbonx_cluster_engine_seq", "Engine seq this replica has applied", value=r.engine.seq)
+        yield GaugeMetricFamily("carbonx_cluster_engine_stream_seq", "Command stream message last applied", value=r.replica.stream_seq)
+        yield GaugeMetricFamily("carbonx_cluster_events_watermark", "Highest seq in the events stream", value=r.watermark.seq)
+        yield GaugeMetricFamily(
+            "carbonx_cluster_engine_unpublished_batches", "Applied batches above the watermark", value=len(r.unpublished)
+        )
+        yield CounterMetricFamily("carbonx_cluster_lease_acquired", "Times this engine took the lease", value=r.lease.acquired)
+        yield CounterMetricFamily("carbonx_cluster_events_published", "Events messages this engine published", value=r.events_published)
+
+
+async def run_engine(settings: Settings, engine_id: str, stop: asyncio.Event | None = None, metrics_port: int | None = None) -> int:
+    """The ``carbonx engine`` process: start, print the ready line, run until SIGTERM/SIGINT.
+    ``metrics_port``: serve ``/metrics``, ``/healthz`` and ``/readyz`` (ready = caught up) there."""
     cs = settings.cluster
     nc = await connect(cs.nats_urls, name=f"carbonx-engine-{engine_id}")
     js = nc.jetstream(timeout=cs.publish_timeout_s)
@@ -286,12 +319,21 @@ async def run_engine(settings: Settings, engine_id: str, stop: asyncio.Event | N
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, role.stop.set)
+    http: HttpEndpoint | None = None
+    if metrics_port is not None:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(EngineCollector(role))
+        http = HttpEndpoint(lambda: registry, lambda: role.replica.caught_up.is_set() and role.fatal is None)
+        metrics_port = await http.start(settings.server.metrics_host, metrics_port)
     await role.start()
     await role.replica.caught_up.wait()
     log.info("engine %s caught up at seq %d (snapshot %s)", engine_id, engine.seq, loaded.name if loaded else "none")
-    sys.stdout.write(f"carbonx engine ready id={engine_id} seq={engine.seq}\n")
+    where = f" metrics=http://{settings.server.metrics_host}:{metrics_port}" if http is not None else ""
+    sys.stdout.write(f"carbonx engine ready id={engine_id} seq={engine.seq}{where}\n")
     sys.stdout.flush()
     await role.stop.wait()
     await role.close()
     await nc.close()
+    if http is not None:
+        await http.close()
     return 1 if role.fatal is not None else 0

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 
 import msgspec
@@ -31,7 +32,7 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 
 from carbonx.engine.schema import AnyEvent
-from carbonx.gateway.cluster.journal import MSG_ID, SEQ_HEADER, retrying
+from carbonx.gateway.cluster.journal import MSG_ID, SEQ_HEADER, _transient, retrying
 from carbonx.gateway.cluster.replica import AppliedBatch
 from carbonx.gateway.journal import JournalError
 from carbonx.gateway.settings import ClusterSettings
@@ -67,23 +68,28 @@ def decode_events(data: bytes) -> list[tuple[int, str, list[AnyEvent]]]:
 
 
 async def publish_events(js: JetStreamContext, settings: ClusterSettings, batch: AppliedBatch) -> bool:
-    """Publish one applied batch's events; True if the stream already had them (a duplicate)."""
+    """Publish one applied batch's events; True if the stream already had them (a duplicate).
+    Transient failures (no stream leader during an election, timeouts, reconnecting) are retried
+    with the same id for ``publish_retry_s``; then ``JournalError``."""
     headers = {MSG_ID: f"ev-{batch.first}", SEQ_HEADER: str(batch.first), LAST_SEQ_HEADER: str(batch.last)}
-    for attempt in range(1_000_000):
+    payload = encode_events(batch)
+    deadline = time.monotonic() + settings.publish_retry_s
+    pause = 0.02
+    while True:
         try:
             ack = await js.publish(
-                settings.events_subject,
-                encode_events(batch),
-                timeout=settings.publish_timeout_s,
-                stream=settings.events_stream,
-                headers=headers,
+                settings.events_subject, payload, timeout=settings.publish_timeout_s, stream=settings.events_stream, headers=headers
             )
             return bool(ack.duplicate)
-        except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.errors.ConnectionReconnectingError) as exc:
-            if attempt * settings.publish_timeout_s > settings.publish_retry_s:
-                raise JournalError(f"events of {batch.first}..{batch.last} not acknowledged: {exc!r}") from exc
-            await asyncio.sleep(0.05)
-    raise AssertionError("unreachable")
+        except Exception as exc:
+            if not _transient(exc):
+                raise JournalError(f"JetStream refused the events of {batch.first}..{batch.last}: {exc!r}") from exc
+            if time.monotonic() + pause > deadline:
+                raise JournalError(
+                    f"events of {batch.first}..{batch.last} not acknowledged within {settings.publish_retry_s}s: {exc!r}"
+                ) from exc
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.5)
 
 
 class Watermark:
@@ -95,10 +101,19 @@ class Watermark:
         self.seq = 0
         self.on_advance = on_advance
         self.seen = asyncio.Event()  # set once any events message was seen (an engine was active once)
+        self.empty = True  # the stream had no message when we started (fresh, or every message expired)
         self._sub: object = None
 
     async def start(self) -> None:
+        """Read the stream's last message first (so ``seq`` is known before anyone acts on it),
+        then follow new ones. ``empty`` tells whether the stream had no message at all."""
         js, s = self.js, self.settings
+        info = await retrying(lambda: js.stream_info(s.events_stream), what=f"stream info of {s.events_stream}")
+        self.empty = not info.state.messages
+        if not self.empty:
+            last = info.state.last_seq
+            msg = await retrying(lambda: js.get_msg(s.events_stream, last), what=f"reading the last message of {s.events_stream}")
+            await self._on_msg(msg)
         config = ConsumerConfig(deliver_policy=DeliverPolicy.LAST, headers_only=True)
         self._sub = await retrying(
             lambda: js.subscribe(

@@ -27,10 +27,12 @@ import logging
 import secrets
 import signal
 import sys
+import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from nats.js.kv import KeyValue
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from carbonx.engine.engine import Engine
 from carbonx.engine.schema import Command
@@ -149,6 +151,7 @@ class ClusterSequencer(Sequencer):
         self.requests = 0
         self.waiting: dict[str, tuple[Done | None, int]] = {}  # origin -> (done, recv_ns): published, not applied yet
         self.watermark = 0  # the active engine's applied seq (events stream)
+        self.applied = engine.seq  # the local replica's position
         self.releasing = 0
 
     def submit(self, cmd: Command, done: Done | None = None, recv_ns: int = 0) -> int:
@@ -191,6 +194,7 @@ class ClusterSequencer(Sequencer):
             elif events:
                 pending.append((seq, events, None, 0))
             seq += 1
+        self.applied = batch.last
         self.on_durable(self.watermark)
 
     def on_watermark(self, seq: int) -> None:
@@ -198,10 +202,45 @@ class ClusterSequencer(Sequencer):
         self.on_durable(seq)
 
     def on_durable(self, durable: int) -> None:
-        if not self.pending or self.pending[0][0] > durable:
+        """Release everything up to ``durable`` (the watermark), in seq order: as
+        ``Sequencer.on_durable``, with ``releasing`` naming the seq whose reply is being built."""
+        pending = self.pending
+        if not pending or pending[0][0] > durable:
+            self._released(durable)
             return
-        super().on_durable(durable)
-        self.cluster_journal.released(min(durable, self.engine.seq))
+        now = time.time_ns()
+        while pending and pending[0][0] <= durable:
+            seq, events, done, recv_ns = pending.popleft()
+            self.releasing = seq
+            if events is None:
+                if done is not None:
+                    try:
+                        done([])
+                    except Exception:
+                        log.exception("read reply after seq %d failed", seq)
+                continue
+            if recv_ns:
+                self.latency_durable.observe_ns(now - recv_ns)
+            if done is not None:
+                try:
+                    done(events)
+                except Exception:
+                    log.exception("reply for seq %d failed", seq)
+                if recv_ns:
+                    self.latency_reply.observe_ns(time.time_ns() - recv_ns)
+            if events:
+                try:
+                    self.sink.publish(seq, events)
+                except Exception:  # never let fan-out stall the release of later replies
+                    log.exception("publishing seq %d failed", seq)
+        self.releasing = 0
+        self._released(durable)
+
+    def _released(self, durable: int) -> None:
+        """Everything up to here is released (``durable_seq`` for heartbeats, metrics, waiters)."""
+        upto = min(durable, self.applied)
+        if upto > self.cluster_journal.durable_seq:
+            self.cluster_journal.released(upto)
 
 
 class ClusterRegistry(ConnectionRegistry):
@@ -215,6 +254,22 @@ class ClusterRegistry(ConnectionRegistry):
         if not session.session_id.startswith(self.prefix):
             session.session_id = self.prefix + session.session_id
         return super().admit(session)
+
+
+class ClusterCollector:
+    """The gateway's cluster figures at scrape time (added to its ``/metrics``)."""
+
+    def __init__(self, seq: ClusterSequencer) -> None:
+        self.seq = seq
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.seq
+        yield GaugeMetricFamily("carbonx_cluster_gateway_applied_seq", "Engine seq this gateway's replica has applied", value=s.applied)
+        yield GaugeMetricFamily("carbonx_cluster_events_watermark", "Highest seq the active engine has applied", value=s.watermark)
+        yield GaugeMetricFamily("carbonx_cluster_gateway_waiting", "Commands published, not yet applied here", value=len(s.waiting))
+        yield GaugeMetricFamily(
+            "carbonx_cluster_gateway_unreleased", "Results applied here, waiting for the active engine", value=len(s.pending)
+        )
 
 
 class ClusterGateway(Gateway):
@@ -288,6 +343,7 @@ async def run_gateway(settings: Settings, opts: ServeOptions, gateway_id: str, s
     seq = gw.seq
     assert isinstance(seq, ClusterSequencer)
     gw.registry_metrics = make_registry(gw)
+    gw.registry_metrics.register(ClusterCollector(seq))
     holder["gw"] = gw
     await journal.start()
     watermark = Watermark(js, cs, seq.on_watermark)

@@ -24,13 +24,14 @@ import msgspec
 import pytest
 
 from carbonx.engine.engine import Engine
+from carbonx.engine.schema import DayOpened, Reject
 from carbonx.gateway.client import Client
 from carbonx.gateway.cluster.events import decode_events
 from carbonx.gateway.cluster.journal import connect, read_stream
 from carbonx.gateway.cluster.testkit import ClusterKit, roles_available
 from carbonx.gateway.sequencer import apply_replicated
 from carbonx.gateway.settings import load_settings
-from carbonx.gateway.testkit import ACCOUNTS, BROKERS
+from carbonx.gateway.testkit import ACCOUNTS, BROKERS, scrape
 
 
 @functools.cache
@@ -70,6 +71,14 @@ async def test_orders_cross_through_two_gateways_and_both_see_the_trade(kit: Clu
         # reads come from each gateway's replica, which has applied the trade
         got = await a.get_order(ACCOUNTS["a"][0], client_order_id="x-sell")
         assert got["status"] == "filled"
+        await a.place(ACCOUNTS["a"][0], "SHEA", "buy", 1, "59.00", client_order_id="x-rest")
+        mass = await a.request("order.cancel_all", {"account": ACCOUNTS["a"][0]})
+        assert mass["cancelled"] == 1 and mass["seq"] > 0  # the seq the stream gave it, though submit could not know it
+        got_metrics = await asyncio.to_thread(scrape, kit.gateways[0])
+        assert got_metrics["carbonx_cluster_gateway_applied_seq"] >= mass["seq"]
+        assert got_metrics["carbonx_cluster_events_watermark"] >= mass["seq"]
+        assert got_metrics["carbonx_cluster_gateway_waiting"] == 0
+        assert got_metrics["carbonx_journal_durable_seq"] >= mass["seq"]  # released up to there
     finally:
         for c in (a, b, watch_a, watch_b):
             await c.close()
@@ -91,9 +100,12 @@ async def test_kill9_the_active_engine_the_standby_takes_over(kit: ClusterKit) -
     assert new is not None and new != active
     placed = await asyncio.wait_for(_place_ok(kit.gateways[1].trading, "b", 5, "after"), 30)
     assert all(p["exec_type"] == "new" for p in placed)
+    await asyncio.wait_for(_place_ok(kit.gateways[0].trading, "a", 60, "after-2"), 30)  # the new leader snapshots
     kit.start_engine(active)  # back as a standby
     await asyncio.sleep(1.0)
     assert await asyncio.to_thread(kit.active_engine) == new
+    report = await asyncio.to_thread(verify_full, kit)  # the snapshots written equal a replay from empty
+    assert report["ok"] and report["snapshots"] and all(s["ok"] for s in report["snapshots"]), report
 
 
 async def events_agree_with_the_command_stream(kit: ClusterKit) -> int:
@@ -113,12 +125,17 @@ async def events_agree_with_the_command_stream(kit: ClusterKit) -> int:
         info = await js.stream_info(cs.events_stream)
         sub = await js.subscribe(cs.events_subject, stream=cs.events_stream, ordered_consumer=True)
         covered = 0
+        day_opens = 0
         for _ in range(info.state.messages):
             msg = await sub.next_msg(timeout=10)
-            for seq, _origin, events in decode_events(msg.data):
+            for seq, origin, events in decode_events(msg.data):
                 assert seq == covered + 1, f"events for seq {seq} after {covered}: a gap or a duplicate"
                 assert msgspec.msgpack.encode(events) == expected[seq], f"events of seq {seq} contradict the command stream"
+                if origin.startswith("engine."):  # clock/bootstrap/GatewayLost: one producer, so never refused as a duplicate
+                    assert not [e for e in events if isinstance(e, Reject)], (seq, origin, events)
+                day_opens += sum(1 for e in events if isinstance(e, DayOpened))
                 covered = seq
+        assert day_opens == 1  # the day was opened by exactly one party, once
         await sub.unsubscribe()
         assert covered >= len(expected) - 50  # the last batches may still be on their way
         return covered
@@ -170,6 +187,11 @@ async def test_losing_a_gateway_cancels_exactly_its_cancel_on_disconnect_orders(
         lost = await doomed.place(ACCOUNTS["b"][0], "SHEA", "buy", 3, "58.10", client_order_id="cod-lost")
         plain_order = await plain.place(ACCOUNTS["b"][0], "SHEA", "buy", 4, "58.20", client_order_id="cod-plain")
         kit.kill9_gateway(1)
+        await asyncio.to_thread(kit.restart_gateway, 1)  # the same id at once: a new life (boot nonce)
+        await asyncio.to_thread(kit.wait_gateway_ready, 1)
+        reborn = await broker(kit.gateways[1].trading, "b")
+        await reborn.cancel_on_disconnect(True)
+        new_life = await reborn.place(ACCOUNTS["b"][0], "SHEA", "buy", 5, "58.30", client_order_id="cod-new-life")
         checker = await broker(kit.gateways[0].trading, "b")
         try:
             deadline = asyncio.get_running_loop().time() + 20
@@ -182,11 +204,12 @@ async def test_losing_a_gateway_cancels_exactly_its_cancel_on_disconnect_orders(
             assert got.get("reason") in (None, "GATEWAY_LOST")
             assert (await checker.get_order(ACCOUNTS["b"][0], plain_order["order_id"]))["status"] == "new"  # not COD
             assert (await survivor.get_order(ACCOUNTS["a"][0], kept["order_id"]))["status"] == "new"  # another gateway
+            assert (await checker.get_order(ACCOUNTS["b"][0], new_life["order_id"]))["status"] == "new"  # the new life's
         finally:
             await checker.close()
+            await reborn.close()
     finally:
         await survivor.close()
         for c in (doomed, plain):
             with contextlib.suppress(Exception):
                 await c.abort()
-        await asyncio.to_thread(kit.restart_gateway, 1)

@@ -44,9 +44,32 @@ def test_a_full_table_is_read() -> None:
         ('command_subject = "a.*"', "cluster.command_subject"),
         ('sync_interval = "sometimes"', "cluster.sync_interval"),
         ("duplicate_window_s = 30.0", "cluster: need duplicate_window_s > publish_retry_s + publish_timeout_s"),
+        ('gateway_id = "gw.1"', "cluster.gateway_id"),  # a '.' would break the session id <id>.<nonce>.<n>
+        ('engine_id = ""', "cluster.engine_id"),
+        (f'gateway_id = "{"g" * 33}"', "cluster.gateway_id"),
+        ('events_stream = "a.b"', "cluster.events_stream"),
+        ("events_max_age_s = 1.0", "cluster.events_max_age_s: 1.0 is outside the range 60 to 2592000"),
+        ("snapshot_every = -1", "cluster.snapshot_every: -1 is outside the range 0 to 100000000"),
     ],
 )
 def test_bad_values_name_the_key(snippet: str, message: str) -> None:
     with pytest.raises(SettingsError) as exc:
         parse_settings(DEMO_TEXT + f"\n[cluster]\n{snippet}\n")
     assert str(exc.value).startswith(message)
+
+
+def test_the_roles_table_is_read() -> None:
+    text = DEMO_TEXT + (
+        '\n[cluster]\nevents_stream = "CX_EV"\nevents_subject = "cx.ev"\nkv_bucket = "CX_KV"\n'
+        'snapshot_every = 5000\nengine_id = "e-1"\ngateway_id = "gw_2"\n'
+    )
+    c = parse_settings(text).cluster
+    assert (c.events_stream, c.events_subject, c.kv_bucket, c.snapshot_every) == ("CX_EV", "cx.ev", "CX_KV", 5000)
+    assert (c.engine_id, c.gateway_id) == ("e-1", "gw_2")
+
+
+def test_a_bad_role_id_on_the_command_line_is_refused() -> None:
+    from carbonx.gateway.cli import main
+
+    assert main(["engine", "--config", str(DEMO), "--id", "bad.id"]) == 2
+    assert main(["gateway", "--config", str(DEMO), "--id", "x" * 33]) == 2
