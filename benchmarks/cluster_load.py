@@ -40,7 +40,7 @@ import uvloop
 from carbonx.gateway.client import Client, ClientError
 from carbonx.gateway.cluster.testkit import ClusterKit, roles_available
 from carbonx.gateway.failover import FailoverClient
-from carbonx.gateway.testkit import ACCOUNTS, BROKERS, start_server, write_config
+from carbonx.gateway.testkit import ACCOUNTS, BROKERS, cpu_seconds, start_server, write_config
 
 _spec = importlib.util.spec_from_file_location("gateway_load", Path(__file__).with_name("gateway_load.py"))
 assert _spec is not None and _spec.loader is not None
@@ -71,10 +71,21 @@ async def _sessions(urls: list[str], n: int) -> list[tuple[Client, str]]:
     return out
 
 
-async def sustained(urls: list[str], args: argparse.Namespace) -> dict[str, Any]:
+def _cpu(pids: list[int]) -> float:
+    return sum(cpu_seconds(pid) for pid in pids)
+
+
+async def sustained(urls: list[str], args: argparse.Namespace, pids: list[int]) -> dict[str, Any]:
+    """The open loop; plus ``cpu_us_per_order``: CPU time of the exchange's processes (``pids``:
+    NATS nodes, engines, gateways; or the one embedded server) over the phase per order
+    acknowledged, a figure the machine's load moves far less than rates and latencies."""
     sessions = await _sessions(urls, args.connections)
     try:
+        before = _cpu(pids)
         result: dict[str, Any] = await gateway_load.open_loop(sessions, args.rate, args.duration, args.seed)
+        used = _cpu(pids) - before
+        result["cpu_s"] = round(used, 2)
+        result["cpu_us_per_order"] = round(1e6 * used / result["acked"], 1) if result["acked"] else None
         return result
     finally:
         for c, _ in sessions:
@@ -147,6 +158,12 @@ async def one_failover(kit: ClusterKit, fc: FailoverClient, active: int, prefix:
     return round(first_ack - killed_at, 3)
 
 
+def _pids(kit: ClusterKit) -> list[int]:
+    """Every process of the cluster: NATS nodes, engines, gateways."""
+    procs = [n.proc for n in kit.nats.nodes] + [e.proc for e in kit.engines]
+    return [p.pid for p in procs if p is not None] + [g.pid for g in kit.gateways]
+
+
 def _cluster(workdir: Path, name: str, config: Path, sync_interval: str | None) -> ClusterKit:
     return ClusterKit(workdir / name, sync_interval=sync_interval, base_config=config, cluster={"lease_ttl_s": 2.0})
 
@@ -156,7 +173,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     server = start_server(workdir / "embedded", fsync="fsync", config=config)
     try:
-        out["embedded"] = await sustained([server.trading], args)
+        out["embedded"] = await sustained([server.trading], args, [server.pid])
     finally:
         server.terminate()
     if not roles_available():
@@ -164,12 +181,12 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         return out
     try:
         with _cluster(workdir, "default", config, None) as kit:
-            out["cluster"] = await sustained(kit.trading_urls, args)
+            out["cluster"] = await sustained(kit.trading_urls, args, _pids(kit))
             if args.kills:
                 out["failover_runs"] = await failover(kit, args)
         if args.always:
             with _cluster(workdir, "always", config, "always") as kit:
-                out["always"] = await sustained(kit.trading_urls, args)
+                out["always"] = await sustained(kit.trading_urls, args, _pids(kit))
     except Exception as exc:  # report what was measured, and why the rest was not
         traceback.print_exc()
         out["cluster_error"] = repr(exc)
@@ -208,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
         "always_orders_per_s": always.get("orders_per_s"),
         "always_p50_ms": always.get("p50_ms"),
         "always_p99_ms": always.get("p99_ms"),
+        "cpu_us_per_order": cluster.get("cpu_us_per_order"),
+        "always_cpu_us_per_order": always.get("cpu_us_per_order"),
+        "embedded_cpu_us_per_order": embedded.get("cpu_us_per_order"),
         "failover_s": statistics.median(runs) if runs else None,
         "failover_runs_s": runs,
         "embedded_orders_per_s": embedded.get("orders_per_s"),
