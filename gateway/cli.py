@@ -24,7 +24,7 @@ from pathlib import Path
 from msgspec.structs import replace
 
 from carbonx.engine.config import ConfigError
-from carbonx.gateway.settings import FSYNC_POLICIES, SettingsError, load_settings, with_env_operator
+from carbonx.gateway.settings import FSYNC_POLICIES, Settings, SettingsError, load_settings, with_env_operator
 
 log = logging.getLogger("carbonx")
 
@@ -71,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     gw.add_argument("--admin-port", type=_port, help="admin listener port (default 8701; 0 = any free port)")
     gw.add_argument("--metrics-port", type=_port, help="metrics/health HTTP port (default 9100; 0 = any free port)")
     gw.add_argument("--log-level", default="INFO", help="logging level (stderr)")
+    gw.add_argument(
+        "--allow-plaintext", action="store_true", help="serve plain text off loopback (a proxy terminates TLS): [server] allow_plaintext"
+    )
     hs = sub.add_parser("hash-secret", help="print the salted hash of a secret for the configuration")
     hs.add_argument("secret")
     sub.add_parser("journal", help="journal tools: verify DIR --config FILE | dump DIR [--from SEQ]", add_help=False)
@@ -82,19 +85,33 @@ def _parser() -> argparse.ArgumentParser:
 _ROLE_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
 
-def _role(args: argparse.Namespace) -> int:
-    """``carbonx engine`` / ``carbonx gateway``: the cluster roles (gateway/cluster/)."""
-    import uvloop
-
-    from carbonx.gateway.app import ServeOptions
-
+def _logging_and_settings(args: argparse.Namespace) -> Settings | None:
+    """What ``serve`` and the cluster roles start with: logging on stderr, then the
+    configuration (``--allow-plaintext`` applied). None after printing a configuration error."""
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # websockets logs every connection's open and close (and every refused upgrade) at INFO:
+    # a connection flood would flood the log. Per-connection lines only at DEBUG; the
+    # counts are in the metrics (carbonx_sessions, carbonx_connections_refused_total).
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
         logging.getLogger("websockets").setLevel(logging.WARNING)
     try:
         settings = with_env_operator(load_settings(args.config))
     except (OSError, ConfigError, SettingsError) as exc:
         print(f"carbonx: configuration error in {args.config}: {exc}", file=sys.stderr)
+        return None
+    if getattr(args, "allow_plaintext", False):
+        settings = replace(settings, server=replace(settings.server, allow_plaintext=True))
+    return settings
+
+
+def _role(args: argparse.Namespace) -> int:
+    """``carbonx engine`` / ``carbonx gateway``: the cluster roles (gateway/cluster/)."""
+    import uvloop
+
+    from carbonx.gateway.app import ServeOptions
+
+    settings = _logging_and_settings(args)
+    if settings is None:
         return 2
     role_id = args.id or (settings.cluster.engine_id if args.command == "engine" else settings.cluster.gateway_id)
     if not _ROLE_ID.match(role_id):
@@ -118,6 +135,9 @@ def _role(args: argparse.Namespace) -> int:
     except JournalError as exc:  # the command stream is unusable (corrupt, misconfigured, unreachable)
         print(f"carbonx: cannot run the {args.command}: {exc}", file=sys.stderr)
         return 3
+    except SettingsError as exc:  # e.g. plain text off loopback (gateway/tls.py)
+        print(f"carbonx: cannot start: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:  # e.g. a port already in use
         print(f"carbonx: {exc}", file=sys.stderr)
         return 1
@@ -128,19 +148,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     from carbonx.gateway.app import ServeOptions, run
 
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # websockets logs every connection's open and close (and every refused upgrade) at INFO:
-    # a connection flood would flood the log. Per-connection lines only at DEBUG; the
-    # counts are in the metrics (carbonx_sessions, carbonx_connections_refused_total).
-    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
-        logging.getLogger("websockets").setLevel(logging.WARNING)
-    try:
-        settings = with_env_operator(load_settings(args.config))
-    except (OSError, ConfigError, SettingsError) as exc:
-        print(f"carbonx: configuration error in {args.config}: {exc}", file=sys.stderr)
+    settings = _logging_and_settings(args)
+    if settings is None:
         return 2
-    if args.allow_plaintext:
-        settings = replace(settings, server=replace(settings.server, allow_plaintext=True))
     if settings.operator is None:
         log.warning(
             "no operator credentials configured: the admin listener will refuse every login "

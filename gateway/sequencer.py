@@ -120,11 +120,14 @@ class Sequencer:
             self.pending.append((self.engine.seq, None, lambda _: fn(), 0))
 
     def on_durable(self, durable: int) -> None:
-        """The journal listener: release everything up to ``durable``, in seq order."""
+        """The journal listener: release everything up to ``durable``, in seq order (replies,
+        then fan-out), with ``releasing`` naming the seq whose reply is being built; then
+        ``_released(durable)``."""
         pending = self.pending
         now = time.time_ns()
         while pending and pending[0][0] <= durable:
             seq, events, done, recv_ns = pending.popleft()
+            self.releasing = seq
             if events is None:
                 if done is not None:
                     try:
@@ -146,6 +149,12 @@ class Sequencer:
                     self.sink.publish(seq, events)
                 except Exception:  # never let fan-out stall the release of later replies
                     log.exception("publishing seq %d failed", seq)
+        self.releasing = 0
+        self._released(durable)
+
+    def _released(self, durable: int) -> None:
+        """Everything up to ``durable`` is released. Nothing to do here (the local journal keeps
+        ``durable_seq`` itself); the cluster sequencer advances its release watermark."""
 
 
 # --------------------------------------------------------------------------- replay

@@ -44,11 +44,12 @@ from carbonx.engine.admin import day_due
 from carbonx.engine.engine import Engine
 from carbonx.engine.schema import Command, CreateAccount, CreateMember, DayOpen, Deposit, GatewayLost, Tick
 from carbonx.gateway.cluster.commands import encode_batch, publish_once
-from carbonx.gateway.cluster.events import Watermark, ensure_events_stream, publish_events
-from carbonx.gateway.cluster.journal import Anchor, connect, ensure_command_stream, retrying
-from carbonx.gateway.cluster.lease import Lease, ensure_kv, liveness_key
+from carbonx.gateway.cluster.events import Watermark, publish_events
+from carbonx.gateway.cluster.join import join
+from carbonx.gateway.cluster.journal import Anchor
+from carbonx.gateway.cluster.lease import Lease, liveness_key
 from carbonx.gateway.cluster.replica import AppliedBatch, Replica
-from carbonx.gateway.cluster.snapshots import load_latest, save_snapshot
+from carbonx.gateway.cluster.snapshots import save_snapshot
 from carbonx.gateway.metrics import HttpEndpoint
 from carbonx.gateway.settings import Settings
 
@@ -311,15 +312,9 @@ class EngineCollector:
 async def run_engine(settings: Settings, engine_id: str, stop: asyncio.Event | None = None, metrics_port: int | None = None) -> int:
     """The ``carbonx engine`` process: start, print the ready line, run until SIGTERM/SIGINT.
     ``metrics_port``: serve ``/metrics``, ``/healthz`` and ``/readyz`` (ready = caught up) there."""
-    cs = settings.cluster
-    nc = await connect(cs.nats_urls, name=f"carbonx-engine-{engine_id}")
-    js = nc.jetstream(timeout=cs.publish_timeout_s)
-    await ensure_command_stream(js, cs)
-    await ensure_events_stream(js, cs)
-    kv = await ensure_kv(js, cs)
-    loaded = await retrying(lambda: load_latest(js, cs, settings.market), what="loading the latest snapshot")
-    engine, anchor = (loaded.engine, loaded.anchor) if loaded is not None else (Engine(settings.market), None)
-    role = EngineRole(settings, engine_id, nc, js, kv, engine, anchor)
+    joined = await join(settings, f"carbonx-engine-{engine_id}")
+    nc, js, kv, engine = joined.nc, joined.js, joined.kv, joined.engine
+    role = EngineRole(settings, engine_id, nc, js, kv, engine, joined.anchor)
     if stop is not None:
         role.stop = stop
     loop = asyncio.get_running_loop()
@@ -333,7 +328,7 @@ async def run_engine(settings: Settings, engine_id: str, stop: asyncio.Event | N
         metrics_port = await http.start(settings.server.metrics_host, metrics_port)
     await role.start()
     await role.replica.caught_up.wait()
-    log.info("engine %s caught up at seq %d (snapshot %s)", engine_id, engine.seq, loaded.name if loaded else "none")
+    log.info("engine %s caught up at seq %d (snapshot %s)", engine_id, engine.seq, joined.snapshot or "none")
     where = f" metrics=http://{settings.server.metrics_host}:{metrics_port}" if http is not None else ""
     sys.stdout.write(f"carbonx engine ready id={engine_id} seq={engine.seq}{where}\n")
     sys.stdout.flush()

@@ -27,7 +27,6 @@ import logging
 import secrets
 import signal
 import sys
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -40,11 +39,10 @@ from carbonx.engine.schema import Command
 from carbonx.gateway.app import Gateway, ServeOptions, _readiness
 from carbonx.gateway.audit import AuditLog
 from carbonx.gateway.cluster.commands import CommandPublisher
-from carbonx.gateway.cluster.events import Watermark, ensure_events_stream
-from carbonx.gateway.cluster.journal import connect, ensure_command_stream, retrying
-from carbonx.gateway.cluster.lease import ensure_kv, liveness_key
+from carbonx.gateway.cluster.events import Watermark
+from carbonx.gateway.cluster.join import join
+from carbonx.gateway.cluster.lease import liveness_key
 from carbonx.gateway.cluster.replica import AppliedBatch, Replica
-from carbonx.gateway.cluster.snapshots import load_latest
 from carbonx.gateway.http import HttpServer, day_trades, page_config
 from carbonx.gateway.journal import Journal, JournalError, UnencodableCommand
 from carbonx.gateway.metrics import LatencyHistogram, make_registry
@@ -206,41 +204,6 @@ class ClusterSequencer(Sequencer):
         self.watermark = seq
         self.on_durable(seq)
 
-    def on_durable(self, durable: int) -> None:
-        """Release everything up to ``durable`` (the watermark), in seq order: as
-        ``Sequencer.on_durable``, with ``releasing`` naming the seq whose reply is being built."""
-        pending = self.pending
-        if not pending or pending[0][0] > durable:
-            self._released(durable)
-            return
-        now = time.time_ns()
-        while pending and pending[0][0] <= durable:
-            seq, events, done, recv_ns = pending.popleft()
-            self.releasing = seq
-            if events is None:
-                if done is not None:
-                    try:
-                        done([])
-                    except Exception:
-                        log.exception("read reply after seq %d failed", seq)
-                continue
-            if recv_ns:
-                self.latency_durable.observe_ns(now - recv_ns)
-            if done is not None:
-                try:
-                    done(events)
-                except Exception:
-                    log.exception("reply for seq %d failed", seq)
-                if recv_ns:
-                    self.latency_reply.observe_ns(time.time_ns() - recv_ns)
-            if events:
-                try:
-                    self.sink.publish(seq, events)
-                except Exception:  # never let fan-out stall the release of later replies
-                    log.exception("publishing seq %d failed", seq)
-        self.releasing = 0
-        self._released(durable)
-
     def _released(self, durable: int) -> None:
         """Everything up to here is released (``durable_seq`` for heartbeats, metrics, waiters)."""
         upto = min(durable, self.applied)
@@ -336,13 +299,8 @@ async def run_gateway(settings: Settings, opts: ServeOptions, gateway_id: str, s
         lambda symbol: day_trades(holder["gw"].engine, symbol, holder["gw"].journal.durable_seq) if page else None,
     )
     metrics_port = await http.start(srv.metrics_host, srv.metrics_port if opts.metrics_port is None else opts.metrics_port)
-    nc = await connect(cs.nats_urls, name=f"carbonx-gateway-{gateway_id}")
-    js = nc.jetstream(timeout=cs.publish_timeout_s)
-    await ensure_command_stream(js, cs)
-    await ensure_events_stream(js, cs)
-    kv = await ensure_kv(js, cs)
-    loaded = await retrying(lambda: load_latest(js, cs, settings.market), what="loading the latest snapshot")
-    engine, anchor = (loaded.engine, loaded.anchor) if loaded is not None else (Engine(settings.market), None)
+    joined = await join(settings, f"carbonx-gateway-{gateway_id}")
+    nc, js, kv, engine, anchor = joined.nc, joined.js, joined.kv, joined.engine, joined.anchor
     nonce = secrets.token_hex(4)
     life = f"{gateway_id}.{nonce}"
     await kv.put(liveness_key(gateway_id), nonce.encode())
