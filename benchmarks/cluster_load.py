@@ -164,8 +164,11 @@ def _pids(kit: ClusterKit) -> list[int]:
     return [p.pid for p in procs if p is not None] + [g.pid for g in kit.gateways]
 
 
-def _cluster(workdir: Path, name: str, config: Path, sync_interval: str | None) -> ClusterKit:
-    return ClusterKit(workdir / name, sync_interval=sync_interval, base_config=config, cluster={"lease_ttl_s": 2.0})
+def _cluster(workdir: Path, name: str, config: Path, sync_interval: str | None, linger_ms: float | None) -> ClusterKit:
+    extra: dict[str, object] = {"lease_ttl_s": 2.0}
+    if linger_ms is not None:
+        extra["linger_ms"] = linger_ms
+    return ClusterKit(workdir / name, sync_interval=sync_interval, base_config=config, cluster=extra)
 
 
 async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
@@ -180,12 +183,12 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         out["cluster_error"] = "carbonx engine/gateway roles not available in this build"
         return out
     try:
-        with _cluster(workdir, "default", config, None) as kit:
+        with _cluster(workdir, "default", config, None, args.linger_ms) as kit:
             out["cluster"] = await sustained(kit.trading_urls, args, _pids(kit))
             if args.kills:
                 out["failover_runs"] = await failover(kit, args)
         if args.always:
-            with _cluster(workdir, "always", config, "always") as kit:
+            with _cluster(workdir, "always", config, "always", args.linger_ms) as kit:
                 out["always"] = await sustained(kit.trading_urls, args, _pids(kit))
     except Exception as exc:  # report what was measured, and why the rest was not
         traceback.print_exc()
@@ -202,6 +205,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--probe-ms", type=float, default=20, help="the failover prober sends an order this often")
     p.add_argument("--no-always", dest="always", action="store_false", help="skip the sync_interval: always phase")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--linger-ms", type=float, help="[cluster] linger_ms for every process (default: the configuration's)")
     return p
 
 

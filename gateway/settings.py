@@ -158,7 +158,10 @@ class ClusterSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     lease_ttl_s: Annotated[float, _within(0.5, 300)] = 5.0  # the active engine's leadership lease
     batch_max_commands: Annotated[int, _within(1, 100_000)] = 1000  # commands per stream message at most
     batch_max_bytes: Annotated[int, _within(1024, 8 * _MIB)] = 512 * 1024  # below the server's max_payload (1 MiB default)
-    linger_ms: Annotated[float, _within(0, 1000)] = 0.0  # wait this long for a batch to fill (0: group commit only)
+    # Wait this long for a batch to fill (0: group commit only). 2 ms: fewer, fuller stream
+    # messages (NATS's cost is per message): measured p99 48-52 -> 16 ms at 2,000 orders/s
+    # through 2 gateways on one 2-core machine (docs/cluster.md), for <= 2 ms more when idle.
+    linger_ms: Annotated[float, _within(0, 1000)] = 2.0
     publish_timeout_s: Annotated[float, _within(0.05, 60)] = 2.0  # one publish attempt waits this long for its ack
     publish_retry_s: Annotated[float, _within(0, 600)] = 30.0  # then retries this long before the journal fails
     duplicate_window_s: Annotated[float, _within(1, 86_400)] = 120.0  # the stream's Nats-Msg-Id de-duplication window
