@@ -40,23 +40,28 @@ def _port(text: str) -> int:
     return port
 
 
+def _listener_args(p: argparse.ArgumentParser) -> None:
+    """The listener, logging and TLS flags ``serve`` and ``gateway`` share (same listeners)."""
+    p.add_argument("--host", help="trading listener address (default 127.0.0.1)")
+    p.add_argument("--port", type=_port, help="trading listener port (default 8700; 0 = any free port)")
+    p.add_argument("--admin-host", help="admin listener address (default 127.0.0.1)")
+    p.add_argument("--admin-port", type=_port, help="admin listener port (default 8701; 0 = any free port)")
+    p.add_argument("--metrics-host", help="metrics/health HTTP address (default 127.0.0.1; 0.0.0.0 in a container)")
+    p.add_argument("--metrics-port", type=_port, help="metrics/health HTTP port (default 9100; 0 = any free port)")
+    p.add_argument("--log-level", default="INFO", help="logging level (stderr)")
+    p.add_argument(
+        "--allow-plaintext", action="store_true", help="serve plain text off loopback (a proxy terminates TLS): [server] allow_plaintext"
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="carbonx", description="carbonx exchange core")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the exchange: engine, journal, trading + admin listeners, metrics")
     serve.add_argument("--config", required=True, type=Path, help="TOML configuration (e.g. deploy/demo.toml)")
     serve.add_argument("--data-dir", help="journal and snapshots directory (default: [server] data_dir, ./data)")
-    serve.add_argument("--host", help="trading listener address (default 127.0.0.1)")
-    serve.add_argument("--port", type=_port, help="trading listener port (default 8700; 0 = any free port)")
-    serve.add_argument("--admin-host", help="admin listener address (default 127.0.0.1)")
-    serve.add_argument("--admin-port", type=_port, help="admin listener port (default 8701; 0 = any free port)")
-    serve.add_argument("--metrics-host", help="metrics/health HTTP address (default 127.0.0.1; 0.0.0.0 in a container)")
-    serve.add_argument("--metrics-port", type=_port, help="metrics/health HTTP port (default 9100; 0 = any free port)")
     serve.add_argument("--fsync-policy", choices=FSYNC_POLICIES, help="journal durability policy (default fsync)")
-    serve.add_argument("--log-level", default="INFO", help="logging level (stderr)")
-    serve.add_argument(
-        "--allow-plaintext", action="store_true", help="serve plain text off loopback (a proxy terminates TLS): [server] allow_plaintext"
-    )
+    _listener_args(serve)
     eng = sub.add_parser("engine", help="cluster mode: an engine replica that takes the lead when it can (docs/cluster.md)")
     eng.add_argument("--config", required=True, type=Path, help="TOML configuration with a [cluster] table")
     eng.add_argument("--id", help="this engine's id, unique in the cluster (default: [cluster] engine_id)")
@@ -65,15 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     gw = sub.add_parser("gateway", help="cluster mode: a gateway (the trading, admin and metrics listeners of serve)")
     gw.add_argument("--config", required=True, type=Path, help="TOML configuration with a [cluster] table")
     gw.add_argument("--id", help="this gateway's id, unique in the cluster (default: [cluster] gateway_id)")
-    gw.add_argument("--host", help="trading listener address (default 127.0.0.1)")
-    gw.add_argument("--port", type=_port, help="trading listener port (default 8700; 0 = any free port)")
-    gw.add_argument("--admin-host", help="admin listener address (default 127.0.0.1)")
-    gw.add_argument("--admin-port", type=_port, help="admin listener port (default 8701; 0 = any free port)")
-    gw.add_argument("--metrics-port", type=_port, help="metrics/health HTTP port (default 9100; 0 = any free port)")
-    gw.add_argument("--log-level", default="INFO", help="logging level (stderr)")
-    gw.add_argument(
-        "--allow-plaintext", action="store_true", help="serve plain text off loopback (a proxy terminates TLS): [server] allow_plaintext"
-    )
+    _listener_args(gw)
     hs = sub.add_parser("hash-secret", help="print the salted hash of a secret for the configuration")
     hs.add_argument("secret")
     sub.add_parser("journal", help="journal tools: verify DIR --config FILE | dump DIR [--from SEQ]", add_help=False)
@@ -127,7 +124,12 @@ def _role(args: argparse.Namespace) -> int:
         from carbonx.gateway.cluster.gateway_role import run_gateway
 
         opts = ServeOptions(
-            host=args.host, port=args.port, admin_host=args.admin_host, admin_port=args.admin_port, metrics_port=args.metrics_port
+            host=args.host,
+            port=args.port,
+            admin_host=args.admin_host,
+            admin_port=args.admin_port,
+            metrics_host=args.metrics_host,
+            metrics_port=args.metrics_port,
         )
         return uvloop.run(run_gateway(settings, opts, role_id))
     except KeyboardInterrupt:  # pragma: no cover - SIGINT is handled inside

@@ -96,6 +96,10 @@ class Server:
             self.proc.wait(10)
 
 
+# The listeners of a process under test (serve, a cluster gateway): loopback, any free port.
+LOOPBACK_ANY_PORT = ("--host", "127.0.0.1", "--port", "0", "--admin-host", "127.0.0.1", "--admin-port", "0", "--metrics-port", "0")
+
+
 def start_server(
     data_dir: Path,
     *,
@@ -114,16 +118,7 @@ def start_server(
         str(config),
         "--data-dir",
         str(data_dir),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--admin-host",
-        "127.0.0.1",
-        "--admin-port",
-        "0",
-        "--metrics-port",
-        "0",
+        *LOOPBACK_ANY_PORT,
         "--fsync-policy",
         fsync,
         *extra,

@@ -26,13 +26,11 @@ import time
 from collections.abc import Callable
 
 import msgspec
-import nats.errors
-import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 
 from carbonx.engine.schema import AnyEvent
-from carbonx.gateway.cluster.journal import MSG_ID, SEQ_HEADER, _transient, retrying
+from carbonx.gateway.cluster.journal import MSG_ID, SEQ_HEADER, _transient, ensure_stream, retrying
 from carbonx.gateway.cluster.replica import AppliedBatch
 from carbonx.gateway.journal import JournalError
 from carbonx.gateway.settings import ClusterSettings
@@ -53,10 +51,7 @@ async def ensure_events_stream(js: JetStreamContext, settings: ClusterSettings) 
         max_age=settings.events_max_age_s,
         duplicate_window=settings.duplicate_window_s,
     )
-    try:
-        await retrying(lambda: js.add_stream(config), what=f"creating stream {settings.events_stream}")
-    except nats.js.errors.BadRequestError as exc:
-        raise JournalError(f"cannot create events stream {settings.events_stream} as configured: {exc.description}") from exc
+    await ensure_stream(js, config, "events stream")
 
 
 def encode_events(batch: AppliedBatch) -> bytes:

@@ -298,7 +298,8 @@ async def run_gateway(settings: Settings, opts: ServeOptions, gateway_id: str, s
         lambda: page or None,
         lambda symbol: day_trades(holder["gw"].engine, symbol, holder["gw"].journal.durable_seq) if page else None,
     )
-    metrics_port = await http.start(srv.metrics_host, srv.metrics_port if opts.metrics_port is None else opts.metrics_port)
+    metrics_host = srv.metrics_host if opts.metrics_host is None else opts.metrics_host
+    metrics_port = await http.start(metrics_host, srv.metrics_port if opts.metrics_port is None else opts.metrics_port)
     joined = await join(settings, f"carbonx-gateway-{gateway_id}")
     nc, js, kv, engine, anchor = joined.nc, joined.js, joined.kv, joined.engine, joined.anchor
     nonce = secrets.token_hex(4)
@@ -337,7 +338,7 @@ async def run_gateway(settings: Settings, opts: ServeOptions, gateway_id: str, s
     page.update(page_config(trading, srv.public_url, list(engine.specs)))
     gw.start_background()
     log.info("gateway %s (life %s) caught up at seq %d", gateway_id, life, engine.seq)
-    sys.stdout.write(f"carbonx ready trading={trading} admin={admin} metrics=http://{srv.metrics_host}:{metrics_port}\n")
+    sys.stdout.write(f"carbonx ready trading={trading} admin={admin} metrics=http://{metrics_host}:{metrics_port}\n")
     sys.stdout.flush()
     stop = stop or asyncio.Event()
     gw.stop_event = stop

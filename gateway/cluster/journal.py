@@ -137,11 +137,18 @@ async def ensure_command_stream(js: JetStreamContext, settings: ClusterSettings)
         num_replicas=settings.replicas,
         duplicate_window=settings.duplicate_window_s,
     )
+    await ensure_stream(js, config, "command stream")
+
+
+async def ensure_stream(js: JetStreamContext, config: StreamConfig, kind: str) -> None:
+    """Create the stream ``config`` names, or accept the existing one if its configuration is the
+    same; any other configuration is refused (``JournalError``), never changed. Retried while
+    JetStream has no leader yet."""
     try:
-        await retrying(lambda: js.add_stream(config), what=f"creating stream {settings.command_stream}")
+        await retrying(lambda: js.add_stream(config), what=f"creating stream {config.name}")
     except nats.js.errors.BadRequestError as exc:
         # e.g. "stream name already in use with a different configuration", "subjects overlap with an existing stream"
-        raise JournalError(f"cannot create command stream {settings.command_stream} as configured: {exc.description}") from exc
+        raise JournalError(f"cannot create {kind} {config.name} as configured: {exc.description}") from exc
 
 
 # --------------------------------------------------------------------------- the journal

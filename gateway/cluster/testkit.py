@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -38,31 +39,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from carbonx.gateway.cluster.lease import LEASE_KEY
 from carbonx.gateway.natskit import NatsCluster
-from carbonx.gateway.testkit import DEMO, ROOT, Server, carbonx_argv, spawn_until_ready, write_config
+from carbonx.gateway.settings import ClusterSettings
+from carbonx.gateway.testkit import DEMO, LOOPBACK_ANY_PORT, ROOT, Server, carbonx_argv, spawn_until_ready, write_config
 
 # ------------------------------------------------------------------ ROLE CONTRACT (docs/cluster.md, TASK_cluster.md)
 
 ENGINE_ARGV = ("engine", "--config", "{config}", "--id", "{id}")
-GATEWAY_ARGV = (
-    "gateway",
-    "--config",
-    "{config}",
-    "--id",
-    "{id}",
-    "--host",
-    "127.0.0.1",
-    "--port",
-    "0",
-    "--admin-host",
-    "127.0.0.1",
-    "--admin-port",
-    "0",
-    "--metrics-port",
-    "0",
-)
-LEASE_KEY = "leader"  # in the KV bucket [cluster] kv_bucket; its value names the engine id holding it
-DEFAULT_KV_BUCKET = "CARBONX_CLUSTER"
+GATEWAY_ARGV = ("gateway", "--config", "{config}", "--id", "{id}", *LOOPBACK_ANY_PORT)
+DEFAULT_KV_BUCKET = ClusterSettings().kv_bucket
 
 
 def roles_available() -> bool:
@@ -184,6 +170,20 @@ class ClusterKit:
 
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
+
+    def verify_full(self) -> dict[str, object]:
+        """``carbonx journal verify --cluster --full`` on this kit's stream and snapshots (a replay
+        from empty checked against every snapshot); its JSON report. AssertionError if it fails."""
+        proc = subprocess.run(
+            carbonx_argv("journal", "verify", "--cluster", "--full", "--config", str(self.config_path)),
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+        )
+        assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+        report: dict[str, object] = json.loads(proc.stdout.splitlines()[-1])
+        return report
 
     def logs(self, n: int = 20) -> str:
         """The tails of every role's log (for assertion messages)."""

@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
@@ -55,18 +52,6 @@ def kit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterKit]:
         yield kit
 
 
-def verify_full(kit: ClusterKit) -> dict[str, object]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "carbonx.gateway.cli", "journal", "verify", "--cluster", "--full", "--config", str(kit.config_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
-    report: dict[str, object] = json.loads(proc.stdout.splitlines()[-1])
-    return report
-
-
 async def _settle(kit: ClusterKit) -> None:
     for i in range(len(kit.gateways)):
         await asyncio.to_thread(kit.wait_gateway_ready, i)
@@ -92,7 +77,7 @@ async def test_kill9_the_active_engine_under_load(kit: ClusterKit, seed: int) ->
         f"\nseed {seed}: engine {active} killed, engine {new} active; first order sent after the kill acknowledged after {first - killed_at:.2f} s; {summary}"
     )
     kit.start_engine(active)  # back as a standby for the next run
-    report = verify_full(kit)
+    report = kit.verify_full()
     checks = report["snapshots"]
     assert isinstance(checks, list) and checks and all(c["ok"] for c in checks), report
     print(f"verify --full: {report['records']} commands, digest {str(report['digest'])[:16]}…, {len(checks)} snapshots agree")
@@ -183,7 +168,7 @@ async def test_a_deposed_leader_woken_up_contradicts_nothing(kit: ClusterKit) ->
     finally:
         await flow.close()
     summary = await check_flow(flow, kit.trading_urls[0])
-    report = verify_full(kit)
+    report = kit.verify_full()
     checks = report["snapshots"]
     assert isinstance(checks, list) and all(c["ok"] for c in checks)
     print(f"\nengine {active} stopped and woken, engine {new} stays active; {summary}; verify --full ok")

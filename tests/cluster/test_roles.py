@@ -14,9 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -104,7 +101,7 @@ async def test_kill9_the_active_engine_the_standby_takes_over(kit: ClusterKit) -
     kit.start_engine(active)  # back as a standby
     await asyncio.sleep(1.0)
     assert await asyncio.to_thread(kit.active_engine) == new
-    report = await asyncio.to_thread(verify_full, kit)  # the snapshots written equal a replay from empty
+    report = await asyncio.to_thread(kit.verify_full)  # the snapshots written equal a replay from empty
     assert report["ok"] and report["snapshots"] and all(s["ok"] for s in report["snapshots"]), report
 
 
@@ -143,18 +140,6 @@ async def events_agree_with_the_command_stream(kit: ClusterKit) -> int:
         await nc.close()
 
 
-def verify_full(kit: ClusterKit) -> dict[str, Any]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "carbonx.gateway.cli", "journal", "verify", "--cluster", "--full", "--config", str(kit.config_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
-    report: dict[str, Any] = json.loads(proc.stdout.splitlines()[-1])
-    return report
-
-
 async def test_a_deposed_leader_woken_after_its_lease_publishes_nothing_contradicting(kit: ClusterKit) -> None:
     active = await asyncio.to_thread(kit.wait_active)
     await _place_ok(kit.gateways[0].trading, "a", 3, "pre-stop")
@@ -171,7 +156,7 @@ async def test_a_deposed_leader_woken_after_its_lease_publishes_nothing_contradi
     log = kit.engines[active].log_tail(200)
     assert "standby now" in log or "local deadline passed" in log, log
     assert await events_agree_with_the_command_stream(kit) > 0
-    report = verify_full(kit)  # a replay from empty reaches the digest of every snapshot either leader wrote
+    report = kit.verify_full()  # a replay from empty reaches the digest of every snapshot either leader wrote
     assert report["ok"] and report["snapshots"] and all(s["ok"] for s in report["snapshots"]), report
 
 
