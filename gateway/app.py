@@ -258,7 +258,7 @@ class Gateway:
             task.cancel()
         try:
             if self.fatal is None:  # after a journal failure the engine is ahead of it: no flush, no snapshot
-                await self.journal.wait_durable(self.engine.seq)
+                await self.flush_for_shutdown()
                 self.market.close()
                 await self.supervision.drain()
                 if self.snapshots is not None and self.engine.seq > self.last_snapshot_seq:
@@ -278,6 +278,12 @@ class Gateway:
             await self.audit.close()
         for server in self.servers:
             await server.wait_closed()
+
+    async def flush_for_shutdown(self) -> None:
+        """Shutdown, before the last snapshot: wait until every command applied so far is durable
+        (embedded: fsynced), so their replies and events go out. Raises ``JournalError`` if the
+        journal cannot get there (``shutdown`` logs it: recovery replays the journal)."""
+        await self.journal.wait_durable(self.engine.seq)
 
 
 # --------------------------------------------------------------------------- the process

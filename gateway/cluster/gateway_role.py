@@ -56,6 +56,10 @@ from carbonx.gateway.tls import plaintext_refusal
 
 log = logging.getLogger("carbonx.gateway")
 
+# Shutdown waits this long for the active engine to release the replies still owed (after this
+# gateway's own commands are stored in the stream); see ``ClusterGateway.flush_for_shutdown``.
+SHUTDOWN_RELEASE_S = 2.0
+
 
 class ClusterJournal(Journal):
     """What the gateway's stages read as "the journal" in cluster mode: the publisher's figures
@@ -271,6 +275,24 @@ class ClusterGateway(Gateway):
             except Exception as exc:
                 log.warning("liveness key not renewed: %r", exc)
             await asyncio.sleep(period)
+
+    async def flush_for_shutdown(self) -> None:
+        """Shutdown in cluster mode: publish every command this gateway accepted (the cancel-on-
+        disconnect cancels ``shutdown`` just submitted included) until the stream stored it on a
+        quorum, then give the active engine ``SHUTDOWN_RELEASE_S`` to release the replies still
+        owed. Not longer: the engines may be stopping too (a whole-cluster stop), and what the
+        stream stored is safe there whatever happens next; waiting for a release that cannot
+        come (``ClusterJournal.wait_durable``'s ``publish_retry_s``, 30 s by default) would only
+        hold the stop until a supervisor's SIGKILL."""
+        journal = self.journal
+        assert isinstance(journal, ClusterJournal)
+        await journal.publisher.close()  # raises JournalError when the stream never stored them
+        try:
+            await asyncio.wait_for(journal.wait_durable(self.engine.seq), SHUTDOWN_RELEASE_S)
+        except TimeoutError:
+            log.warning(
+                "shutdown: seq %d not released within %.0f s (no active engine?): stopping anyway", self.engine.seq, SHUTDOWN_RELEASE_S
+            )
 
     async def wait_engine(self, caught_up_seq: int) -> None:
         """Ready once the active engine has applied everything this gateway found in the stream

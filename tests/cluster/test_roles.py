@@ -198,3 +198,48 @@ async def test_losing_a_gateway_cancels_exactly_its_cancel_on_disconnect_orders(
         for c in (doomed, plain):
             with contextlib.suppress(Exception):
                 await c.abort()
+
+
+async def test_a_gateway_stopped_after_the_engines_exits_at_once_and_its_cod_cancels_survive(tmp_path: Any) -> None:
+    """A whole-cluster stop in the wrong order: the engine first, then the gateway, with an order
+    the gateway applied but no engine released (its reply still owed). The gateway must not wait
+    ``publish_retry_s`` (30 s) for a release no engine will give: it stores its own commands in
+    the stream (the cancel-on-disconnect cancel of its still-connected broker among them), waits
+    a short grace and exits 0. Nothing stored is lost: the engine, started again, applies the
+    order and then the cancel."""
+    import time
+
+    with ClusterKit(tmp_path, engines_count=1, gateways_count=1, nats_nodes=1, cluster={"lease_ttl_s": 2.0}) as kit:
+        await asyncio.to_thread(kit.wait_active)
+        c = await broker(kit.gateways[0].trading, "a")
+        try:
+            await c.cancel_on_disconnect(True)
+            acked = await c.place(ACCOUNTS["a"][0], "SHEA", "buy", 2, "58.00", client_order_id="cod-acked")
+            assert acked["status"] == "new", acked
+            engine = kit.engines[0].proc
+            assert engine is not None
+            engine.terminate()
+            assert await asyncio.to_thread(engine.wait, 15) == 0, kit.logs()
+            owed = asyncio.ensure_future(c.place(ACCOUNTS["a"][0], "SHEA", "buy", 3, "58.10", client_order_id="cod-owed"))
+            await asyncio.sleep(1.0)  # stored and applied by the gateway's replica; no engine to release it
+            assert not owed.done(), owed
+            started = time.monotonic()
+            code = await asyncio.to_thread(kit.gateways[0].terminate, 25)
+            took = time.monotonic() - started
+        finally:
+            with contextlib.suppress(BaseException):
+                await c.abort()
+        assert code == 0, kit.logs()
+        assert took < 10, f"the gateway took {took:.1f}s to stop\n{kit.logs()}"
+        assert "not released" in kit.gateways[0].log_tail(), kit.logs()  # it waited for the engine, briefly
+        await asyncio.to_thread(kit.start_engine, 0)
+        await asyncio.to_thread(kit.wait_active)
+        await asyncio.to_thread(kit.restart_gateway, 0)
+        await asyncio.to_thread(kit.wait_gateway_ready, 0)
+        checker = await broker(kit.gateways[0].trading, "a")
+        try:
+            for coid in ("cod-acked", "cod-owed"):
+                got = await checker.get_order(ACCOUNTS["a"][0], client_order_id=coid)
+                assert got["status"] == "cancelled", got
+        finally:
+            await checker.close()
