@@ -33,6 +33,7 @@ from carbonx.engine.admin import day_due
 from carbonx.engine.engine import Engine
 from carbonx.engine.schema import CancelAll, Command, CreateAccount, CreateMember, DayOpen, Deposit, Event, Reject, Tick
 from carbonx.gateway import protocol
+from carbonx.gateway import supervision_checkpoint as checkpoints
 from carbonx.gateway.audit import AuditLog
 from carbonx.gateway.connection import Connections
 from carbonx.gateway.http import HttpServer, day_trades, page_config
@@ -240,10 +241,25 @@ class Gateway:
         except SnapshotError as exc:
             raise RpcError.business(R.INVALID_STATE, f"snapshot not written: {exc}") from None
         self.last_snapshot_seq = seq
+        await self._checkpoint_supervision()
         archived: list[Path] = []
         if self.settings.server.archive_segments:  # segments the snapshot covers are not needed to start
             archived = await asyncio.get_running_loop().run_in_executor(None, self.snapshots.archive_segments_before, seq)
         return {"seq": seq, "path": str(path), "archived_segments": len(archived)}
+
+    async def _checkpoint_supervision(self) -> None:
+        """After a snapshot: a checkpoint of the supervision consumers, so start-up replays only
+        from a snapshot on (gateway/supervision_checkpoint.py). Taken here, on the loop thread
+        that feeds them; written by a worker thread. A failure is logged, nothing else: the next
+        start replays more of the journal."""
+        found = self.supervision.checkpoint()
+        if found is None or self.snapshots is None:
+            return
+        seq, blob = found
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, checkpoints.save, self.snapshots.directory, seq, blob)
+        except OSError as exc:
+            log.warning("supervision checkpoint at seq %d not written: %r", seq, exc)
 
     async def shutdown(self) -> None:
         """Stop accepting, cancel-on-disconnect, flush the journal, close with 1001."""

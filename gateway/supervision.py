@@ -9,11 +9,12 @@ are durable (after the market-data sink, through ``Sinks``), in journal order. I
   (a worker thread: never on the event loop) and sends it on the ``disclosure`` channel.
 
 Neither changes trading: they only read events. Alerts and reports are functions of the
-journal, so nothing extra is stored: at start-up ``derive`` replays the whole journal
-(archived segments included) into a scratch engine and feeds the same consumers, giving
-the alerts, acks and reports the server had (docs/supervision.md, "Where it runs").
-``carbonx report day`` uses the same ``derive``. ``SupervisionCollector`` exports
-``carbonx_surveillance_alerts_total{detector,severity}``.
+journal: at start-up ``Supervision.derive`` rebuilds them, giving the alerts, acks and reports
+the server had (docs/supervision.md, "Where it runs"). After every snapshot the gateway writes
+a checkpoint of the consumers (``checkpoint``, ``gateway.supervision_checkpoint``), so start-up
+replays only the journal since a snapshot; without a usable one it replays the whole journal
+(archived segments included) into a scratch engine (``derive``, which ``carbonx report day``
+uses too). ``SupervisionCollector`` exports ``carbonx_surveillance_alerts_total{detector,severity}``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import msgspec
 from prometheus_client.core import CounterMetricFamily, Metric
 
 from carbonx.engine.config import MarketConfig
-from carbonx.engine.engine import Engine
+from carbonx.engine.engine import STATE_FORMAT, Engine
 from carbonx.engine.schema import Event
 from carbonx.engine.supervision.alerts import DETECTORS, SEVERITIES, Alert
 from carbonx.engine.supervision.disclosure import DayReport, DayReports, report_csv, report_json
@@ -37,10 +38,12 @@ from carbonx.engine.supervision.surveillance import Surveillance
 from carbonx.engine.supervision.thresholds import DisclosureSpec, SurveillanceSpec
 from carbonx.engine.units import format_fen
 from carbonx.gateway import protocol
-from carbonx.gateway.journal import JournalReader
+from carbonx.gateway import supervision_checkpoint as checkpoints
+from carbonx.gateway.journal import JournalError, JournalReader
 from carbonx.gateway.marketdata import MarketData
 from carbonx.gateway.outbound import Outbound
 from carbonx.gateway.sequencer import EventSink, replay_events
+from carbonx.gateway.snapshots import SnapshotStore
 
 log = logging.getLogger("carbonx.gateway")
 
@@ -108,14 +111,27 @@ class Supervision(EventSink):
         outbound: Outbound,
         reports_dir: Path | None = None,
     ) -> None:
-        self.surveillance = Surveillance(surveillance) if surveillance.enabled else None
-        self.reports = DayReports(disclosure) if disclosure.enabled else None
+        self.surveillance_spec = surveillance
+        self.disclosure_spec = disclosure
+        self.surveillance: Surveillance | None = None
+        self.reports: DayReports | None = None
+        self._fresh()
+        self.fed_seq = 0  # the seq of the last command whose events the consumers took
         self.market = market
         self.outbound = outbound
         self.reports_dir = reports_dir
         self.pending_writes: set[asyncio.Future[Any]] = set()
         self.write_failures = 0
         self.errors = 0  # events the consumers raised on (a bug: logged, trading unaffected)
+
+    def _fresh(self) -> None:
+        """Consumers as at the journal's start."""
+        self.surveillance = Surveillance(self.surveillance_spec) if self.surveillance_spec.enabled else None
+        self.reports = DayReports(self.disclosure_spec) if self.disclosure_spec.enabled else None
+
+    @property
+    def fingerprint(self) -> str:
+        return checkpoints.fingerprint(self.surveillance_spec, self.disclosure_spec)
 
     def feed(self, events: list[Event]) -> tuple[list[Alert], list[DayReport]]:
         """Both consumers take ``events``; returns what they produced (no I/O)."""
@@ -130,6 +146,7 @@ class Supervision(EventSink):
             self.errors += 1
             log.exception("supervision failed on the events of seq %d (trading is unaffected; restart re-derives)", seq)
             return
+        self.fed_seq = seq
         if alerts:
             subs = self.market.channels.get("surveillance")
             if subs:
@@ -165,10 +182,65 @@ class Supervision(EventSink):
         if self.pending_writes:
             await asyncio.gather(*self.pending_writes, return_exceptions=True)
 
+    def checkpoint(self) -> tuple[int, bytes] | None:
+        """``(seq, bytes)`` of a checkpoint of the consumers as fed so far, for
+        ``supervision_checkpoint.save`` (call it on the thread that feeds them; write the
+        bytes from a worker thread). None when there is nothing to keep, or when a consumer
+        raised since start-up (its state may be half-updated: the next start re-derives)."""
+        if self.errors or not self.fed_seq or (self.surveillance is None and self.reports is None):
+            return None
+        return self.fed_seq, checkpoints.encode(self.fed_seq, self.fingerprint, self.surveillance, self.reports)
+
     def derive(self, directory: Path, config: MarketConfig, upto: int) -> int:
-        """Rebuild the consumers' state from the journal up to seq ``upto`` (start-up; see
-        ``derive``). Returns the records replayed."""
-        return derive(directory, config, upto, self.feed)
+        """Rebuild the consumers' state from the journal up to seq ``upto`` (start-up, in a
+        worker thread, before serving). From the newest usable checkpoint and the snapshot at
+        or below it when there is one, else from the journal's start (``derive``). Returns
+        the records replayed."""
+        if upto <= 0 or (self.surveillance is None and self.reports is None):
+            return 0
+        data = checkpoints.load_latest(directory, self.fingerprint, upto)
+        if data is not None:
+            try:
+                return self._derive_from(data, directory, config, upto)
+            except (ValueError, JournalError) as exc:
+                log.warning("supervision: checkpoint at seq %d not used (%s): replaying the whole journal", data["seq"], exc)
+                self._fresh()
+        n = derive(directory, config, upto, self.feed)
+        self.fed_seq = upto if n else 0
+        return n
+
+    def _derive_from(self, data: dict[str, Any], directory: Path, config: MarketConfig, upto: int) -> int:
+        """The checkpoint's consumers, then the events of the commands after it, replayed from
+        the newest snapshot at or below it. ``ValueError``/``JournalError``: not usable."""
+        at = int(data["seq"])
+        found = SnapshotStore(directory).latest(max_seq=at)
+        if found is None:
+            raise ValueError("no snapshot at or below it")
+        snap_seq, blob, digest = found
+        engine = Engine.restore(config, blob)
+        if engine.restored_format >= STATE_FORMAT and engine.digest() != digest:
+            raise ValueError(f"snapshot {snap_seq} does not restore to its digest")
+        self._fresh()
+        checkpoints.restore_into(self.surveillance, data["surveillance"])
+        checkpoints.restore_into(self.reports, data["reports"])
+        n = 0
+        if upto > engine.seq:
+            expect = engine.seq + 1
+            for seq, cmd in JournalReader(directory, after_seq=engine.seq, include_archive=True):
+                if seq != expect:
+                    raise ValueError(f"the journal continues at seq {seq}, not {expect}")
+                expect += 1
+                events = replay_events(engine, cmd)
+                if seq > at:
+                    self.feed(events)
+                n += 1
+                if seq >= upto:
+                    break
+            if expect <= min(upto, at):
+                raise ValueError(f"the journal ends at seq {expect - 1}, before the checkpoint")
+        self.fed_seq = upto
+        log.info("supervision: checkpoint at seq %d, snapshot %d, %d records replayed", at, snap_seq, n)
+        return n
 
 
 def derive(directory: Path, config: MarketConfig, upto: int, feed: Callable[[list[Event]], object]) -> int:

@@ -1,7 +1,7 @@
 """Surveillance and disclosure over the real protocol: the operator-only ``surveillance``
 channel, ``admin.surveillance.list``/``ack``, related-party groups, the day report on the
 ``disclosure`` channel, ``disclosure.get`` and its files, a restart that keeps all of it
-(derived from the journal), and ``carbonx report day`` giving the same bytes."""
+(from the checkpoint the graceful stop wrote beside its snapshot), and ``carbonx report day`` giving the same bytes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from carbonx.gateway import supervision_checkpoint as checkpoints
 from carbonx.gateway.client import RpcError
+from carbonx.gateway.snapshots import SnapshotStore
 from carbonx.gateway.testkit import DEMO, carbonx_argv, scrape, start_server
 from tests.e2e.conftest import broker, operator, running_server
 
@@ -75,8 +77,11 @@ async def test_alerts_acks_reports_survive_restart_and_regenerate(tmp_path: Path
     json_path, csv_path = data / "reports" / f"{date}.json", data / "reports" / f"{date}.csv"
     written = json_path.read_bytes(), csv_path.read_bytes()
 
-    server = start_server(data)  # restart: everything comes back from the journal
+    # The graceful stop wrote a snapshot and, beside it, a checkpoint of the consumers.
+    assert [seq for seq, _ in checkpoints.files(data)] == [seq for seq, _ in SnapshotStore(data).files()][-1:]
+    server = start_server(data)  # restart: everything comes back (checkpoint + journal since its snapshot)
     try:
+        assert "supervision: checkpoint at seq" in server.log_tail(200), server.log_tail(200)
         async with operator(server) as ops, broker(server, "b") as b:
             again = await ops.call("admin.surveillance.list")
             first, second = again["alerts"]
