@@ -370,7 +370,7 @@ async def run(settings: Settings, opts: ServeOptions, stop: asyncio.Event | None
     gw.registry_metrics.register(SupervisionCollector(gw.supervision))
     # Alerts, acks and reports are derived from the journal, not stored: rebuild them first.
     derived = await loop.run_in_executor(None, gw.supervision.derive, data_dir, settings.market, engine.seq)
-    log.info("supervision: derived from %d journal records", derived)
+    log.info("supervision: ready (%d journal records replayed for it)", derived)
     holder["gw"] = gw
     booted = await gw.bootstrap()
     trading = await gw.listen(opts.host or srv.host, srv.port if opts.port is None else opts.port, admin=False)

@@ -196,6 +196,7 @@ class Supervision(EventSink):
         worker thread, before serving). From the newest usable checkpoint and the snapshot at
         or below it when there is one, else from the journal's start (``derive``). Returns
         the records replayed."""
+        checkpoints.remove_leftovers(directory)
         if upto <= 0 or (self.surveillance is None and self.reports is None):
             return 0
         data = checkpoints.load_latest(directory, self.fingerprint, upto)

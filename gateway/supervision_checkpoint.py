@@ -139,6 +139,18 @@ def save(data_dir: Path, seq: int, blob: bytes) -> Path:
     return path
 
 
+def remove_leftovers(data_dir: Path) -> list[Path]:
+    """Delete temporary files of checkpoints a crash interrupted. Only at start-up: while a
+    server runs, a ``.tmp`` may be a checkpoint being written."""
+    folder = folder_of(data_dir)
+    if not folder.is_dir():
+        return []
+    leftovers = list(folder.glob("*.ckpt.tmp"))
+    for path in leftovers:
+        path.unlink()
+    return leftovers
+
+
 def load_latest(data_dir: Path, fp: str, max_seq: int) -> dict[str, Any] | None:
     """The payload of the newest usable checkpoint at or below ``max_seq`` (the recovered
     engine's seq: a checkpoint past it belongs to records the journal lost), or None. Unusable

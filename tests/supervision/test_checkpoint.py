@@ -174,6 +174,10 @@ def test_a_checkpoint_keeps_the_two_newest_and_a_consumer_error_writes_none(tmp_
     for seq in (n - 3, n - 2, n - 1):
         checkpoint_at(tmp_path, eng, seq)
     assert [s for s, _ in checkpoints.files(tmp_path)] == [n - 2, n - 1]
+    torn = checkpoints.folder_of(tmp_path) / f"{n:020d}.ckpt.tmp"  # a crash while writing one
+    torn.write_bytes(b"half")
+    supervision().derive(tmp_path, eng.config, n)  # start-up removes it
+    assert not torn.exists() and [s for s, _ in checkpoints.files(tmp_path)] == [n - 2, n - 1]
     sup = supervision()
     sup.derive(tmp_path, eng.config, n)
     sup.errors = 1  # a detector raised once: its state may be half-updated
