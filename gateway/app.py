@@ -43,7 +43,7 @@ from carbonx.gateway.marketdata import MarketData
 from carbonx.gateway.metrics import LatencyHistogram, LoopLag, make_registry
 from carbonx.gateway.outbound import Outbound
 from carbonx.gateway.protocol.errors import RpcError
-from carbonx.gateway.rpc.access import close_unusable
+from carbonx.gateway.rpc.access import close_unusable, refresh_roles
 from carbonx.gateway.sequencer import Sequencer
 from carbonx.gateway.sessions import ConnectionRegistry
 from carbonx.gateway.settings import Settings, SettingsError
@@ -165,8 +165,17 @@ class Gateway:
         return await self.connections.listen(host, port, admin)
 
     def start_background(self) -> None:
-        for coro in (self._ticker(), self._heartbeats(), self.loop_lag.run(), self._storage_watch()):
+        for coro in (self._ticker(), self._heartbeats(), self.loop_lag.run(), self._storage_watch(), self._access_sweep()):
             self.tasks.append(asyncio.get_running_loop().create_task(coro))
+
+    async def _access_sweep(self) -> None:
+        """Every ``tick_s``: cut off the sessions whose key stopped being usable (expiry, the end
+        of a rotation's grace period, a revocation another gateway of a cluster journaled) and
+        give operator sessions their identity's current role (``rpc.access``). Both modes."""
+        while True:
+            await asyncio.sleep(self.settings.server.tick_s)
+            close_unusable(self, time.time_ns())
+            refresh_roles(self)
 
     async def _ticker(self) -> None:
         """Session boundaries become journaled Tick commands (and status updates)."""
@@ -177,7 +186,6 @@ class Gateway:
                 self._fatal(failure)
                 return
             now = time.time_ns()
-            close_unusable(self, now)  # expired keys, rotated-out secrets past their grace period
             if not self.closing:
                 if self.engine.needs_tick(now):
                     self.seq.submit(Tick(ts=now))

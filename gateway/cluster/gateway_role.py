@@ -262,7 +262,7 @@ class ClusterGateway(Gateway):
 
     def start_background(self) -> None:
         loop = asyncio.get_running_loop()
-        for coro in (self._heartbeats(), self.loop_lag.run(), self._liveness()):
+        for coro in (self._heartbeats(), self.loop_lag.run(), self._liveness(), self._access_sweep()):
             self.tasks.append(loop.create_task(coro))
 
     async def _liveness(self) -> None:

@@ -6,9 +6,13 @@ members. Secrets are generated here (``secrets.token_urlsafe``), hashed with scr
 admin hashing lane and journaled only as hashes; the reply shows the secret once.
 
 ``close_unusable`` is the one place sessions are cut off for their key: it runs when a
-revocation or rotation is durable (at once) and on every tick of the gateway clock (expiry,
-end of a rotation's grace period): each affected session loses its rights immediately (so
-nothing more is served while the close frame goes out) and is closed with 1008.
+revocation or rotation is durable (at once, on the gateway that took it) and on every access
+sweep (``Gateway._access_sweep``, each ``tick_s``, on every gateway: expiry, the end of a
+rotation's grace period, a revocation another gateway of a cluster took): each affected
+session loses its rights immediately (so nothing more is served while the close frame goes
+out) and is closed with 1008. ``refresh_roles`` is the same for an operator's role: a role
+change applies to that identity's live sessions at once on the gateway that took it, on the
+next sweep everywhere else.
 """
 
 from __future__ import annotations
@@ -75,6 +79,23 @@ def close_unusable(gw: Gateway, now: int, key_id: str | None = None) -> int:
         gw.connections.close_later(s, 1008, f"key {key.key_id} {why}")
         closed += 1
     return closed
+
+
+def refresh_roles(gw: Gateway, identity: str | None = None) -> int:
+    """Give each live operator session (only ``identity``'s, if given) its identity's role as
+    the engine has it now. Returns how many sessions changed role."""
+    changed = 0
+    operators, keys = gw.engine.operators, gw.engine.keys
+    for s in gw.registry.sessions:
+        if not s.operator or not s.role or (identity is not None and s.identity != identity):
+            continue  # not an operator, or a session being closed (rights emptied)
+        if s.key_id not in keys:
+            continue  # the bootstrap operator (configuration, not an identity): always admin
+        op = operators.get(s.identity)
+        if op is not None and op.role != s.role:
+            s.role = op.role
+            changed += 1
+    return changed
 
 
 async def _hash(call: Call, secret: str) -> str:

@@ -28,7 +28,7 @@ from carbonx.gateway.cluster.journal import connect, read_stream
 from carbonx.gateway.cluster.testkit import ClusterKit, roles_available
 from carbonx.gateway.sequencer import apply_replicated
 from carbonx.gateway.settings import load_settings
-from carbonx.gateway.testkit import ACCOUNTS, BROKERS, scrape
+from carbonx.gateway.testkit import ACCOUNTS, BROKERS, OPERATOR, scrape
 
 
 @functools.cache
@@ -243,3 +243,23 @@ async def test_a_gateway_stopped_after_the_engines_exits_at_once_and_its_cod_can
                 assert got["status"] == "cancelled", got
         finally:
             await checker.close()
+
+
+async def test_revoking_a_key_on_one_gateway_closes_its_sessions_on_the_other(kit: ClusterKit) -> None:
+    """Access is cluster-wide: a key revoked through gateway 0 (a journaled command every
+    replica applies) cuts off the session logged in with it on gateway 1 within a second or
+    so (each gateway's access sweep), not only the revoking gateway's own sessions."""
+    await asyncio.to_thread(kit.wait_active)
+    op = await Client(kit.gateways[0].admin).connect()
+    try:
+        await op.login(*OPERATOR)
+        key = await op.call("admin.key.create", member="broker-a", label="cluster-revoke")
+        elsewhere = await Client(kit.gateways[1].trading).connect()
+        await elsewhere.login(key["key_id"], key["secret"])
+        assert (await elsewhere.ping())["ts"] > 0
+        revoked = await op.call("admin.key.revoke", key_id=key["key_id"])
+        assert revoked["state"] == "revoked"
+        await elsewhere.wait_closed(5.0)
+        assert (elsewhere.close_code, "revoked" in (elsewhere.close_reason or "")) == (1008, True)
+    finally:
+        await op.close()
