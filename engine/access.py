@@ -12,7 +12,17 @@ from __future__ import annotations
 from carbonx.engine import reasons as R
 from carbonx.engine.checks import valid_id
 from carbonx.engine.keys import ROLES, ApiKey, OperatorIdentity, label_failure, parse_allow, scopes_failure
-from carbonx.engine.schema import Command, KeyCreate, KeyRevoke, KeyRotate, KeyUpdate, OperatorCreate, OperatorCreated
+from carbonx.engine.schema import (
+    Command,
+    KeyCreate,
+    KeyRevoke,
+    KeyRotate,
+    KeyUpdate,
+    OperatorCreate,
+    OperatorCreated,
+    OperatorRoleSet,
+    OperatorSetRole,
+)
 from carbonx.engine.state import ExchangeState, Handler
 
 
@@ -171,9 +181,25 @@ def create_operator(eng: ExchangeState, cmd: OperatorCreate) -> None:
     eng.out.append(key_event(eng, key, "created"))
 
 
+def set_operator_role(eng: ExchangeState, cmd: OperatorSetRole) -> None:
+    """Another role for an existing identity (the same role again is accepted: nothing changes
+    but the event says so). Its keys stay as they are; the gateway gives their live sessions
+    the new role."""
+    op = eng.operators.get(cmd.operator)
+    if op is None:
+        eng.reject(cmd, R.UNKNOWN_OPERATOR, f"no operator {cmd.operator!r}", "operator")
+        return
+    if cmd.role not in ROLES:
+        eng.reject(cmd, R.INVALID_KEY, f"role must be one of {', '.join(ROLES)}", "role")
+        return
+    previous, op.role = op.role, cmd.role
+    eng.out.append(OperatorRoleSet(seq=eng.seq, ts=eng.ts, operator=cmd.operator, role=cmd.role, previous=previous))
+
+
 HANDLERS: dict[type, Handler] = {
     KeyCreate: create_key,
     KeyRotate: rotate_key,
     KeyRevoke: revoke_key,
     OperatorCreate: create_operator,
+    OperatorSetRole: set_operator_role,
 }

@@ -374,6 +374,14 @@ class OperatorCreate(Command, tag="operator_create", kw_only=True):
     expires_ts: int = 0
 
 
+class OperatorSetRole(Command, tag="operator_set_role", kw_only=True):
+    """Give an operator identity another role (its keys and their sessions keep working, with
+    the new rights)."""
+
+    operator: str
+    role: Role
+
+
 AnyCommand = (
     PlaceOrder
     | AmendOrder
@@ -412,6 +420,7 @@ AnyCommand = (
     | KeyRotate
     | KeyRevoke
     | OperatorCreate
+    | OperatorSetRole
 )
 
 
@@ -728,6 +737,12 @@ class OperatorCreated(Event, tag="operator_created", kw_only=True):
     key_id: str
 
 
+class OperatorRoleSet(Event, tag="operator_role_set", kw_only=True):
+    operator: str
+    role: str
+    previous: str
+
+
 AnyEvent = (
     Reject
     | ExecReport
@@ -753,6 +768,7 @@ AnyEvent = (
     | AlertAcked
     | KeyUpdate
     | OperatorCreated
+    | OperatorRoleSet
 )
 
 command_encoder = msgspec.msgpack.Encoder()

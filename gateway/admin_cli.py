@@ -494,6 +494,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Command]]:
     p.add_argument("--label", default="")
     p.add_argument("--allow", action="append", metavar="CIDR")
     p.add_argument("--expires-ts", type=int, metavar="NS")
+    p = leaf(
+        ops, "role", "admin.operator.role", lambda a: {"operator": a.operator, "role": a.role},
+        "give an operator another role (its live sessions get it within a second)",
+    )  # fmt: skip
+    p.add_argument("operator")
+    p.add_argument("--role", required=True, choices=("viewer", "operator", "admin"))
     leaf(ops, "list", "admin.operator.list", _no_params, "operator identities, roles and key ids")
     p = leaf(
         sub, "audit", "admin.audit.list",

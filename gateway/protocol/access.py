@@ -58,6 +58,11 @@ class OperatorCreateParams(Params):
     expires_ts: Ts | None = None
 
 
+class OperatorRoleParams(Params):
+    operator: AccountId
+    role: Role
+
+
 class AuditListParams(Params):
     """Newest last; ``limit`` most recent entries matching the filters."""
 

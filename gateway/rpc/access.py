@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from carbonx.engine import reasons as R
 from carbonx.engine.keys import ApiKey, address_allowed
-from carbonx.engine.schema import Event, KeyCreate, KeyRevoke, KeyRotate, KeyUpdate, OperatorCreate
+from carbonx.engine.schema import Event, KeyCreate, KeyRevoke, KeyRotate, KeyUpdate, OperatorCreate, OperatorRoleSet, OperatorSetRole
 from carbonx.gateway.audit import read_entries
 from carbonx.gateway.logins import Busy
 from carbonx.gateway.passwords import hash_secret
@@ -34,6 +34,7 @@ from carbonx.gateway.protocol.access import (
     KeyRefParams,
     KeyRotateParams,
     OperatorCreateParams,
+    OperatorRoleParams,
     key_view,
 )
 from carbonx.gateway.protocol.errors import RpcError
@@ -206,6 +207,20 @@ async def operator_create(call: Call, p: OperatorCreateParams) -> None:
         expires_ts=p.expires_ts or 0,
     )
     call.command(cmd, lambda events: _key_reply(events, secret) | {"role": p.role})
+
+
+@method("admin.operator.role", OperatorRoleParams, "operator", role="admin")
+def operator_role(call: Call, p: OperatorRoleParams) -> None:
+    """Another role for an identity: its live sessions on this gateway get it at once, on the
+    other gateways of a cluster at their next access sweep (``refresh_roles``)."""
+    gw = call.gw
+
+    def build(events: list[Event]) -> dict[str, Any]:
+        ev = first(events, OperatorRoleSet)
+        changed = refresh_roles(gw, ev.operator)
+        return {"operator": ev.operator, "role": ev.role, "previous": ev.previous, "sessions_changed": changed}
+
+    call.command(OperatorSetRole(ts=call.recv_ns, operator=p.operator, role=p.role), build)
 
 
 @method("admin.audit.list", AuditListParams, "operator", role="viewer")

@@ -22,7 +22,7 @@ import pytest
 
 from carbonx.engine.engine import Engine
 from carbonx.engine.schema import DayOpened, Reject
-from carbonx.gateway.client import Client
+from carbonx.gateway.client import Client, RpcError
 from carbonx.gateway.cluster.events import decode_events
 from carbonx.gateway.cluster.journal import connect, read_stream
 from carbonx.gateway.cluster.testkit import ClusterKit, roles_available
@@ -245,10 +245,11 @@ async def test_a_gateway_stopped_after_the_engines_exits_at_once_and_its_cod_can
             await checker.close()
 
 
-async def test_revoking_a_key_on_one_gateway_closes_its_sessions_on_the_other(kit: ClusterKit) -> None:
+async def test_revoking_a_key_or_changing_a_role_on_one_gateway_applies_on_the_other(kit: ClusterKit) -> None:
     """Access is cluster-wide: a key revoked through gateway 0 (a journaled command every
     replica applies) cuts off the session logged in with it on gateway 1 within a second or
-    so (each gateway's access sweep), not only the revoking gateway's own sessions."""
+    so (each gateway's access sweep), not only the revoking gateway's own sessions; a role
+    changed through gateway 0 reaches an operator's live session on gateway 1 the same way."""
     await asyncio.to_thread(kit.wait_active)
     op = await Client(kit.gateways[0].admin).connect()
     try:
@@ -261,5 +262,25 @@ async def test_revoking_a_key_on_one_gateway_closes_its_sessions_on_the_other(ki
         assert revoked["state"] == "revoked"
         await elsewhere.wait_closed(5.0)
         assert (elsewhere.close_code, "revoked" in (elsewhere.close_reason or "")) == (1008, True)
+        # a role change too: promoted through gateway 0, the live session on gateway 1 gets it
+        person = await op.call("admin.operator.create", operator="cluster-viewer", role="viewer")
+        other = await Client(kit.gateways[1].admin).connect()
+        try:
+            await other.login(person["key_id"], person["secret"])
+            with pytest.raises(RpcError) as refused:
+                await other.call("admin.instrument.halt", instrument="SHCER")
+            assert refused.value.reason == "NOT_AUTHORIZED"
+            await op.call("admin.operator.role", operator="cluster-viewer", role="operator")
+            deadline = asyncio.get_running_loop().time() + 5
+            while True:
+                try:
+                    assert (await other.call("admin.instrument.halt", instrument="SHCER"))["halted"] is True
+                    break
+                except RpcError as e:
+                    assert e.reason == "NOT_AUTHORIZED" and asyncio.get_running_loop().time() < deadline, e
+                    await asyncio.sleep(0.2)
+            await other.call("admin.instrument.resume", instrument="SHCER")
+        finally:
+            await other.close()
     finally:
         await op.close()

@@ -175,6 +175,26 @@ async def test_a_viewer_reads_but_cannot_halt_and_only_admin_manages_keys(server
             assert (await _error(admin_only)).reason == "NOT_AUTHORIZED"
 
 
+async def test_a_role_change_applies_to_the_live_session_at_once(server: Server, operators: dict[str, tuple[str, str]]) -> None:
+    viewer_id = operators["viewer"][0]
+    async with Client(server.admin) as person, operator(server) as admin:
+        assert (await person.login(*operators["viewer"]))["role"] == "viewer"
+        listed = (await admin.call("admin.operator.list"))["operators"]
+        name = next(o["operator"] for o in listed if viewer_id in o["keys"])
+        assert (await _error(person.call("admin.instrument.halt", instrument="SHCER"))).reason == "NOT_AUTHORIZED"
+        promoted = await admin.call("admin.operator.role", operator=name, role="operator")
+        assert (promoted["role"], promoted["previous"], promoted["sessions_changed"]) == ("operator", "viewer", 1)
+        assert (await person.call("admin.instrument.halt", instrument="SHCER"))["halted"] is True  # the same session, new rights
+        await person.call("admin.instrument.resume", instrument="SHCER")
+        demoted = await admin.call("admin.operator.role", operator=name, role="viewer")
+        assert demoted["previous"] == "operator"
+        assert (await _error(person.call("admin.instrument.halt", instrument="SHCER"))).reason == "NOT_AUTHORIZED"
+        assert (await _error(person.call("admin.operator.role", operator=name, role="admin"))).reason == "NOT_AUTHORIZED"
+        unknown = await _error(admin.call("admin.operator.role", operator="nobody-here", role="admin"))
+        assert (unknown.reason, unknown.code) == ("UNKNOWN_OPERATOR", 1075)
+        assert {o["operator"]: o["role"] for o in (await admin.call("admin.operator.list"))["operators"]}[name] == "viewer"
+
+
 async def test_operator_keys_only_open_the_admin_listener(server: Server, operators: dict[str, tuple[str, str]]) -> None:
     # (failing on purpose from an address of their own: failures hold an address back for a while)
     async with Client(server.trading, local_addr=("127.0.0.3", 0)) as c:

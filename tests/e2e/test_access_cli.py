@@ -49,3 +49,7 @@ async def test_keys_and_operators_from_the_cli(server: Server) -> None:
         ("admin.instrument.resume", "ok"),
         ("admin.key.list", "error"),
     ]
+    demoted = await ok_json(server, "operator", "role", "alice", "--role", "viewer")
+    assert (demoted["role"], demoted["previous"]) == ("viewer", "operator")
+    refused = await cli(server, "halt", "CCER", env=as_alice)
+    assert refused.rc == 1 and "NOT_AUTHORIZED" in refused.err and "operator role" in refused.err

@@ -12,7 +12,17 @@ from carbonx.engine import reasons as R
 from carbonx.engine.config import MarketConfig
 from carbonx.engine.engine import Engine, EngineSnapshot
 from carbonx.engine.keys import ApiKey, address_allowed, parse_allow
-from carbonx.engine.schema import KeyCreate, KeyRevoke, KeyRotate, KeyUpdate, OperatorCreate, OperatorCreated, Reject
+from carbonx.engine.schema import (
+    KeyCreate,
+    KeyRevoke,
+    KeyRotate,
+    KeyUpdate,
+    OperatorCreate,
+    OperatorCreated,
+    OperatorRoleSet,
+    OperatorSetRole,
+    Reject,
+)
 from carbonx.engine.testkit import T0, funded_engine
 
 S = 10**9
@@ -104,6 +114,20 @@ def test_operator_identities_have_a_role_and_keys(eng: Engine) -> None:
     assert only_reject(eng.apply(KeyCreate(ts=T0, key_id="a3", secret_hash="h", operator="alice", scopes=["read"]))).field == "scopes"
     eng.apply(KeyCreate(ts=T0, key_id="a3", secret_hash="h", operator="alice"))
     assert [k.key_id for k in eng.keys_of(operator="alice")] == ["a3", "alice-1"]
+
+
+def test_an_operator_gets_another_role_and_keeps_its_keys(eng: Engine) -> None:
+    eng.apply(OperatorCreate(ts=T0, operator="alice", role="viewer", key_id="alice-1", secret_hash="h"))
+    (ev,) = eng.apply(OperatorSetRole(ts=T0 + S, operator="alice", role="admin"))
+    assert isinstance(ev, OperatorRoleSet) and (ev.operator, ev.role, ev.previous) == ("alice", "admin", "viewer")
+    assert eng.operators["alice"].role == "admin" and eng.keys["alice-1"].usable(T0 + 2 * S, "h") is None
+    (same,) = eng.apply(OperatorSetRole(ts=T0 + S, operator="alice", role="admin"))  # the same role: accepted, nothing changes
+    assert isinstance(same, OperatorRoleSet) and same.previous == "admin"
+    assert only_reject(eng.apply(OperatorSetRole(ts=T0, operator="nobody", role="admin"))).reason == R.UNKNOWN_OPERATOR
+    bad = only_reject(eng.apply(OperatorSetRole(ts=T0, operator="alice", role="boss")))  # type: ignore[arg-type]
+    assert (bad.reason, bad.field) == (R.INVALID_KEY, "role") and eng.operators["alice"].role == "admin"
+    again = Engine.restore(eng.config, eng.snapshot())
+    assert again.operators["alice"].role == "admin" and again.digest() == eng.digest()
 
 
 def test_snapshots_keep_keys_and_operators(eng: Engine) -> None:
