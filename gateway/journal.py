@@ -14,11 +14,14 @@ A segment is a sequence of frames ``<u32 length><u32 crc32(payload)><payload>``
 (little endian), the payload being the MessagePack encoding of ``(seq, command)``.
 Segments roll at batch boundaries once they reach ``segment_bytes``.
 
-Durability uses group commit: ``append`` only encodes into the pending batch; a writer
-task takes everything pending, writes it with one ``os.write`` and (policy ``fsync``)
-one ``fdatasync`` in a worker thread while the next batch accumulates, then advances
-``durable_seq``, wakes waiters and calls listeners. One fsync per batch rather than per
-command is what makes durable order entry affordable (an fsync costs milliseconds).
+Durability uses group commit: ``append`` only encodes into the pending batch; once per
+event-loop iteration the batch is handed (a ``queue.SimpleQueue``) to the journal's own
+writer thread, which writes it with one ``os.write`` and (policy ``fsync``) one
+``fdatasync`` while the next batch accumulates, then reports back with one
+``loop.call_soon_threadsafe``: ``durable_seq`` advances, waiters wake, listeners run and
+the next batch is handed over. One fsync per batch rather than per command is what makes
+durable order entry affordable (an fsync costs milliseconds); one thread hand-off each way
+per batch, with no executor, future or task in between, is what keeps it cheap on the loop.
 
 Policies (see docs/journal.md):
 
@@ -33,16 +36,18 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import heapq
 import itertools
 import logging
 import os
+import queue
 import re
 import struct
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -423,9 +428,14 @@ class SequencedJournal(Journal):
         self._waiters.clear()
 
 
-class LocalJournal(SequencedJournal):
-    """Segment files in ``directory/journal`` with asyncio group commit.
+Batch = tuple[bytearray, int, int, int]  # buffer, bytes used, first seq, last seq
 
+
+class LocalJournal(SequencedJournal):
+    """Segment files in ``directory/journal`` with group commit.
+
+    Policy ``fsync`` writes and syncs in a dedicated writer thread (started by ``start``,
+    stopped by ``close``); ``os`` and ``none`` write on the event loop (a page-cache write).
     A failed write or fsync is fatal (after a failed fsync the kernel may have dropped
     the dirty pages, so retrying could report durability that is not there): the
     journal stops, waiters get ``JournalError`` and further appends raise."""
@@ -453,12 +463,14 @@ class LocalJournal(SequencedJournal):
         self._pending_first = next_seq  # seq of the first record in _pending
         self._fd = -1
         self._segment_size = 0
-        self._wake: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
-        # Its own thread: fsyncs never queue behind other users of the default executor
-        # (e.g. password hashing at login).
-        self._executor: ThreadPoolExecutor | None = None
-        self._writing: bytearray | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # set by start: batches are handed over
+        # Policy fsync: its own thread (fsyncs never queue behind other users of the default
+        # executor, e.g. password hashing at login), fed batches through _batches (None: stop).
+        self._thread: threading.Thread | None = None
+        self._batches: queue.SimpleQueue[Batch | None] = queue.SimpleQueue()
+        self._kick_scheduled = False
+        self._drained: asyncio.Future[None] | None = None  # close: resolved once nothing is left to write
+        self._writing: bytearray | None = None  # the batch being written (None: the writer is idle)
         self._closed = False
         self._durable_on_append = policy == "none"
 
@@ -481,10 +493,11 @@ class LocalJournal(SequencedJournal):
             self._refuse(seq)
         buf = self._pending
         start = self._used
-        if not start:  # first record of a batch: wake the writer
+        if not start:  # first record of a batch: hand it over at the end of this loop iteration
             self._pending_first = seq
-            if self._wake is not None:
-                self._wake.set()
+            if self._loop is not None and not self._kick_scheduled:
+                self._kick_scheduled = True
+                self._loop.call_soon(self._kick)
         body = start + 8  # HEADER.size
         try:
             _encode_into((seq, cmd), buf, body)
@@ -500,13 +513,15 @@ class LocalJournal(SequencedJournal):
     # ------------------------------------------------------------------ writer
 
     async def start(self) -> None:
-        if self._task is not None:
+        if self._loop is not None:
             raise JournalError("journal already started")
-        self._wake = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal-writer")
+        self._loop = asyncio.get_running_loop()
+        if self.policy == "fsync":
+            self._thread = threading.Thread(target=self._writer, name="journal-writer", daemon=True)
+            self._thread.start()
         if self._used:
-            self._wake.set()
-        self._task = asyncio.create_task(self._run(), name="journal-writer")
+            self._kick_scheduled = True
+            self._loop.call_soon(self._kick)
 
     async def close(self) -> None:
         """Flush everything pending and fsync it whatever the policy, so a clean
@@ -514,14 +529,17 @@ class LocalJournal(SequencedJournal):
         if self._closed:
             return
         self._closing = self._refusing = True
-        if self._task is not None and self._wake is not None:
-            self._wake.set()
-            await self._task
+        if self._loop is not None:
+            if self.failure is None and (self._writing is not None or self._used):
+                self._drained = self._loop.create_future()
+                self._kick()  # hands over what is pending unless a batch is in flight
+                await self._drained
+            if self._thread is not None:
+                self._batches.put(None)
+                self._thread.join()  # idle (drained) or stopped by a failure: returns at once
         elif self._used and self.failure is None:
             await asyncio.to_thread(self._write_batch, *self._take(), False)
             self._written()
-        if self._executor is not None:
-            self._executor.shutdown(wait=False)
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
             try:
@@ -533,28 +551,60 @@ class LocalJournal(SequencedJournal):
         if self.failure is not None:
             raise JournalError(f"journal failed: {self.failure!r}")
 
-    async def _run(self) -> None:
-        assert self._wake is not None
-        loop = asyncio.get_running_loop()
+    def _kick(self) -> None:
+        """On the loop: hand the pending batch to the writer unless one is in flight (then
+        ``_on_written`` hands it over). Policies ``os`` and ``none`` write it here."""
+        self._kick_scheduled = False
+        if self._writing is not None or not self._used or self.failure is not None:
+            return
+        if self._thread is not None:
+            self._batches.put(self._take())
+            return
+        data, used, first, last = self._take()
         try:
-            while True:
-                await self._wake.wait()
-                self._wake.clear()
-                if self._used:
-                    data, used, first, last = self._take()
-                    if self.policy == "fsync":
-                        await loop.run_in_executor(self._executor, self._write_batch, data, used, first, last, True)
-                    else:
-                        self._write_batch(data, used, first, last, False)
-                    self._written()
-                    self._durable(last)
-                if self._closing and not self._used:
-                    return
-        except Exception as exc:  # a failed write/fsync: stop for good, tell everyone
-            log.critical("journal: write failed, journal stopped: %r", exc)
-            self._fail(exc)
+            self._write_batch(data, used, first, last, False)
+        except Exception as exc:
+            self._on_failed(exc)
+            return
+        self._on_written(last)
 
-    def _take(self) -> tuple[bytearray, int, int, int]:
+    def _writer(self) -> None:
+        """The writer thread (policy fsync): write and sync each batch handed over, report
+        back once per batch; stops at ``None`` or after the first failure."""
+        get = self._batches.get
+        loop = self._loop
+        assert loop is not None
+        while True:
+            batch = get()
+            if batch is None:
+                return
+            try:
+                self._write_batch(*batch, True)
+            except BaseException as exc:  # a failed write/fsync: stop for good
+                with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is left to tell
+                    loop.call_soon_threadsafe(self._on_failed, exc)
+                return
+            try:
+                loop.call_soon_threadsafe(self._on_written, batch[3])
+            except RuntimeError:  # the loop is closed (abandoned without close()): stop
+                return
+
+    def _on_written(self, last: int) -> None:
+        """On the loop: the batch up to ``last`` is durable; hand over the next one."""
+        self._written()
+        self._durable(last)
+        if self._used and self.failure is None:
+            self._kick()
+        elif self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    def _on_failed(self, exc: BaseException) -> None:
+        log.critical("journal: write failed, journal stopped: %r", exc)
+        self._fail(exc)
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    def _take(self) -> Batch:
         """Hand the pending batch to the writer; appends continue in the spare buffer
         (free: batches are taken only when the previous write has finished)."""
         data, used = self._pending, self._used
