@@ -469,18 +469,27 @@ class LocalJournal(SequencedJournal):
         self._segment_size = 0
         self._loop: asyncio.AbstractEventLoop | None = None  # set by start: batches are handed over
         # Policy fsync: its own thread (fsyncs never queue behind other users of the default
-        # executor, e.g. password hashing at login), fed batches through _batches (None: stop).
+        # executor, e.g. password hashing at login). It takes the pending batch itself whenever
+        # it finishes one, so a busy writer is never woken; an idle one waits for a token in
+        # _wakeup, posted by _kick. Shared with it, under _lock: the pending batch (_pending,
+        # _used, _pending_first, _last_appended, _spare, _due, _last_batch_records), _idle and
+        # _stopping. Without a thread (policies os, none) the loop writes at _kick.
         self._thread: threading.Thread | None = None
-        self._batches: queue.SimpleQueue[Batch | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._wakeup: queue.SimpleQueue[None] = queue.SimpleQueue()
+        self._idle = True  # the writer waits for a token (or has no thread): a new batch needs _kick
+        self._stopping = False
         self._kick_scheduled = False
         # Group-commit linger: while batches are forming (the last one held more than one
-        # record), a new batch is handed over this long after its first append, not at the end
-        # of the loop iteration: fewer, larger batches (fewer fsyncs and thread hand-offs)
-        # for at most this much latency. A lone command on a quiet exchange never waits.
+        # record), a new batch is taken this long after its first append (or when the previous
+        # one is durable, if later) instead of at the end of the loop iteration: fewer, larger
+        # batches (fewer fsyncs and thread hand-offs) for at most this much latency. A lone
+        # command on a quiet exchange (the last batch held one) never waits.
         self.linger = linger_ms / 1000
-        self._last_batch_records = 0  # records in the last batch handed over (loop thread)
-        self._drained: asyncio.Future[None] | None = None  # close: resolved once nothing is left to write
-        self._writing: bytearray | None = None  # the batch being written (None: the writer is idle)
+        self._last_batch_records = 0  # records in the last batch taken
+        self._due = 0.0  # time.monotonic() from which the pending batch may be taken (0: at once)
+        self._written_seq = next_seq - 1  # last seq written (and synced under fsync) and reported on the loop
+        self._drained: asyncio.Future[None] | None = None  # close: resolved once everything appended is written
         self._closed = False
         self._durable_on_append = policy == "none"
 
@@ -501,25 +510,31 @@ class LocalJournal(SequencedJournal):
         # The hot path (once per command): locals and module aliases, no policy strings.
         if seq != self._last_appended + 1 or self._refusing:
             self._refuse(seq)
-        buf = self._pending
-        start = self._used
-        if not start:  # first record of a batch: hand it over at the end of this loop iteration
-            self._pending_first = seq
-            if self._loop is not None and not self._kick_scheduled:
-                self._kick_scheduled = True
-                if self.linger and self._last_batch_records > 1:
-                    self._loop.call_later(self.linger, self._kick)
-                else:
-                    self._loop.call_soon(self._kick)
-        body = start + 8  # HEADER.size
-        try:
-            _encode_into((seq, cmd), buf, body)
-        except (OverflowError, TypeError, ValueError) as exc:  # nothing appended: _used is unchanged
-            raise UnencodableCommand(f"{type(cmd).__name__} seq {seq} cannot be journaled: {exc}") from None
-        end = len(buf)
-        _pack_into(buf, start, end - body, _crc32(buf[body:end]))
-        self._used = end
-        self._last_appended = seq
+        lingering = kick = False
+        with self._lock:  # the writer thread takes batches under it
+            buf = self._pending
+            start = self._used
+            body = start + 8  # HEADER.size
+            try:
+                _encode_into((seq, cmd), buf, body)
+            except (OverflowError, TypeError, ValueError) as exc:  # nothing appended: _used is unchanged
+                raise UnencodableCommand(f"{type(cmd).__name__} seq {seq} cannot be journaled: {exc}") from None
+            end = len(buf)
+            _pack_into(buf, start, end - body, _crc32(buf[body:end]))
+            self._used = end
+            self._last_appended = seq
+            if not start:  # first record of a batch: an idle writer needs a kick, a busy one takes it itself
+                self._pending_first = seq
+                lingering = bool(self.linger) and self._last_batch_records > 1
+                self._due = time.monotonic() + self.linger if lingering else 0.0
+                kick = self._idle and not self._kick_scheduled and self._loop is not None
+        if kick:
+            assert self._loop is not None
+            self._kick_scheduled = True
+            if lingering:
+                self._loop.call_later(self.linger, self._kick)
+            else:  # at the end of this loop iteration: the batch holds everything it read
+                self._loop.call_soon(self._kick)
         if self._durable_on_append:
             self.durable_seq = seq
 
@@ -543,16 +558,19 @@ class LocalJournal(SequencedJournal):
             return
         self._closing = self._refusing = True
         if self._loop is not None:
-            if self.failure is None and (self._writing is not None or self._used):
+            if self.failure is None and self._written_seq < self._last_appended:
                 self._drained = self._loop.create_future()
-                self._kick()  # hands over what is pending unless a batch is in flight
+                self._kick()  # an idle (or lingering) writer takes what is pending at once
                 await self._drained
             if self._thread is not None:
-                self._batches.put(None)
+                with self._lock:
+                    self._stopping = True
+                self._wakeup.put(None)
                 self._thread.join()  # idle (drained) or stopped by a failure: returns at once
         elif self._used and self.failure is None:
-            await asyncio.to_thread(self._write_batch, *self._take(), False)
-            self._written()
+            data, used, first, last = self._take()
+            await asyncio.to_thread(self._write_batch, data, used, first, last, False)
+            self._spare = data
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
             try:
@@ -565,13 +583,19 @@ class LocalJournal(SequencedJournal):
             raise JournalError(f"journal failed: {self.failure!r}")
 
     def _kick(self) -> None:
-        """On the loop: hand the pending batch to the writer unless one is in flight (then
-        ``_on_written`` hands it over). Policies ``os`` and ``none`` write it here."""
+        """On the loop: wake an idle writer thread for the pending batch (a busy one takes it
+        when done); without a thread (policies os, none), write the batch here."""
         self._kick_scheduled = False
-        if self._writing is not None or not self._used or self.failure is not None:
+        if self.failure is not None:
             return
         if self._thread is not None:
-            self._batches.put(self._take())
+            with self._lock:
+                if not self._idle or not self._used:
+                    return
+                self._idle = False
+            self._wakeup.put(None)
+            return
+        if not self._used:
             return
         data, used, first, last = self._take()
         try:
@@ -579,37 +603,56 @@ class LocalJournal(SequencedJournal):
         except Exception as exc:
             self._on_failed(exc)
             return
+        self._spare = data
         self._on_written(last)
 
     def _writer(self) -> None:
-        """The writer thread (policy fsync): write and sync each batch handed over, report
-        back once per batch; stops at ``None`` or after the first failure."""
-        get = self._batches.get
+        """The writer thread (policy fsync): take the pending batch (once its linger is over,
+        unless closing), write and sync it, give the buffer back, report to the loop; wait
+        for a token when there is nothing to take. Stops when told or after a failure."""
         loop = self._loop
         assert loop is not None
+        lock, wait = self._lock, self._wakeup.get
         while True:
-            batch = get()
+            batch: Batch | None = None
+            timeout: float | None = None
+            with lock:
+                if self._used:
+                    due = self._due
+                    now = time.monotonic() if due else 0.0
+                    if due and now < due and not self._closing:
+                        timeout = due - now
+                    else:
+                        batch = self._take()
+                if batch is None:
+                    if self._stopping:
+                        return
+                    self._idle = True
+                else:
+                    self._idle = False
             if batch is None:
-                return
+                with contextlib.suppress(queue.Empty):
+                    wait(timeout=timeout)
+                continue
+            data, used, first, last = batch
             try:
-                self._write_batch(*batch, True)
+                self._write_batch(data, used, first, last, True)
             except BaseException as exc:  # a failed write/fsync: stop for good
                 with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is left to tell
                     loop.call_soon_threadsafe(self._on_failed, exc)
                 return
+            with lock:
+                self._spare = data
             try:
-                loop.call_soon_threadsafe(self._on_written, batch[3])
+                loop.call_soon_threadsafe(self._on_written, last)
             except RuntimeError:  # the loop is closed (abandoned without close()): stop
                 return
 
     def _on_written(self, last: int) -> None:
-        """On the loop: the batch up to ``last`` is durable; hand over the next one."""
-        self._written()
+        """On the loop: the batch up to ``last`` is written (synced under fsync): durable."""
+        self._written_seq = last
         self._durable(last)
-        if self._used and self.failure is None:
-            if not self._kick_scheduled:  # (scheduled: the batch is lingering, its timer hands it over)
-                self._kick()
-        elif self._drained is not None and not self._drained.done():
+        if self._drained is not None and last >= self._last_appended and not self._drained.done():
             self._drained.set_result(None)
 
     def _on_failed(self, exc: BaseException) -> None:
@@ -619,19 +662,15 @@ class LocalJournal(SequencedJournal):
             self._drained.set_result(None)
 
     def _take(self) -> Batch:
-        """Hand the pending batch to the writer; appends continue in the spare buffer
-        (free: batches are taken only when the previous write has finished)."""
+        """The pending batch, for writing; appends continue in the spare buffer (given back
+        by the writer before it takes the next batch). Under ``_lock`` when there is a writer
+        thread."""
         data, used = self._pending, self._used
         self._pending = self._spare if self._spare is not None else bytearray(HEADER.size)
         self._spare = None
         self._used = 0
         self._last_batch_records = self._last_appended - self._pending_first + 1
-        self._writing = data
         return data, used, self._pending_first, self._last_appended
-
-    def _written(self) -> None:
-        """The writer is done with its buffer: it becomes the spare."""
-        self._spare, self._writing = self._writing, None
 
     def _write_batch(self, data: bytearray, used: int, first: int, last: int, sync: bool) -> None:
         """One write (and one fdatasync) of a whole batch, ``data[:used]``; runs in the
