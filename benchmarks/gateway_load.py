@@ -582,6 +582,7 @@ def _parser() -> argparse.ArgumentParser:
         "--slow-prefill", type=int, default=300, help="book snapshots the slow subscriber requests and never reads (0: market data only)"
     )
     p.add_argument("--fsync-policy", choices=("fsync", "os", "none"), default="fsync")
+    p.add_argument("--journal-linger-ms", type=float, default=None, help="the server's [server] journal_linger_ms (default: the config's)")
     p.add_argument("--seed", type=int, default=1)
     return p
 
@@ -599,7 +600,8 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "login_timeout_s": 3600.0,
         "write_buffer_bytes": args.slow_limit_kib * 1024,
     }
-    config = write_config(workdir / "bench.toml", limits=limits)
+    server_table = {} if args.journal_linger_ms is None else {"journal_linger_ms": args.journal_linger_ms}
+    config = write_config(workdir / "bench.toml", limits=limits, server=server_table)
     server = start_server(workdir / "data", fsync=args.fsync_policy, config=config)
     try:
         result: dict[str, Any] = {}
@@ -625,6 +627,7 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(),
         "loadavg_1m_at_start": load_at_start,
         "fsync_policy": args.fsync_policy,
+        "journal_linger_ms": args.journal_linger_ms,
         "connections": args.connections,
         "batch": args.batch,
         "offered_per_s": args.rate,

@@ -367,6 +367,7 @@ async def run(settings: Settings, opts: ServeOptions, stop: asyncio.Event | None
         data_dir,
         policy=opts.fsync_policy or srv.fsync_policy,  # type: ignore[arg-type]
         segment_bytes=srv.segment_bytes,
+        linger_ms=srv.journal_linger_ms,
         next_seq=engine.seq + 1,
     )
     await journal.start()

@@ -14,11 +14,14 @@ A segment is a sequence of frames ``<u32 length><u32 crc32(payload)><payload>``
 (little endian), the payload being the MessagePack encoding of ``(seq, command)``.
 Segments roll at batch boundaries once they reach ``segment_bytes``.
 
-Durability uses group commit: ``append`` only encodes into the pending batch; a writer
-task takes everything pending, writes it with one ``os.write`` and (policy ``fsync``)
-one ``fdatasync`` in a worker thread while the next batch accumulates, then advances
-``durable_seq``, wakes waiters and calls listeners. One fsync per batch rather than per
-command is what makes durable order entry affordable (an fsync costs milliseconds).
+Durability uses group commit: ``append`` only encodes into the pending batch; once per
+event-loop iteration the batch is handed (a ``queue.SimpleQueue``) to the journal's own
+writer thread, which writes it with one ``os.write`` and (policy ``fsync``) one
+``fdatasync`` while the next batch accumulates, then reports back with one
+``loop.call_soon_threadsafe``: ``durable_seq`` advances, waiters wake, listeners run and
+the next batch is handed over. One fsync per batch rather than per command is what makes
+durable order entry affordable (an fsync costs milliseconds); one thread hand-off each way
+per batch, with no executor, future or task in between, is what keeps it cheap on the loop.
 
 Policies (see docs/journal.md):
 
@@ -33,16 +36,18 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import heapq
 import itertools
 import logging
 import os
+import queue
 import re
 import struct
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -423,18 +428,27 @@ class SequencedJournal(Journal):
         self._waiters.clear()
 
 
-class LocalJournal(SequencedJournal):
-    """Segment files in ``directory/journal`` with asyncio group commit.
+Batch = tuple[bytearray, int, int, int]  # buffer, bytes used, first seq, last seq
 
+
+class LocalJournal(SequencedJournal):
+    """Segment files in ``directory/journal`` with group commit.
+
+    Policy ``fsync`` writes and syncs in a dedicated writer thread (started by ``start``,
+    stopped by ``close``); ``os`` and ``none`` write on the event loop (a page-cache write).
     A failed write or fsync is fatal (after a failed fsync the kernel may have dropped
     the dirty pages, so retrying could report durability that is not there): the
     journal stops, waiters get ``JournalError`` and further appends raise."""
 
-    def __init__(self, directory: Path, policy: Policy = "fsync", segment_bytes: int = 64 << 20, next_seq: int = 1) -> None:
+    def __init__(
+        self, directory: Path, policy: Policy = "fsync", segment_bytes: int = 64 << 20, next_seq: int = 1, linger_ms: float = 0.0
+    ) -> None:
         if policy not in POLICIES:
             raise ValueError(f"fsync policy must be one of {list(POLICIES)}, not {policy!r}")
         if segment_bytes <= 0:
             raise ValueError("segment_bytes must be positive")
+        if not 0 <= linger_ms <= 1000:
+            raise ValueError("linger_ms must be between 0 and 1000")
         super().__init__(next_seq)
         self.directory: Path = Path(directory)
         self.folder = journal_dir(self.directory)
@@ -453,12 +467,29 @@ class LocalJournal(SequencedJournal):
         self._pending_first = next_seq  # seq of the first record in _pending
         self._fd = -1
         self._segment_size = 0
-        self._wake: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
-        # Its own thread: fsyncs never queue behind other users of the default executor
-        # (e.g. password hashing at login).
-        self._executor: ThreadPoolExecutor | None = None
-        self._writing: bytearray | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # set by start: batches are handed over
+        # Policy fsync: its own thread (fsyncs never queue behind other users of the default
+        # executor, e.g. password hashing at login). It takes the pending batch itself whenever
+        # it finishes one, so a busy writer is never woken; an idle one waits for a token in
+        # _wakeup, posted by _kick. Shared with it, under _lock: the pending batch (_pending,
+        # _used, _pending_first, _last_appended, _spare, _due, _last_batch_records), _idle and
+        # _stopping. Without a thread (policies os, none) the loop writes at _kick.
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._wakeup: queue.SimpleQueue[None] = queue.SimpleQueue()
+        self._idle = True  # the writer waits for a token (or has no thread): a new batch needs _kick
+        self._stopping = False
+        self._kick_scheduled = False
+        # Group-commit linger: while batches are forming (the last one held more than one
+        # record), a new batch is taken this long after its first append (or when the previous
+        # one is durable, if later) instead of at the end of the loop iteration: fewer, larger
+        # batches (fewer fsyncs and thread hand-offs) for at most this much latency. A lone
+        # command on a quiet exchange (the last batch held one) never waits.
+        self.linger = linger_ms / 1000
+        self._last_batch_records = 0  # records in the last batch taken
+        self._due = 0.0  # time.monotonic() from which the pending batch may be taken (0: at once)
+        self._written_seq = next_seq - 1  # last seq written (and synced under fsync) and reported on the loop
+        self._drained: asyncio.Future[None] | None = None  # close: resolved once everything appended is written
         self._closed = False
         self._durable_on_append = policy == "none"
 
@@ -479,34 +510,46 @@ class LocalJournal(SequencedJournal):
         # The hot path (once per command): locals and module aliases, no policy strings.
         if seq != self._last_appended + 1 or self._refusing:
             self._refuse(seq)
-        buf = self._pending
-        start = self._used
-        if not start:  # first record of a batch: wake the writer
-            self._pending_first = seq
-            if self._wake is not None:
-                self._wake.set()
-        body = start + 8  # HEADER.size
-        try:
-            _encode_into((seq, cmd), buf, body)
-        except (OverflowError, TypeError, ValueError) as exc:  # nothing appended: _used is unchanged
-            raise UnencodableCommand(f"{type(cmd).__name__} seq {seq} cannot be journaled: {exc}") from None
-        end = len(buf)
-        _pack_into(buf, start, end - body, _crc32(buf[body:end]))
-        self._used = end
-        self._last_appended = seq
+        lingering = kick = False
+        with self._lock:  # the writer thread takes batches under it
+            buf = self._pending
+            start = self._used
+            body = start + 8  # HEADER.size
+            try:
+                _encode_into((seq, cmd), buf, body)
+            except (OverflowError, TypeError, ValueError) as exc:  # nothing appended: _used is unchanged
+                raise UnencodableCommand(f"{type(cmd).__name__} seq {seq} cannot be journaled: {exc}") from None
+            end = len(buf)
+            _pack_into(buf, start, end - body, _crc32(buf[body:end]))
+            self._used = end
+            self._last_appended = seq
+            if not start:  # first record of a batch: an idle writer needs a kick, a busy one takes it itself
+                self._pending_first = seq
+                lingering = bool(self.linger) and self._last_batch_records > 1
+                self._due = time.monotonic() + self.linger if lingering else 0.0
+                kick = self._idle and not self._kick_scheduled and self._loop is not None
+        if kick:
+            assert self._loop is not None
+            self._kick_scheduled = True
+            if lingering:
+                self._loop.call_later(self.linger, self._kick)
+            else:  # at the end of this loop iteration: the batch holds everything it read
+                self._loop.call_soon(self._kick)
         if self._durable_on_append:
             self.durable_seq = seq
 
     # ------------------------------------------------------------------ writer
 
     async def start(self) -> None:
-        if self._task is not None:
+        if self._loop is not None:
             raise JournalError("journal already started")
-        self._wake = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal-writer")
+        self._loop = asyncio.get_running_loop()
+        if self.policy == "fsync":
+            self._thread = threading.Thread(target=self._writer, name="journal-writer", daemon=True)
+            self._thread.start()
         if self._used:
-            self._wake.set()
-        self._task = asyncio.create_task(self._run(), name="journal-writer")
+            self._kick_scheduled = True
+            self._loop.call_soon(self._kick)
 
     async def close(self) -> None:
         """Flush everything pending and fsync it whatever the policy, so a clean
@@ -514,14 +557,20 @@ class LocalJournal(SequencedJournal):
         if self._closed:
             return
         self._closing = self._refusing = True
-        if self._task is not None and self._wake is not None:
-            self._wake.set()
-            await self._task
+        if self._loop is not None:
+            if self.failure is None and self._written_seq < self._last_appended:
+                self._drained = self._loop.create_future()
+                self._kick()  # an idle (or lingering) writer takes what is pending at once
+                await self._drained
+            if self._thread is not None:
+                with self._lock:
+                    self._stopping = True
+                self._wakeup.put(None)
+                self._thread.join()  # idle (drained) or stopped by a failure: returns at once
         elif self._used and self.failure is None:
-            await asyncio.to_thread(self._write_batch, *self._take(), False)
-            self._written()
-        if self._executor is not None:
-            self._executor.shutdown(wait=False)
+            data, used, first, last = self._take()
+            await asyncio.to_thread(self._write_batch, data, used, first, last, False)
+            self._spare = data
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
             try:
@@ -533,40 +582,95 @@ class LocalJournal(SequencedJournal):
         if self.failure is not None:
             raise JournalError(f"journal failed: {self.failure!r}")
 
-    async def _run(self) -> None:
-        assert self._wake is not None
-        loop = asyncio.get_running_loop()
-        try:
-            while True:
-                await self._wake.wait()
-                self._wake.clear()
-                if self._used:
-                    data, used, first, last = self._take()
-                    if self.policy == "fsync":
-                        await loop.run_in_executor(self._executor, self._write_batch, data, used, first, last, True)
-                    else:
-                        self._write_batch(data, used, first, last, False)
-                    self._written()
-                    self._durable(last)
-                if self._closing and not self._used:
+    def _kick(self) -> None:
+        """On the loop: wake an idle writer thread for the pending batch (a busy one takes it
+        when done); without a thread (policies os, none), write the batch here."""
+        self._kick_scheduled = False
+        if self.failure is not None:
+            return
+        if self._thread is not None:
+            with self._lock:
+                if not self._idle or not self._used:
                     return
-        except Exception as exc:  # a failed write/fsync: stop for good, tell everyone
-            log.critical("journal: write failed, journal stopped: %r", exc)
-            self._fail(exc)
+                self._idle = False
+            self._wakeup.put(None)
+            return
+        if not self._used:
+            return
+        data, used, first, last = self._take()
+        try:
+            self._write_batch(data, used, first, last, False)
+        except Exception as exc:
+            self._on_failed(exc)
+            return
+        self._spare = data
+        self._on_written(last)
 
-    def _take(self) -> tuple[bytearray, int, int, int]:
-        """Hand the pending batch to the writer; appends continue in the spare buffer
-        (free: batches are taken only when the previous write has finished)."""
+    def _writer(self) -> None:
+        """The writer thread (policy fsync): take the pending batch (once its linger is over,
+        unless closing), write and sync it, give the buffer back, report to the loop; wait
+        for a token when there is nothing to take. Stops when told or after a failure."""
+        loop = self._loop
+        assert loop is not None
+        lock, wait = self._lock, self._wakeup.get
+        while True:
+            batch: Batch | None = None
+            timeout: float | None = None
+            with lock:
+                if self._used:
+                    due = self._due
+                    now = time.monotonic() if due else 0.0
+                    if due and now < due and not self._closing:
+                        timeout = due - now
+                    else:
+                        batch = self._take()
+                if batch is None:
+                    if self._stopping:
+                        return
+                    self._idle = True
+                else:
+                    self._idle = False
+            if batch is None:
+                with contextlib.suppress(queue.Empty):
+                    wait(timeout=timeout)
+                continue
+            data, used, first, last = batch
+            try:
+                self._write_batch(data, used, first, last, True)
+            except BaseException as exc:  # a failed write/fsync: stop for good
+                with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is left to tell
+                    loop.call_soon_threadsafe(self._on_failed, exc)
+                return
+            with lock:
+                self._spare = data
+            try:
+                loop.call_soon_threadsafe(self._on_written, last)
+            except RuntimeError:  # the loop is closed (abandoned without close()): stop
+                return
+
+    def _on_written(self, last: int) -> None:
+        """On the loop: the batch up to ``last`` is written (synced under fsync): durable."""
+        self._written_seq = last
+        self._durable(last)
+        if self._drained is not None and last >= self._last_appended and not self._drained.done():
+            self._drained.set_result(None)
+
+    def _on_failed(self, exc: BaseException) -> None:
+        log.critical("journal: write failed, journal stopped: %r", exc)
+        self._fail(exc)
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    def _take(self) -> Batch:
+        """The pending batch, for writing; appends continue in the spare buffer (given back
+        by the writer before it takes the next batch). Under ``_lock`` when there is a writer
+        thread."""
         data, used = self._pending, self._used
         self._pending = self._spare if self._spare is not None else bytearray(HEADER.size)
         self._spare = None
         self._used = 0
-        self._writing = data
+        self._last_batch_records = self._last_appended - self._pending_first + 1
         return data, used, self._pending_first, self._last_appended
-
-    def _written(self) -> None:
-        """The writer is done with its buffer: it becomes the spare."""
-        self._spare, self._writing = self._writing, None
 
     def _write_batch(self, data: bytearray, used: int, first: int, last: int, sync: bool) -> None:
         """One write (and one fdatasync) of a whole batch, ``data[:used]``; runs in the

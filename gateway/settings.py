@@ -87,6 +87,10 @@ class ServerSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # After each snapshot, move the journal segments it covers into DIR/archive/ (start-up
     # then reads only the snapshot and the live tail; verify/dump still read the archive).
     archive_segments: bool = True
+    # Group commit: while batches are forming (the last held more than one command), hand a new
+    # batch to the journal writer this long after its first command (fewer fsyncs per order;
+    # a lone command is never delayed). 0 = at the end of the event-loop iteration.
+    journal_linger_ms: Annotated[float, _within(0, 100)] = 0.0
     # A journal segment rolls once it passes this size.
     segment_bytes: Annotated[int, _within(64 * 1024, 64 * 1024 * _MIB)] = 64 * _MIB
     # Storage (gateway/storage.py): refuse to start, and stop taking new orders, with less
