@@ -20,6 +20,7 @@ import logging
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -237,7 +238,7 @@ class Gateway:
             raise RpcError.business(R.INVALID_STATE, "snapshots are not configured")
         seq = self.engine.seq
         try:
-            path = await self.snapshots.save(self.engine, self.journal)
+            path = await self.snapshots.save(self.engine, self.journal, alongside=self._supervision_checkpoint)
         except OSError as exc:  # the store removed its temporary file: nothing is left behind
             where = self.snapshots.folder
             if is_disk_full(exc):
@@ -249,25 +250,23 @@ class Gateway:
         except SnapshotError as exc:
             raise RpcError.business(R.INVALID_STATE, f"snapshot not written: {exc}") from None
         self.last_snapshot_seq = seq
-        await self._checkpoint_supervision()
         archived: list[Path] = []
         if self.settings.server.archive_segments:  # segments the snapshot covers are not needed to start
             archived = await asyncio.get_running_loop().run_in_executor(None, self.snapshots.archive_segments_before, seq)
         return {"seq": seq, "path": str(path), "archived_segments": len(archived)}
 
-    async def _checkpoint_supervision(self) -> None:
-        """After a snapshot: a checkpoint of the supervision consumers, so start-up replays only
-        from a snapshot on (gateway/supervision_checkpoint.py). Taken here, on the loop thread
-        that feeds them; written by a worker thread. A failure is logged, nothing else: the next
+    def _supervision_checkpoint(self) -> Callable[[], object] | None:
+        """``SnapshotStore.save``'s ``alongside``: the supervision consumers' checkpoint, captured
+        with the engine state (here on the loop thread that feeds them, or in the forked child)
+        and written by a worker thread or the child, so start-up replays only from a snapshot
+        on (gateway/supervision_checkpoint.py). A failure is logged, nothing else: the next
         start replays more of the journal."""
         found = self.supervision.checkpoint()
         if found is None or self.snapshots is None:
-            return
+            return None
         seq, blob = found
-        try:
-            await asyncio.get_running_loop().run_in_executor(None, checkpoints.save, self.snapshots.directory, seq, blob)
-        except OSError as exc:
-            log.warning("supervision checkpoint at seq %d not written: %r", seq, exc)
+        directory = self.snapshots.directory
+        return lambda: checkpoints.save(directory, seq, blob)
 
     async def shutdown(self) -> None:
         """Stop accepting, cancel-on-disconnect, flush the journal, close with 1001."""

@@ -27,6 +27,7 @@ import re
 import signal
 import struct
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,6 +44,12 @@ HEADER = struct.Struct("<8sQQI64s")  # magic, seq, payload length, crc32, hex di
 SUFFIX = ".snap"
 _NAME = re.compile(r"^(\d{20})\.snap$")
 _CHILD_OTHER = 255  # exit status of a snapshot child that failed other than with an OSError
+
+# Files that go with a snapshot (``SnapshotStore.save``'s ``alongside``): called at the moment the
+# engine state is captured - on the engine's thread, or in the forked child - it captures what
+# it needs and returns a blocking writer (run in a worker thread, or in the child), or None.
+# Best effort: a writer's failure is reported (log, or the child's stderr), never the snapshot's.
+Alongside = Callable[[], Callable[[], object] | None]
 
 
 class SnapshotError(ValueError):
@@ -147,22 +154,29 @@ class SnapshotStore:
         fsync_dir(self.folder)
         return path
 
-    async def save(self, engine: Engine, journal: Journal | None = None) -> Path:
+    async def save(self, engine: Engine, journal: Journal | None = None, alongside: Alongside | None = None) -> Path:
         """Snapshot ``engine`` as of now; call it on the engine's thread between
         commands. The state is captured before this returns control to the loop (encoded
         here, or by a forked child); hashing and writing run off the engine thread. With
         ``journal`` given, the file is only published once the journal is durable up to
         the snapshot's seq, so a snapshot never gets ahead of the journal (recovery copes
-        if it does, by setting such a snapshot aside)."""
+        if it does, by setting such a snapshot aside). ``alongside`` (see ``Alongside``)
+        captures, at the same moment, files that go with the snapshot."""
         seq = engine.seq
         loop = asyncio.get_running_loop()
         try:
             if self.fork:
-                await self._write_tmp_forked(engine, seq)
+                await self._write_tmp_forked(engine, seq, alongside)
             else:
                 data = engine.snapshot()
+                writer = alongside() if alongside is not None else None
                 # Engine.digest() is SHA-256 over exactly these bytes (tests pin this).
                 await loop.run_in_executor(None, lambda: self._write_tmp(seq, data, hashlib.sha256(data).hexdigest()))
+                if writer is not None:
+                    try:
+                        await loop.run_in_executor(None, writer)
+                    except Exception as exc:
+                        log.warning("a file that goes with snapshot %d was not written: %r", seq, exc)
             if journal is not None:
                 await journal.wait_durable(seq)
             return await loop.run_in_executor(None, self._publish, seq)
@@ -170,10 +184,10 @@ class SnapshotStore:
             self.discard_tmp(seq)
             raise
 
-    async def _write_tmp_forked(self, engine: Engine, seq: int) -> None:
+    async def _write_tmp_forked(self, engine: Engine, seq: int, alongside: Alongside | None = None) -> None:
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child; coverage cannot follow it
-            self._child(engine, seq)
+            self._child(engine, seq, alongside)
         _, status = await asyncio.get_running_loop().run_in_executor(None, os.waitpid, pid, 0)
         code = os.waitstatus_to_exitcode(status)
         if code != 0:
@@ -182,9 +196,10 @@ class SnapshotStore:
                 raise OSError(code, os.strerror(code), str(self._tmp_for(seq)))
             raise SnapshotError(f"{self._tmp_for(seq)}: snapshot child process failed (exit status {code})")
 
-    def _child(self, engine: Engine, seq: int) -> None:  # pragma: no cover - runs in the child
-        """Encode, hash, write, exit - touching no lock another thread may have held at
-        fork time (no logging, no sys.stderr: raw writes only) and never returning."""
+    def _child(self, engine: Engine, seq: int, alongside: Alongside | None) -> None:  # pragma: no cover - runs in the child
+        """Encode, hash, write (then ``alongside``'s files), exit - touching no lock another
+        thread may have held at fork time (no logging, no sys.stderr: raw writes only) and
+        never returning."""
         code = _CHILD_OTHER
         try:
             signal.set_wakeup_fd(-1)  # signals sent to the child must not wake the parent's loop
@@ -193,6 +208,13 @@ class SnapshotStore:
             data = engine.snapshot()
             self._write_tmp(seq, data, hashlib.sha256(data).hexdigest())
             code = 0
+            if alongside is not None:
+                try:
+                    writer = alongside()
+                    if writer is not None:
+                        writer()
+                except Exception as exc:  # best effort: the snapshot itself is written
+                    os.write(2, f"carbonx snapshot child: a file that goes with snapshot {seq} was not written: {exc!r}\n".encode())
         except BaseException as exc:
             if isinstance(exc, OSError) and exc.errno and 0 < exc.errno < _CHILD_OTHER:
                 code = exc.errno  # the parent re-raises it as an OSError (ENOSPC: disk full)

@@ -9,8 +9,9 @@ consumers as they were at seq ``C``, restores a scratch engine from the newest s
 below ``C`` and replays only from that snapshot on, feeding the consumers the events after
 ``C``: the same state as a full replay, at the cost of the records since the snapshot.
 
-``Gateway.snapshot`` writes one after every snapshot (``save``); ``Supervision.derive`` reads
-the newest usable one (``load_latest``). Anything that does not fit - damaged file, another
+``Gateway.snapshot`` writes one with every snapshot (``SnapshotStore.save``'s ``alongside``:
+captured with the engine state, in the forked child when snapshots fork); ``Supervision.derive``
+reads the newest usable one (``load_latest``). Anything that does not fit - damaged file, another
 format, other ``[surveillance]``/``[disclosure]`` thresholds than the running ones (a
 threshold change must re-derive history with the new thresholds, as without checkpoints), no
 snapshot at or below it - is logged and start-up falls back to the full replay.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -367,3 +368,35 @@ async def test_a_command_the_engine_raised_on_is_replayed_the_same_way(
     assert rec.engine.seq == len(cmds) and rec.replayed == len(cmds)
     report = verify(tmp_path, demo_config)
     assert report.ok and report.engine_errors == ["seq 41: ZeroDivisionError('engine bug')"]
+
+
+@pytest.mark.parametrize("fork", [False, True], ids=["inline", "forked"])
+async def test_files_alongside_a_snapshot_are_captured_with_it_and_never_fail_it(
+    tmp_path: Path, demo_config: MarketConfig, fork: bool
+) -> None:
+    """``alongside`` captures at the engine state's moment (a later change is not in the file)
+    and writes off the engine's thread or in the child; a failing writer leaves the snapshot."""
+    store = SnapshotStore(tmp_path, fork=fork)
+    eng = replay_from_empty(demo_config, CMDS[:10])
+    state = {"value": "at capture"}
+    out = tmp_path / "alongside.txt"
+
+    def capture() -> Callable[[], object]:
+        captured = state["value"]
+        return lambda: out.write_text(captured)
+
+    task = asyncio.ensure_future(store.save(eng, alongside=capture))
+    await asyncio.sleep(0)  # the capture has happened (inline: before the first await; forked: the fork)
+    state["value"] = "changed later"
+    path = await task
+    assert out.read_text() == "at capture" and path.exists()
+
+    def broken() -> Callable[[], object]:
+        def write() -> None:
+            raise OSError(28, "No space left on device")
+
+        return write
+
+    eng.apply(CMDS[10])
+    again = await store.save(eng, alongside=broken)
+    assert decode_snapshot(again, again.read_bytes())[0] == eng.seq
