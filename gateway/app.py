@@ -264,9 +264,17 @@ class Gateway:
         found = self.supervision.checkpoint()
         if found is None or self.snapshots is None:
             return None
-        seq, blob = found
-        directory = self.snapshots.directory
-        return lambda: checkpoints.save(directory, seq, blob)
+        # The consumers have the events released so far; the rest, up to the engine's seq (the
+        # snapshot's), wait in the sequencer for durability: carried through them, the
+        # checkpoint sits at the snapshot's seq, and start-up replays from that snapshot.
+        upto = self.engine.seq
+        later = [(seq, events) for seq, events, _, _ in self.seq.pending if events]
+        directory, supervision = self.snapshots.directory, self.supervision
+
+        def write() -> None:
+            checkpoints.save(directory, *supervision.checkpoint_through(found, later, upto))
+
+        return write
 
     async def shutdown(self) -> None:
         """Stop accepting, cancel-on-disconnect, flush the journal, close with 1001."""

@@ -126,8 +126,11 @@ class Supervision(EventSink):
 
     def _fresh(self) -> None:
         """Consumers as at the journal's start."""
-        self.surveillance = Surveillance(self.surveillance_spec) if self.surveillance_spec.enabled else None
-        self.reports = DayReports(self.disclosure_spec) if self.disclosure_spec.enabled else None
+        self.surveillance, self.reports = self._new_consumers()
+
+    def _new_consumers(self) -> tuple[Surveillance | None, DayReports | None]:
+        s, d = self.surveillance_spec, self.disclosure_spec
+        return (Surveillance(s) if s.enabled else None), (DayReports(d) if d.enabled else None)
 
     @property
     def fingerprint(self) -> str:
@@ -190,6 +193,26 @@ class Supervision(EventSink):
         if self.errors or not self.fed_seq or (self.surveillance is None and self.reports is None):
             return None
         return self.fed_seq, checkpoints.encode(self.fed_seq, self.fingerprint, self.surveillance, self.reports)
+
+    def checkpoint_through(self, found: tuple[int, bytes], later: list[tuple[int, list[Event]]], upto: int) -> tuple[int, bytes]:
+        """The checkpoint ``found`` (``checkpoint()``) carried through ``later``, the events of
+        the commands applied after it and not yet released to this sink (in seq order), to
+        ``upto``, the engine's seq when both were taken: so it sits at a snapshot's own seq.
+        Works on fresh consumers restored from ``found``, never the live ones: call it from a
+        worker thread (or a snapshot's forked child)."""
+        seq, blob = found
+        if seq == upto:
+            return found
+        surveillance, reports = self._new_consumers()
+        data = checkpoints.decode(blob, self.fingerprint)
+        checkpoints.restore_into(surveillance, data["surveillance"])
+        checkpoints.restore_into(reports, data["reports"])
+        for _, events in later:
+            if surveillance is not None:
+                surveillance.observe(events)
+            if reports is not None:
+                reports.observe(events)
+        return upto, checkpoints.encode(upto, self.fingerprint, surveillance, reports)
 
     def derive(self, directory: Path, config: MarketConfig, upto: int) -> int:
         """Rebuild the consumers' state from the journal up to seq ``upto`` (start-up, in a

@@ -5,6 +5,7 @@ channel, ``admin.surveillance.list``/``ack``, related-party groups, the day repo
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from pathlib import Path
 
@@ -109,3 +110,28 @@ async def test_alerts_acks_reports_survive_restart_and_regenerate(tmp_path: Path
         carbonx_argv("report", "day", "1999-01-01", "--data", str(data), "--config", str(DEMO)), capture_output=True, text=True, timeout=120
     )
     assert missing.returncode == 1 and "no trading day 1999-01-01" in missing.stderr
+
+
+async def test_a_snapshot_taken_under_load_gets_a_checkpoint_at_its_own_seq(tmp_path: Path) -> None:
+    """Orders in flight (applied, waiting for their fsync) while the operator snapshots: the
+    checkpoint is carried through their events, so it sits at the snapshot's seq and a restart
+    replays nothing for the consumers before it."""
+    data = tmp_path / "data"
+    with running_server(data, fsync="fsync") as server:
+        async with operator(server) as ops, broker(server, "a") as a, broker(server, "b") as b:
+            for _ in range(3):
+                flood = asyncio.gather(
+                    *(c.place(acct, "SHEA", side, 1, "60.00") for c, acct, side in [(a, "A-001", "buy"), (b, "B-001", "sell")] * 15)
+                )
+                await asyncio.sleep(0.01)
+                snap = await ops.call("admin.snapshot")
+                await flood
+                assert [seq for seq, _ in checkpoints.files(data)][-1] == snap["seq"]
+                await asyncio.sleep(0.5)  # the order budget refills (limits.order_burst)
+        server.kill9()
+    server = start_server(data)
+    try:
+        log = server.log_tail(200)
+        assert f"supervision: checkpoint at seq {snap['seq']}, snapshot {snap['seq']}," in log, log
+    finally:
+        server.terminate()

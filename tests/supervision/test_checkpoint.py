@@ -97,10 +97,12 @@ def test_start_up_replays_only_from_the_snapshot_under_the_checkpoint_and_matche
     assert sup.derive(tmp_path, eng.config, n) == n - (mid - 3)
     assert state(sup) == full
     assert sup.fed_seq == n
-    # and it goes on as the live consumers would: the same checkpoint bytes as a full replay's
+    # and it goes on as the live consumers would: the same checkpoint as a full replay's
     again = supervision()
     again.derive(tmp_path, eng.config, n)
-    assert sup.checkpoint() == again.checkpoint()
+    mine, theirs = sup.checkpoint(), again.checkpoint()
+    assert mine is not None and theirs is not None and mine[0] == theirs[0]
+    assert checkpoints.decode(mine[1], sup.fingerprint) == checkpoints.decode(theirs[1], sup.fingerprint)
 
 
 def test_a_checkpoint_makes_a_journal_whose_start_was_deleted_derivable(tmp_path: Path) -> None:
@@ -182,3 +184,25 @@ def test_a_checkpoint_keeps_the_two_newest_and_a_consumer_error_writes_none(tmp_
     sup.derive(tmp_path, eng.config, n)
     sup.errors = 1  # a detector raised once: its state may be half-updated
     assert sup.checkpoint() is None
+
+
+def test_a_checkpoint_carried_through_unreleased_events_equals_one_taken_there(tmp_path: Path) -> None:
+    """What ``Gateway`` does at a snapshot: the consumers have the released events, the rest up
+    to the snapshot's seq wait for durability; carried through them, the checkpoint is the one
+    the consumers would give at the snapshot's seq."""
+    eng, _, n = journaled(tmp_path)
+    released = day_two_start(eng)
+    sup = supervision()
+    sup.derive(tmp_path, eng.config, released)
+    found = sup.checkpoint()
+    assert found is not None and found[0] == released
+    later = [(seq, events) for seq, events in enumerate(eng.log[released:], released + 1) if events]
+    carried = sup.checkpoint_through(found, later, n)
+    there = supervision()
+    there.derive(tmp_path, eng.config, n)
+    taken = there.checkpoint()
+    assert taken is not None and carried[0] == taken[0] == n
+    fp = sup.fingerprint  # the same state (pickle bytes are not canonical: compare what they hold)
+    assert checkpoints.decode(carried[1], fp) == checkpoints.decode(taken[1], fp)
+    assert sup.checkpoint() == found  # the live consumers were not touched
+    assert sup.checkpoint_through(found, [], released) == found
