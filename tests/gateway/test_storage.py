@@ -81,7 +81,7 @@ async def test_snapshot_child_killed_leaves_no_temp_file(tmp_path: Path, monkeyp
     h = await start(tmp_path)
     store = SnapshotStore(tmp_path, fork=True)
 
-    def die(self: SnapshotStore, engine: Any, seq: int) -> None:  # the child writes a bit, then is killed
+    def die(self: SnapshotStore, engine: Any, seq: int, *rest: Any) -> None:  # the child writes a bit, then is killed
         self.folder.mkdir(parents=True, exist_ok=True)
         self._tmp_for(seq).write_bytes(b"partial")
         os.kill(os.getpid(), 9)
