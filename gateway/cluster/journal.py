@@ -79,9 +79,17 @@ _TRANSIENT = (
 )
 
 
+# JetStream's "no suitable peers for placement" (e.g. "peer offline"): a cluster still forming,
+# or a node restarting, cannot place an R3 stream yet; it can once the peers are back.
+_NO_PEERS_FOR_PLACEMENT = 10005
+
+
 def _transient(exc: Exception) -> bool:
-    """True for errors worth retrying: the transient ones and JetStream's 5xx (e.g. 503 "no leader")."""
-    return isinstance(exc, _TRANSIENT) or (isinstance(exc, nats.js.errors.APIError) and (exc.code or 0) >= 500)
+    """True for errors worth retrying: the transient ones, JetStream's 5xx (e.g. 503 "no
+    leader") and "no suitable peers for placement" (a peer offline: it comes back)."""
+    if isinstance(exc, _TRANSIENT):
+        return True
+    return isinstance(exc, nats.js.errors.APIError) and ((exc.code or 0) >= 500 or exc.err_code == _NO_PEERS_FOR_PLACEMENT)
 
 
 class StreamCorruption(JournalError):
