@@ -341,33 +341,56 @@ def _readiness(gw: Gateway | None) -> bool | str:
     return True if gw.storage.ok else f"not ready: {gw.storage.problem}"
 
 
+def refuse_plaintext(settings: Settings, opts: ServeOptions) -> None:
+    """``SettingsError`` when the trading or admin listener would take plain text off loopback
+    without ``allow_plaintext`` (gateway/tls.py). ``serve`` and ``carbonx gateway`` alike."""
+    srv = settings.server
+    hosts = {"trading listener": opts.host or srv.host, "admin listener": opts.admin_host or srv.admin_host}
+    refusal = plaintext_refusal(hosts, bool(srv.tls_cert), srv.allow_plaintext)
+    if refusal is not None:
+        raise SettingsError(refusal)
+
+
+class ProcessHttp:
+    """The metrics, health and page listener of a gateway process (``serve`` and ``carbonx
+    gateway``). It starts before the gateway exists (``/readyz`` answers "not ready" during
+    recovery or catch-up): set ``gw`` once there is one, and fill ``page`` (``/config.json``,
+    ``page_config``) once the trading listener is up; ``/trades.json`` waits for both."""
+
+    def __init__(self) -> None:
+        self.gw: Gateway | None = None
+        self.page: dict[str, object] = {}
+        self.http = HttpServer(
+            lambda: self.gw.registry_metrics if self.gw is not None else None,
+            lambda: _readiness(self.gw),
+            lambda: self.page or None,
+            lambda symbol: day_trades(self.gw.engine, symbol, self.gw.journal.durable_seq) if self.page and self.gw is not None else None,
+        )
+
+    async def start(self, settings: Settings, opts: ServeOptions) -> str:
+        """Listen on the configured (or ``opts``') metrics address; returns its URL."""
+        srv = settings.server
+        host = srv.metrics_host if opts.metrics_host is None else opts.metrics_host
+        port = await self.http.start(host, srv.metrics_port if opts.metrics_port is None else opts.metrics_port)
+        return f"http://{host}:{port}"
+
+
 async def run(settings: Settings, opts: ServeOptions, stop: asyncio.Event | None = None) -> int:
     """Start everything, print the ready line, serve until SIGTERM/SIGINT (or ``stop``)."""
     from carbonx.gateway.journal import LocalJournal
     from carbonx.gateway.recovery import recover
 
     srv = settings.server
-    hosts = {"trading listener": opts.host or srv.host, "admin listener": opts.admin_host or srv.admin_host}
-    refusal = plaintext_refusal(hosts, bool(srv.tls_cert), srv.allow_plaintext)
-    if refusal is not None:
-        raise SettingsError(refusal)
+    refuse_plaintext(settings, opts)
     data_dir = Path(opts.data_dir or srv.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    holder: dict[str, Gateway] = {}
-    page: dict[str, object] = {}  # /config.json, once the trading listener is up
-    http = HttpServer(
-        lambda: holder["gw"].registry_metrics if "gw" in holder else None,
-        lambda: _readiness(holder.get("gw")),
-        lambda: page or None,
-        lambda symbol: day_trades(holder["gw"].engine, symbol, holder["gw"].journal.durable_seq) if page else None,
-    )
-    metrics_host = srv.metrics_host if opts.metrics_host is None else opts.metrics_host
-    metrics_port = await http.start(metrics_host, srv.metrics_port if opts.metrics_port is None else opts.metrics_port)
+    http = ProcessHttp()
+    metrics_url = await http.start(settings, opts)
     loop = asyncio.get_running_loop()
     recovered = await loop.run_in_executor(None, recover, data_dir, settings.market)
     storage = await loop.run_in_executor(None, check_storage, data_dir, srv.min_free_bytes)
     if not storage.ok:  # the first journal write would fail and stop the exchange: do not start
-        await http.close()
+        await http.http.close()
         raise StorageUnavailable(storage.problem)
     engine = recovered.engine
     journal = LocalJournal(
@@ -387,11 +410,11 @@ async def run(settings: Settings, opts: ServeOptions, stop: asyncio.Event | None
     # Alerts, acks and reports are derived from the journal, not stored: rebuild them first.
     derived = await loop.run_in_executor(None, gw.supervision.derive, data_dir, settings.market, engine.seq)
     log.info("supervision: ready (%d journal records replayed for it)", derived)
-    holder["gw"] = gw
+    http.gw = gw
     booted = await gw.bootstrap()
     trading = await gw.listen(opts.host or srv.host, srv.port if opts.port is None else opts.port, admin=False)
     admin = await gw.listen(opts.admin_host or srv.admin_host, srv.admin_port if opts.admin_port is None else opts.admin_port, admin=True)
-    page.update(page_config(trading, srv.public_url, list(engine.specs)))
+    http.page.update(page_config(trading, srv.public_url, list(engine.specs)))
     gw.start_background()
     gw.ready = True
     log.info(
@@ -402,7 +425,7 @@ async def run(settings: Settings, opts: ServeOptions, stop: asyncio.Event | None
         recovered.seconds,
         booted,
     )
-    sys.stdout.write(f"carbonx ready trading={trading} admin={admin} metrics=http://{metrics_host}:{metrics_port}\n")
+    sys.stdout.write(f"carbonx ready trading={trading} admin={admin} metrics={metrics_url}\n")
     sys.stdout.flush()
     stop = stop or asyncio.Event()
     gw.stop_event = stop
@@ -412,5 +435,5 @@ async def run(settings: Settings, opts: ServeOptions, stop: asyncio.Event | None
     await stop.wait()
     log.info("shutting down")
     await gw.shutdown()
-    await http.close()
+    await http.http.close()
     return 1 if gw.fatal is not None else 0

@@ -36,23 +36,22 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from carbonx.engine.engine import Engine
 from carbonx.engine.schema import Command
-from carbonx.gateway.app import Gateway, ServeOptions, _readiness
+from carbonx.gateway.app import Gateway, ProcessHttp, ServeOptions, refuse_plaintext
 from carbonx.gateway.audit import AuditLog
 from carbonx.gateway.cluster.commands import CommandPublisher
 from carbonx.gateway.cluster.events import Watermark
 from carbonx.gateway.cluster.join import join
 from carbonx.gateway.cluster.lease import liveness_key
 from carbonx.gateway.cluster.replica import AppliedBatch, Replica
-from carbonx.gateway.http import HttpServer, day_trades, page_config
+from carbonx.gateway.http import page_config
 from carbonx.gateway.journal import Journal, JournalError, UnencodableCommand
 from carbonx.gateway.metrics import LatencyHistogram, make_registry
 from carbonx.gateway.protocol import errors
 from carbonx.gateway.protocol.errors import RpcError
 from carbonx.gateway.sequencer import Done, EventSink, Sequencer, Then
 from carbonx.gateway.sessions import ConnectionRegistry, Session
-from carbonx.gateway.settings import Limits, Settings, SettingsError
+from carbonx.gateway.settings import Limits, Settings
 from carbonx.gateway.supervision import Sinks, SupervisionCollector
-from carbonx.gateway.tls import plaintext_refusal
 
 log = logging.getLogger("carbonx.gateway")
 
@@ -308,20 +307,9 @@ async def run_gateway(settings: Settings, opts: ServeOptions, gateway_id: str, s
     """The ``carbonx gateway`` process: listeners as ``serve``, the cluster behind them."""
     cs = settings.cluster
     srv = settings.server
-    hosts = {"trading listener": opts.host or srv.host, "admin listener": opts.admin_host or srv.admin_host}
-    refusal = plaintext_refusal(hosts, bool(srv.tls_cert), srv.allow_plaintext)
-    if refusal is not None:
-        raise SettingsError(refusal)
-    holder: dict[str, Gateway] = {}
-    page: dict[str, object] = {}  # /config.json, once the trading listener is up (as serve)
-    http = HttpServer(
-        lambda: holder["gw"].registry_metrics if "gw" in holder else None,
-        lambda: _readiness(holder.get("gw")),
-        lambda: page or None,
-        lambda symbol: day_trades(holder["gw"].engine, symbol, holder["gw"].journal.durable_seq) if page else None,
-    )
-    metrics_host = srv.metrics_host if opts.metrics_host is None else opts.metrics_host
-    metrics_port = await http.start(metrics_host, srv.metrics_port if opts.metrics_port is None else opts.metrics_port)
+    refuse_plaintext(settings, opts)
+    http = ProcessHttp()
+    metrics_url = await http.start(settings, opts)
     joined = await join(settings, f"carbonx-gateway-{gateway_id}")
     nc, js, kv, engine, anchor = joined.nc, joined.js, joined.kv, joined.engine, joined.anchor
     nonce = secrets.token_hex(4)
@@ -348,7 +336,7 @@ async def run_gateway(settings: Settings, opts: ServeOptions, gateway_id: str, s
     data_dir.mkdir(parents=True, exist_ok=True)
     gw.audit = AuditLog(data_dir / f"audit-{gateway_id}", fsync=(opts.fsync_policy or srv.fsync_policy) == "fsync")
     gw.audit.open()
-    holder["gw"] = gw
+    http.gw = gw
     await journal.start()
     watermark = Watermark(js, cs, seq.on_watermark)
     replica = Replica(js, cs, engine, seq.on_batch, anchor=anchor, on_fatal=fatal)
@@ -357,10 +345,10 @@ async def run_gateway(settings: Settings, opts: ServeOptions, gateway_id: str, s
     await replica.caught_up.wait()
     trading = await gw.listen(opts.host or srv.host, srv.port if opts.port is None else opts.port, admin=False)
     admin = await gw.listen(opts.admin_host or srv.admin_host, srv.admin_port if opts.admin_port is None else opts.admin_port, admin=True)
-    page.update(page_config(trading, srv.public_url, list(engine.specs)))
+    http.page.update(page_config(trading, srv.public_url, list(engine.specs)))
     gw.start_background()
     log.info("gateway %s (life %s) caught up at seq %d", gateway_id, life, engine.seq)
-    sys.stdout.write(f"carbonx ready trading={trading} admin={admin} metrics=http://{metrics_host}:{metrics_port}\n")
+    sys.stdout.write(f"carbonx ready trading={trading} admin={admin} metrics={metrics_url}\n")
     sys.stdout.flush()
     stop = stop or asyncio.Event()
     gw.stop_event = stop
@@ -383,5 +371,5 @@ async def run_gateway(settings: Settings, opts: ServeOptions, gateway_id: str, s
     with contextlib.suppress(Exception):
         await kv.delete(liveness_key(gateway_id))
     await nc.close()
-    await http.close()
+    await http.http.close()
     return 1 if gw.fatal is not None else 0
