@@ -138,9 +138,14 @@ class Supervision(EventSink):
 
     def feed(self, events: list[Event]) -> tuple[list[Alert], list[DayReport]]:
         """Both consumers take ``events``; returns what they produced (no I/O)."""
-        alerts = self.surveillance.observe(events) if self.surveillance is not None else []
-        reports = self.reports.observe(events) if self.reports is not None else []
-        return alerts, reports
+        return observe(self.surveillance, self.reports, events)
+
+    def _restored(self, data: dict[str, Any]) -> tuple[Surveillance | None, DayReports | None]:
+        """Fresh consumers holding a decoded checkpoint's state (``supervision_checkpoint.decode``)."""
+        surveillance, reports = self._new_consumers()
+        checkpoints.restore_into(surveillance, data["surveillance"])
+        checkpoints.restore_into(reports, data["reports"])
+        return surveillance, reports
 
     def publish(self, seq: int, events: list[Event]) -> None:
         try:
@@ -203,15 +208,9 @@ class Supervision(EventSink):
         seq, blob = found
         if seq == upto:
             return found
-        surveillance, reports = self._new_consumers()
-        data = checkpoints.decode(blob, self.fingerprint)
-        checkpoints.restore_into(surveillance, data["surveillance"])
-        checkpoints.restore_into(reports, data["reports"])
+        surveillance, reports = self._restored(checkpoints.decode(blob, self.fingerprint))
         for _, events in later:
-            if surveillance is not None:
-                surveillance.observe(events)
-            if reports is not None:
-                reports.observe(events)
+            observe(surveillance, reports, events)
         return upto, checkpoints.encode(upto, self.fingerprint, surveillance, reports)
 
     def derive(self, directory: Path, config: MarketConfig, upto: int) -> int:
@@ -242,43 +241,46 @@ class Supervision(EventSink):
             raise ValueError("no snapshot at or below it")
         snap_seq, blob, _ = found  # the file's CRC and SHA-256 are checked by ``latest``
         engine = Engine.restore(config, blob)
-        self._fresh()
-        checkpoints.restore_into(self.surveillance, data["surveillance"])
-        checkpoints.restore_into(self.reports, data["reports"])
-        n = 0
-        if upto > engine.seq:
-            expect = engine.seq + 1
-            for seq, cmd in JournalReader(directory, after_seq=engine.seq, include_archive=True):
-                if seq != expect:
-                    raise ValueError(f"the journal continues at seq {seq}, not {expect}")
-                expect += 1
-                events = replay_events(engine, cmd)
-                if seq > at:
-                    self.feed(events)
-                n += 1
-                if seq >= upto:
-                    break
-            if expect <= min(upto, at):
-                raise ValueError(f"the journal ends at seq {expect - 1}, before the checkpoint")
+        self.surveillance, self.reports = self._restored(data)
+        n = derive(directory, config, upto, self.feed, start=engine, feed_after=at)
+        if engine.seq != upto:  # recovery reached upto on this journal: the replay must too
+            raise ValueError(f"the journal replayed from snapshot {snap_seq} ends at seq {engine.seq}, not {upto}")
         self.fed_seq = upto
         log.info("supervision: checkpoint at seq %d, snapshot %d, %d records replayed", at, snap_seq, n)
         return n
 
 
-def derive(directory: Path, config: MarketConfig, upto: int, feed: Callable[[list[Event]], object]) -> int:
-    """Replay the journal of ``directory`` (archived segments included) from seq 1 to
-    ``upto`` into a scratch engine, handing each command's events to ``feed``. A journal
-    that no longer starts at seq 1 (its early segments were deleted) cannot be replayed
-    from empty: logged, and nothing is fed. Blocking: run it in a worker thread."""
-    if upto <= 0:
-        return 0
-    engine = Engine(config)
+def observe(surveillance: Surveillance | None, reports: DayReports | None, events: list[Event]) -> tuple[list[Alert], list[DayReport]]:
+    """Both consumers (those switched on) take ``events``; returns what they produced."""
+    return (surveillance.observe(events) if surveillance is not None else []), (reports.observe(events) if reports is not None else [])
+
+
+def derive(
+    directory: Path,
+    config: MarketConfig,
+    upto: int,
+    feed: Callable[[list[Event]], object],
+    start: Engine | None = None,
+    feed_after: int = 0,
+) -> int:
+    """Replay the journal of ``directory`` (archived segments included) up to ``upto`` into
+    ``start`` (an engine restored from a snapshot; default a scratch engine, from seq 1),
+    handing the events of each command after seq ``feed_after`` to ``feed``. Returns the
+    records replayed. A journal that does not continue at the engine's next seq (its early
+    segments were deleted) cannot be replayed from there: logged, and nothing is fed (the
+    journal reader refuses a gap further on). Blocking: run it in a worker thread."""
+    engine = start if start is not None else Engine(config)
+    first = engine.seq + 1
     n = 0
-    for seq, cmd in JournalReader(directory, after_seq=0, include_archive=True):
-        if n == 0 and seq != 1:
-            log.error("supervision: the journal starts at seq %d, not 1: alerts and reports before it cannot be derived", seq)
+    if upto < first:
+        return 0
+    for seq, cmd in JournalReader(directory, after_seq=engine.seq, include_archive=True):
+        if n == 0 and seq != first:
+            log.error("supervision: the journal starts at seq %d, not %d: alerts and reports before it cannot be derived", seq, first)
             return 0
-        feed(replay_events(engine, cmd))
+        events = replay_events(engine, cmd)
+        if seq > feed_after:
+            feed(events)
         n += 1
         if seq >= upto:
             break
